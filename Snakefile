@@ -1,0 +1,60 @@
+# affalign: whose emotions and moral sentiments do language models reflect?
+#
+# Output contract (paths and columns; later stages extend it, never change it silently).
+# Names in braces are config slugs: {model}, {issue}, {topic}, {classifier}; {prompt_type}
+# is "default" or the group a prompt steers towards. Every parquet file carries its
+# provenance as JSON under the metadata key "affalign" (see src/affalign/shards.py).
+#
+#   results/human/{issue}/posts.parquet
+#       post_id, issue, topic, group, text
+#   results/human/{issue}/dropped.csv
+#       issue, reason, rows (input rows left out and why)
+#   results/services/{model}.json                                   (service, transient)
+#       address of the model's vLLM server while its shard jobs run
+#   results/generated/{model}/{issue}/{topic}/{prompt_type}.parquet
+#       post_id, model, issue, topic, prompt_type, index, template_id, seed, prompt,
+#       raw_text, text, finish_reason, output_tokens, is_empty, is_degenerate, is_refusal
+#   results/affect/{classifier}/generated/{model}/{issue}/{topic}/{prompt_type}.parquet
+#   results/affect/{classifier}/human/{issue}.parquet
+#       post_id, p_<label> (score), y_<label> (bool) for each of the classifier's labels
+#   results/align/{classifier}/distributions.parquet
+#       source, prompt_type, issue, topic, group, label, count, n_posts, total, p
+#   results/align/{classifier}/alignment.parquet  (+ alignment.csv)
+#       model, prompt_type, issue, topic, group, jsd, alignment, n_model_posts, n_human_posts
+#   results/align/{classifier}/partisan_baseline.parquet  (+ partisan_baseline.csv)
+#       issue, topic, group_a, group_b, jsd, alignment, n_posts_a, n_posts_b
+#   results/align/{classifier}/alignment_matrix.csv
+#       row, prompt_type, compared_with, one column per issue/topic (1 - JSD)
+#   results/align/{classifier}/dropped.csv
+#       model, reason, rows (generations left out of the distributions)
+#   results/figures/{classifier}/alignment_heatmap.png
+#
+# alignment = 1 - Jensen-Shannon distance (log base 2), in [0, 1].
+# Logs mirror outputs under logs/, benchmarks under benchmarks/.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# The study config is the default; --configfile replaces it instead of merging into it.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/human.smk"
+include: "workflow/rules/generate.smk"
+include: "workflow/rules/classify.smk"
+include: "workflow/rules/align.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        get_final_outputs(),
+    default_target: True

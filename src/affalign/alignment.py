@@ -1,0 +1,182 @@
+"""The align stage: join affect files with their posts and score models against groups.
+
+Outputs (per classifier), all tidy except the matrix:
+
+* distributions: ``source`` (``human`` or a model), ``prompt_type`` (null for human),
+  ``issue``, ``topic``, ``group`` (null for models), ``label``, ``count``, ``n_posts``,
+  ``total``, ``p``;
+* alignment: ``model``, ``prompt_type``, ``issue``, ``topic``, ``group``, ``jsd``,
+  ``alignment`` (1 − JSD, base 2), ``n_model_posts``, ``n_human_posts``;
+* partisan baseline: ``issue``, ``topic``, ``group_a``, ``group_b``, ``jsd``,
+  ``alignment``, ``n_posts_a``, ``n_posts_b``;
+* dropped: generations left out, by ``model``, ``reason`` and ``rows``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from affalign.distributions import jensen_shannon_alignment, label_distributions
+from affalign.shards import read_provenance
+
+MODEL_KEYS = ["model", "prompt_type", "issue", "topic"]
+HUMAN_KEYS = ["issue", "topic", "group"]
+FLAGS = {"is_empty": "empty text", "is_refusal": "refusal", "is_degenerate": "degenerate"}
+
+
+@dataclass(frozen=True)
+class DropPolicy:
+    empty: bool = True
+    refusals: bool = True
+    degenerate: bool = False
+
+    def flags(self) -> list[str]:
+        chosen = {"is_empty": self.empty, "is_refusal": self.refusals, "is_degenerate": self.degenerate}
+        return [flag for flag, on in chosen.items() if on]
+
+
+def labels_of(affect_path: str | Path) -> list[str]:
+    labels = read_provenance(affect_path).get("labels")
+    if not labels:
+        raise ValueError(f"{affect_path} records no labels in its provenance")
+    return list(labels)
+
+
+def join_affect(posts: Sequence[str | Path], affect: Sequence[str | Path], columns: Sequence[str]) -> pl.LazyFrame:
+    """Posts (``columns`` of them) joined 1:1 with their affect rows on ``post_id``."""
+    post_frame = pl.scan_parquet([str(p) for p in posts]).select(["post_id", *columns])
+    affect_frame = pl.scan_parquet([str(a) for a in affect])
+    return post_frame.join(affect_frame, on="post_id", how="inner", validate="1:1")
+
+
+def apply_drop_policy(generated: pl.DataFrame, policy: DropPolicy) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Remove flagged generations; count what was removed per model and first matching reason."""
+    flags = policy.flags()
+    if not flags:
+        empty = pl.DataFrame(schema={"model": pl.String, "reason": pl.String, "rows": pl.Int64})
+        return generated, empty
+    reason = pl.when(pl.col(flags[0])).then(pl.lit(FLAGS[flags[0]]))
+    for flag in flags[1:]:
+        reason = reason.when(pl.col(flag)).then(pl.lit(FLAGS[flag]))
+    marked = generated.with_columns(reason.otherwise(None).alias("drop_reason"))
+    dropped = (
+        marked.filter(pl.col("drop_reason").is_not_null())
+        .group_by(["model", "drop_reason"])
+        .agg(pl.len().cast(pl.Int64).alias("rows"))
+        .rename({"drop_reason": "reason"})
+        .sort(["model", "reason"])
+    )
+    return marked.filter(pl.col("drop_reason").is_null()).drop("drop_reason"), dropped
+
+
+def align(
+    generated: pl.DataFrame,
+    human: pl.DataFrame,
+    labels: Sequence[str],
+    groups: Sequence[str],
+    none_bin: bool = False,
+) -> dict[str, pl.DataFrame]:
+    """Distributions, model-vs-group alignment and the partisan baseline (pure)."""
+    model_dist = label_distributions(generated, MODEL_KEYS, labels, none_bin)
+    human_dist = label_distributions(human, HUMAN_KEYS, labels, none_bin)
+    scores = jensen_shannon_alignment(
+        model_dist, human_dist, on=["issue", "topic"], left_keys=["model", "prompt_type"], right_keys=["group"]
+    ).rename({"n_left": "n_model_posts", "n_right": "n_human_posts"})
+    alignment = scores.select(
+        ["model", "prompt_type", "issue", "topic", "group", "jsd", "alignment", "n_model_posts", "n_human_posts"]
+    ).sort(["model", "prompt_type", "issue", "topic", "group"])
+
+    group_a, group_b = groups
+    side_a = human_dist.filter(pl.col("group") == group_a).rename({"group": "group_a"})
+    side_b = human_dist.filter(pl.col("group") == group_b).rename({"group": "group_b"})
+    baseline = (
+        jensen_shannon_alignment(side_a, side_b, on=["issue", "topic"], left_keys=["group_a"], right_keys=["group_b"])
+        .rename({"n_left": "n_posts_a", "n_right": "n_posts_b"})
+        .select(["issue", "topic", "group_a", "group_b", "jsd", "alignment", "n_posts_a", "n_posts_b"])
+    )
+
+    distributions = pl.concat(
+        [
+            model_dist.rename({"model": "source"}).with_columns(pl.lit(None, pl.String).alias("group")),
+            human_dist.with_columns(
+                pl.lit("human").alias("source"), pl.lit(None, pl.String).alias("prompt_type")
+            ),
+        ],
+        how="diagonal",
+    ).select(["source", "prompt_type", "issue", "topic", "group", "label", "count", "n_posts", "total", "p"])
+    return {"distributions": distributions.with_columns(pl.col("label").cast(pl.String)),
+            "alignment": alignment, "baseline": baseline}
+
+
+def alignment_matrix(alignment: pl.DataFrame, baseline: pl.DataFrame) -> pl.DataFrame:
+    """Readable wide matrix: one row per model × prompt type × group (and one per baseline),
+    one column per ``issue/topic``; cells are 1 − JSD rounded to 4 decimals."""
+    rows = alignment.select(
+        pl.col("model").alias("row"),
+        "prompt_type",
+        pl.col("group").alias("compared_with"),
+        (pl.col("issue") + "/" + pl.col("topic")).alias("column"),
+        "alignment",
+    )
+    base = baseline.select(
+        pl.lit("partisan baseline").alias("row"),
+        pl.lit(None, pl.String).alias("prompt_type"),
+        (pl.col("group_a") + " vs " + pl.col("group_b")).alias("compared_with"),
+        (pl.col("issue") + "/" + pl.col("topic")).alias("column"),
+        "alignment",
+    )
+    columns = sorted(rows["column"].unique().to_list())
+    wide = pl.concat([rows, base]).with_columns(pl.col("alignment").round(4)).pivot(
+        on="column", index=["row", "prompt_type", "compared_with"], values="alignment"
+    )
+    return wide.select(["row", "prompt_type", "compared_with", *[c for c in columns if c in wide.columns]])
+
+
+def run_align_stage(
+    *,
+    generated: Sequence[str | Path],
+    generated_affect: Sequence[str | Path],
+    human: Sequence[str | Path],
+    human_affect: Sequence[str | Path],
+    groups: Sequence[str],
+    none_bin: bool,
+    policy: DropPolicy,
+    outputs: dict[str, str],
+    classifier: str,
+) -> None:
+    """Read the shards of one classifier, score them and write the align outputs."""
+    from affalign.shards import write_csv, write_shard
+
+    labels = labels_of(human_affect[0])
+    for path in [*human_affect, *generated_affect]:
+        if labels_of(path) != labels:
+            raise ValueError(f"{path} has labels {labels_of(path)}, expected {labels} like {human_affect[0]}")
+    flags = list(FLAGS)
+    model_posts = join_affect(generated, generated_affect, [*MODEL_KEYS, *flags]).collect()
+    human_posts = join_affect(human, human_affect, HUMAN_KEYS).collect()
+    kept, dropped = apply_drop_policy(model_posts, policy)
+    results = align(kept, human_posts, labels, groups, none_bin)
+    provenance = {
+        "stage": "align",
+        "classifier": classifier,
+        "labels": labels,
+        "none_bin": none_bin,
+        "unlabelled_posts": "counted in a 'none' bin" if none_bin else "add nothing to the distribution",
+        "drop_policy": policy.flags(),
+        "score": "1 - Jensen-Shannon distance, log base 2",
+        "generated_posts": model_posts.height,
+        "generated_posts_kept": kept.height,
+        "human_posts": human_posts.height,
+    }
+    write_shard(results["distributions"], outputs["distributions"], provenance)
+    write_shard(results["alignment"], outputs["alignment"], provenance)
+    write_shard(results["baseline"], outputs["baseline"], provenance)
+    write_csv(results["alignment"], outputs["alignment_csv"])
+    write_csv(results["baseline"], outputs["baseline_csv"])
+    write_csv(alignment_matrix(results["alignment"], results["baseline"]), outputs["matrix"])
+    write_csv(dropped, outputs["dropped"])
+    print(f"[affalign] {classifier}: {kept.height}/{model_posts.height} generations kept; dropped:\n{dropped}")

@@ -1,0 +1,63 @@
+"""Checks of a schema-valid config that need the file system, run before any job.
+
+Each failure names the config file and the key, so the user knows what to fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from affalign.human import HumanDataError, check_columns, column_names
+from affalign.prompts import DEFAULT_PROMPT_TYPE, PromptError, load_templates
+
+
+class ConfigError(ValueError):
+    """A config that cannot be run."""
+
+
+def check_config(config: Mapping[str, Any], source: str, workdir: str | Path = ".") -> None:
+    """Raise :class:`ConfigError` for the first problem found."""
+    workdir = Path(workdir)
+
+    def here(path: str) -> Path:
+        return Path(path) if Path(path).is_absolute() else workdir / path
+
+    groups = list(config["groups"])
+    for prompt_type in config["prompt_types"]:
+        if prompt_type != DEFAULT_PROMPT_TYPE and prompt_type not in groups:
+            raise ConfigError(
+                f"{source}: prompt_types entry {prompt_type!r} steers towards a group that is not in "
+                f"groups {groups}"
+            )
+
+    for name, model in config["models"].items():
+        if "path" in model and not here(model["path"]).exists():
+            raise ConfigError(
+                f"{source}: models.{name}.path {model['path']!r} does not exist (looked in "
+                f"{here(model['path']).resolve()}); prepare it (make prepare-model) or fix the path"
+            )
+
+    issues, human = set(config["issues"]), set(config["human"])
+    if issues - human:
+        raise ConfigError(f"{source}: human has no table for issue(s) {sorted(issues - human)}")
+    if human - issues:
+        raise ConfigError(f"{source}: human.{sorted(human - issues)[0]} is not an issue in 'issues'")
+
+    for issue, table in config["human"].items():
+        path = here(table["path"])
+        if not path.is_file():
+            raise ConfigError(f"{source}: human.{issue}.path {table['path']!r} does not exist")
+        try:
+            check_columns(path, column_names(path), table.get("columns", {}))
+        except HumanDataError as error:
+            raise ConfigError(f"{source}: human.{issue}: {error}") from error
+
+    prompts = here(config["prompts"])
+    if not prompts.is_file():
+        raise ConfigError(f"{source}: prompts {config['prompts']!r} does not exist")
+    try:
+        load_templates(prompts)
+    except PromptError as error:
+        raise ConfigError(f"{source}: prompts: {error}") from error

@@ -1,0 +1,299 @@
+"""Write one generation shard by consuming a model's vLLM service over HTTP.
+
+Instruct models get ``/v1/chat/completions`` requests (the server applies the model's
+chat template); base models get ``/v1/completions`` with a completion prompt that stops
+at the first newline. Requests run concurrently with a bounded number in flight, are
+retried with back-off on transient errors, and each carries its own seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import polars as pl
+
+from affalign import postprocess
+from affalign.prompts import GenerationRequest, build_requests, load_templates
+from affalign.serve import is_healthy
+from affalign.shards import write_shard
+
+RETRIES = 5
+TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+STALE_STATE_MARGIN_S = 120.0
+
+SHARD_SCHEMA = {
+    "post_id": pl.String,
+    "model": pl.String,
+    "issue": pl.String,
+    "topic": pl.String,
+    "prompt_type": pl.String,
+    "index": pl.Int32,
+    "template_id": pl.String,
+    "seed": pl.Int64,
+    "prompt": pl.String,
+    "raw_text": pl.String,
+    "text": pl.String,
+    "finish_reason": pl.String,
+    "output_tokens": pl.Int32,
+    "is_empty": pl.Boolean,
+    "is_degenerate": pl.Boolean,
+    "is_refusal": pl.Boolean,
+}
+
+
+class ServiceUnavailable(RuntimeError):
+    """The model's server never came up, or died while this shard was being written."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_tokens: int
+    temperature: float
+    top_p: float
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def wait_for_service(
+    service_file: str | Path,
+    state_file: str | Path,
+    server_log: str | Path,
+    timeout_s: float,
+    poll_s: float = 1.0,
+) -> dict[str, Any]:
+    """Block until the service file names a healthy server; fail fast if the server died."""
+    service_file, state_file = Path(service_file), Path(state_file)
+    began = time.time()
+    while True:
+        service = _read_json(service_file)
+        if service and is_healthy(service["url"]):
+            return service
+        state = _read_json(state_file)
+        fresh = state_file.exists() and state_file.stat().st_mtime >= began - STALE_STATE_MARGIN_S
+        if state and fresh:
+            if state.get("status") == "failed":
+                raise ServiceUnavailable(
+                    f"the model server failed: {state.get('error', 'no reason recorded')}\n"
+                    f"Server log: {server_log}"
+                )
+            pid = state.get("pid")
+            if isinstance(pid, int) and not _pid_alive(pid):
+                raise ServiceUnavailable(f"the model server (pid {pid}) is gone; see its log {server_log}")
+        if time.time() - began > timeout_s:
+            raise ServiceUnavailable(
+                f"no healthy model server after {timeout_s:.0f} s (service file {service_file}); "
+                f"see the server log {server_log}, or raise generation.server_start_timeout_s"
+            )
+        time.sleep(poll_s)
+
+
+def _payload(
+    request: GenerationRequest, served_name: str, kind: str, sampling: Sampling
+) -> tuple[str, dict[str, Any]]:
+    common = {
+        "model": served_name,
+        "max_tokens": sampling.max_tokens,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "seed": request.seed,
+        "n": 1,
+    }
+    if kind == "instruct":
+        return "/v1/chat/completions", {
+            **common,
+            "messages": [{"role": "user", "content": request.prompt}],
+        }
+    return "/v1/completions", {**common, "prompt": request.prompt, "stop": ["\n"]}
+
+
+def _parse(kind: str, body: Mapping[str, Any]) -> tuple[str, str, int]:
+    choice = body["choices"][0]
+    text = choice["message"]["content"] if kind == "instruct" else choice["text"]
+    tokens = int((body.get("usage") or {}).get("completion_tokens") or 0)
+    return text or "", choice.get("finish_reason") or "", tokens
+
+
+async def _one(
+    session: aiohttp.ClientSession,
+    url: str,
+    request: GenerationRequest,
+    served_name: str,
+    kind: str,
+    sampling: Sampling,
+    limiter: asyncio.Semaphore,
+    server_log: str,
+) -> tuple[str, str, int]:
+    endpoint, payload = _payload(request, served_name, kind, sampling)
+    last_error = ""
+    for attempt in range(RETRIES):
+        async with limiter:
+            try:
+                async with session.post(url + endpoint, json=payload) as response:
+                    if response.status == 200:
+                        return _parse(kind, await response.json())
+                    detail = (await response.text())[:500]
+                    if response.status not in TRANSIENT_STATUS:
+                        raise ServiceUnavailable(
+                            f"server rejected request {request.index} with HTTP {response.status}: {detail}"
+                        )
+                    last_error = f"HTTP {response.status}: {detail}"
+            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                last_error = f"{type(error).__name__}: {error}"
+        if not is_healthy(url):
+            raise ServiceUnavailable(
+                f"the model server at {url} stopped answering ({last_error}); see its log {server_log}"
+            )
+        await asyncio.sleep(min(30.0, 0.5 * 2**attempt) * (1 + random.random()))
+    raise ServiceUnavailable(
+        f"request {request.index} failed {RETRIES} times ({last_error}); see the server log {server_log}"
+    )
+
+
+async def _generate_all(
+    url: str,
+    requests: list[GenerationRequest],
+    served_name: str,
+    kind: str,
+    sampling: Sampling,
+    max_in_flight: int,
+    request_timeout_s: float,
+    server_log: str,
+) -> list[tuple[str, str, int]]:
+    limiter = asyncio.Semaphore(max_in_flight)
+    timeout = aiohttp.ClientTimeout(total=request_timeout_s)
+    connector = aiohttp.TCPConnector(limit=max_in_flight)
+    done = 0
+    step = max(1, len(requests) // 10)
+
+    async def tracked(request: GenerationRequest) -> tuple[str, str, int]:
+        nonlocal done
+        result = await _one(session, url, request, served_name, kind, sampling, limiter, server_log)
+        done += 1
+        if done % step == 0 or done == len(requests):
+            print(f"[affalign] {done}/{len(requests)} generations", flush=True)
+        return result
+
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        return await asyncio.gather(*(tracked(request) for request in requests))
+
+
+def write_generation_shard(
+    *,
+    service_file: str | Path,
+    state_file: str | Path,
+    server_log: str | Path,
+    output: str | Path,
+    prompts_file: str | Path,
+    global_seed: int,
+    model: str,
+    model_info: Mapping[str, Any],
+    issue: str,
+    issue_name: str,
+    topic: str,
+    topic_name: str,
+    prompt_type: str,
+    count: int,
+    sampling: Sampling,
+    max_in_flight: int,
+    server_start_timeout_s: float,
+    request_timeout_s: float,
+) -> pl.DataFrame:
+    """Generate ``count`` posts for one shard through the model's service and write them."""
+    kind = model_info["kind"]
+    requests = build_requests(
+        load_templates(prompts_file),
+        global_seed=global_seed,
+        model=model,
+        kind=kind,
+        issue=issue,
+        issue_name=issue_name,
+        topic=topic,
+        topic_name=topic_name,
+        prompt_type=prompt_type,
+        count=count,
+    )
+    service = wait_for_service(service_file, state_file, server_log, server_start_timeout_s)
+    began = time.time()
+    results = asyncio.run(
+        _generate_all(
+            service["url"], requests, model, kind, sampling, max_in_flight, request_timeout_s, str(server_log)
+        )
+    )
+    wall = time.time() - began
+    cleaned = [postprocess.clean_text(raw, kind) for raw, _, _ in results]
+    frame = pl.DataFrame(
+        {
+            "post_id": [f"{model}/{issue}/{topic}/{prompt_type}/{r.index:06d}" for r in requests],
+            "model": model,
+            "issue": issue,
+            "topic": topic,
+            "prompt_type": prompt_type,
+            "index": [r.index for r in requests],
+            "template_id": [r.template_id for r in requests],
+            "seed": [r.seed for r in requests],
+            "prompt": [r.prompt for r in requests],
+            "raw_text": [raw for raw, _, _ in results],
+            "text": cleaned,
+            "finish_reason": [reason for _, reason, _ in results],
+            "output_tokens": [tokens for _, _, tokens in results],
+            "is_empty": [text == "" for text in cleaned],
+            "is_degenerate": [postprocess.is_degenerate(text) for text in cleaned],
+            "is_refusal": [postprocess.is_refusal(text) for text in cleaned],
+        },
+        schema=SHARD_SCHEMA,
+    )
+    provenance = {
+        "stage": "generate",
+        "model": model,
+        "model_source": service.get("model_source"),
+        "revision": model_info.get("revision"),
+        "kind": kind,
+        "engine": service.get("engine"),
+        "device": service.get("device"),
+        "engine_options": service.get("engine_options"),
+        "sampling": {
+            "max_tokens": sampling.max_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "n": 1,
+            "stop": ["\n"] if kind == "base" else None,
+        },
+        "global_seed": global_seed,
+        "seed_derivation": "sha256(global_seed, 'sample', model, issue, topic, prompt_type, index) mod 2^31-1",
+        "template_ids": sorted({r.template_id for r in requests}),
+        "prompts_file": str(prompts_file),
+        "server_healthy_after_s": service.get("healthy_after_s"),
+        "shard_wall_s": round(wall, 3),
+        "output_tokens": int(frame["output_tokens"].sum()),
+    }
+    write_shard(frame, output, provenance)
+    print(
+        f"[affalign] wrote {output}: {frame.height} generations, "
+        f"{provenance['output_tokens']} tokens in {wall:.1f} s",
+        flush=True,
+    )
+    return frame

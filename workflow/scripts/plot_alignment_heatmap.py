@@ -1,0 +1,20 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+
+import polars as pl
+
+from affalign.figures import plot_alignment_heatmap
+from affalign.jobs import run_logged
+
+run_logged(
+    snakemake.log[0],
+    lambda: plot_alignment_heatmap(
+        pl.read_parquet(snakemake.input.alignment),
+        pl.read_parquet(snakemake.input.baseline),
+        list(snakemake.params.groups),
+        f"Affective alignment, classifier {snakemake.wildcards.classifier}",
+        snakemake.output[0],
+    ),
+)
