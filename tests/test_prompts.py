@@ -63,6 +63,7 @@ def test_seeds_differ_between_models_and_prompt_types():
 def test_template_file_errors_name_the_pool(tmp_path):
     bad = tmp_path / "prompts.yaml"
     text = (REPO / "resources" / "prompts.yaml").read_text()
-    bad.write_text(text.replace("{group}", "{party}", 1))
+    head, steered = text.split("  steered:", 1)
+    bad.write_text(head + "  steered:" + steered.replace("{group}", "{party}", 1))
     with pytest.raises(PromptError, match=r"base\.steered\[0\].*unknown placeholders \['party'\]"):
         load_templates(bad)

@@ -32,7 +32,9 @@ def tiny_config(model_dir: Path) -> dict:
         "enforce_eager": True,
         "enable_chunked_prefill": False,
     }
-    config["models"] = {name: {"path": str(model_dir), "kind": kind, "engine": engine} for name, kind in MODELS.items()}
+    config["models"] = {
+        name: {"path": str(model_dir), "kind": kind, "engine": engine} for name, kind in MODELS.items()
+    }
     covid = config["issues"]["covid-19"]
     covid["topics"] = {topic: covid["topics"][topic] for topic in TOPICS}
     config["issues"] = {"covid-19": covid}
@@ -126,7 +128,15 @@ def test_alignment_outputs(finished_run):
         root = workdir / "results" / "align" / classifier
         alignment = pl.read_parquet(root / "alignment.parquet")
         assert alignment.columns == [
-            "model", "prompt_type", "issue", "topic", "group", "jsd", "alignment", "n_model_posts", "n_human_posts"
+            "model",
+            "prompt_type",
+            "issue",
+            "topic",
+            "group",
+            "jsd",
+            "alignment",
+            "n_model_posts",
+            "n_human_posts",
         ]
         assert alignment.height == len(MODELS) * len(PROMPT_TYPES) * len(TOPICS) * 2
         defined = alignment.drop_nulls("alignment")
@@ -138,13 +148,21 @@ def test_alignment_outputs(finished_run):
         distributions = pl.read_parquet(root / "distributions.parquet").filter(pl.col("source") == "human")
         for topic, value in baseline.select("topic", "alignment").iter_rows():
             vectors = [
-                distributions.filter((pl.col("topic") == topic) & (pl.col("group") == g)).sort("label")["count"]
+                distributions.filter((pl.col("topic") == topic) & (pl.col("group") == g)).sort("label")[
+                    "count"
+                ]
                 for g in ("liberal", "conservative")
             ]
             assert value == pytest.approx(1 - jensenshannon(*vectors, base=2), abs=1e-9)
         matrix = pl.read_csv(root / "alignment_matrix.csv")
         assert matrix.height == len(MODELS) * len(PROMPT_TYPES) * 2 + 1
-        assert matrix.columns == ["row", "prompt_type", "compared_with", "covid-19/mask-mandates", "covid-19/vaccines"]
+        assert matrix.columns == [
+            "row",
+            "prompt_type",
+            "compared_with",
+            "covid-19/mask-mandates",
+            "covid-19/vaccines",
+        ]
         figure = workdir / "results" / "figures" / classifier / "alignment_heatmap.png"
         assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 5000
 
@@ -156,4 +174,6 @@ def test_second_run_has_nothing_to_do(finished_run):
     assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout + dry.stderr
     summary = run_snakemake(workdir, "--summary", configfile=configfile)
     rows = [line.split("\t") for line in summary.stdout.splitlines()[1:] if "\t" in line]
-    assert rows and all(row[-1] == "no update" for row in rows if "results/services" not in row[0]), summary.stdout
+    assert rows and all(row[-1] == "no update" for row in rows if "results/services" not in row[0]), (
+        summary.stdout
+    )

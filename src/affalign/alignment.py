@@ -46,7 +46,9 @@ def labels_of(affect_path: str | Path) -> list[str]:
     return list(labels)
 
 
-def join_affect(posts: Sequence[str | Path], affect: Sequence[str | Path], columns: Sequence[str]) -> pl.LazyFrame:
+def join_affect(
+    posts: Sequence[str | Path], affect: Sequence[str | Path], columns: Sequence[str]
+) -> pl.LazyFrame:
     """Posts (``columns`` of them) joined 1:1 with their affect rows on ``post_id``."""
     post_frame = pl.scan_parquet([str(p) for p in posts]).select(["post_id", *columns])
     affect_frame = pl.scan_parquet([str(a) for a in affect])
@@ -84,17 +86,33 @@ def align(
     model_dist = label_distributions(generated, MODEL_KEYS, labels, none_bin)
     human_dist = label_distributions(human, HUMAN_KEYS, labels, none_bin)
     scores = jensen_shannon_alignment(
-        model_dist, human_dist, on=["issue", "topic"], left_keys=["model", "prompt_type"], right_keys=["group"]
+        model_dist,
+        human_dist,
+        on=["issue", "topic"],
+        left_keys=["model", "prompt_type"],
+        right_keys=["group"],
     ).rename({"n_left": "n_model_posts", "n_right": "n_human_posts"})
     alignment = scores.select(
-        ["model", "prompt_type", "issue", "topic", "group", "jsd", "alignment", "n_model_posts", "n_human_posts"]
+        [
+            "model",
+            "prompt_type",
+            "issue",
+            "topic",
+            "group",
+            "jsd",
+            "alignment",
+            "n_model_posts",
+            "n_human_posts",
+        ]
     ).sort(["model", "prompt_type", "issue", "topic", "group"])
 
     group_a, group_b = groups
     side_a = human_dist.filter(pl.col("group") == group_a).rename({"group": "group_a"})
     side_b = human_dist.filter(pl.col("group") == group_b).rename({"group": "group_b"})
     baseline = (
-        jensen_shannon_alignment(side_a, side_b, on=["issue", "topic"], left_keys=["group_a"], right_keys=["group_b"])
+        jensen_shannon_alignment(
+            side_a, side_b, on=["issue", "topic"], left_keys=["group_a"], right_keys=["group_b"]
+        )
         .rename({"n_left": "n_posts_a", "n_right": "n_posts_b"})
         .select(["issue", "topic", "group_a", "group_b", "jsd", "alignment", "n_posts_a", "n_posts_b"])
     )
@@ -108,8 +126,11 @@ def align(
         ],
         how="diagonal",
     ).select(["source", "prompt_type", "issue", "topic", "group", "label", "count", "n_posts", "total", "p"])
-    return {"distributions": distributions.with_columns(pl.col("label").cast(pl.String)),
-            "alignment": alignment, "baseline": baseline}
+    return {
+        "distributions": distributions.with_columns(pl.col("label").cast(pl.String)),
+        "alignment": alignment,
+        "baseline": baseline,
+    }
 
 
 def alignment_matrix(alignment: pl.DataFrame, baseline: pl.DataFrame) -> pl.DataFrame:
@@ -130,8 +151,10 @@ def alignment_matrix(alignment: pl.DataFrame, baseline: pl.DataFrame) -> pl.Data
         "alignment",
     )
     columns = sorted(rows["column"].unique().to_list())
-    wide = pl.concat([rows, base]).with_columns(pl.col("alignment").round(4)).pivot(
-        on="column", index=["row", "prompt_type", "compared_with"], values="alignment"
+    wide = (
+        pl.concat([rows, base])
+        .with_columns(pl.col("alignment").round(4))
+        .pivot(on="column", index=["row", "prompt_type", "compared_with"], values="alignment")
     )
     return wide.select(["row", "prompt_type", "compared_with", *[c for c in columns if c in wide.columns]])
 
@@ -179,4 +202,6 @@ def run_align_stage(
     write_csv(results["baseline"], outputs["baseline_csv"])
     write_csv(alignment_matrix(results["alignment"], results["baseline"]), outputs["matrix"])
     write_csv(dropped, outputs["dropped"])
-    print(f"[affalign] {classifier}: {kept.height}/{model_posts.height} generations kept; dropped:\n{dropped}")
+    print(
+        f"[affalign] {classifier}: {kept.height}/{model_posts.height} generations kept; dropped:\n{dropped}"
+    )

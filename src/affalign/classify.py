@@ -30,7 +30,7 @@ def normalise_text(text: str | None) -> str:
         return ""
     text = URL_PATTERN.sub(" ", text)
     text = MENTION_PATTERN.sub(" ", text)
-    return text.replace("#", " ").strip()
+    return " ".join(text.replace("#", " ").split())
 
 
 def load_classifier(spec: Mapping[str, Any]) -> lexicon.Lexicon:

@@ -43,18 +43,14 @@ def label_distributions(
     """Count posts per label within each cell of ``keys`` and normalise to a distribution."""
     frame = affect.lazy()
     flags = [pl.col(label_column(label)).cast(pl.Int64) for label in labels]
-    aggregations = [
-        pl.col(label_column(label)).cast(pl.Int64).sum().alias(label) for label in labels
-    ]
+    aggregations = [pl.col(label_column(label)).cast(pl.Int64).sum().alias(label) for label in labels]
     aggregations.append(pl.len().cast(pl.Int64).alias("n_posts"))
     label_names = list(labels)
     if none_bin:
         aggregations.append((pl.sum_horizontal(flags) == 0).cast(pl.Int64).sum().alias(NONE_LABEL))
         label_names.append(NONE_LABEL)
     wide = frame.group_by(list(keys)).agg(aggregations)
-    long = wide.unpivot(
-        index=[*keys, "n_posts"], on=label_names, variable_name="label", value_name="count"
-    )
+    long = wide.unpivot(index=[*keys, "n_posts"], on=label_names, variable_name="label", value_name="count")
     order = pl.Enum(label_names)
     return (
         long.with_columns(
@@ -62,10 +58,7 @@ def label_distributions(
             pl.col("count").sum().over(list(keys)).alias("total"),
         )
         .with_columns(
-            pl.when(pl.col("total") > 0)
-            .then(pl.col("count") / pl.col("total"))
-            .otherwise(None)
-            .alias("p")
+            pl.when(pl.col("total") > 0).then(pl.col("count") / pl.col("total")).otherwise(None).alias("p")
         )
         .select([*keys, "label", "count", "n_posts", "total", "p"])
         .sort([*keys, "label"])
@@ -107,8 +100,7 @@ def jensen_shannon_alignment(
     scored = (
         pairs.with_columns(
             (
-                0.5 * _plogp_ratio(pl.col("p_left"), mixture)
-                + 0.5 * _plogp_ratio(pl.col("p_right"), mixture)
+                0.5 * _plogp_ratio(pl.col("p_left"), mixture) + 0.5 * _plogp_ratio(pl.col("p_right"), mixture)
             ).alias("term")
         )
         .group_by(cell)

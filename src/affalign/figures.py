@@ -12,9 +12,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import polars as pl
 
 BASELINE_ROW = "partisan baseline"
 
@@ -28,15 +28,15 @@ def heatmap_panels(alignment: pl.DataFrame, baseline: pl.DataFrame, groups: list
         .sort("row")["row"]
         .to_list()
     )
-    base_values = {
-        f"{i}/{t}": a for i, t, a in baseline.select("issue", "topic", "alignment").iter_rows()
-    }
+    base_values = {f"{i}/{t}": a for i, t, a in baseline.select("issue", "topic", "alignment").iter_rows()}
     panels = []
     for group in groups:
         subset = alignment.filter(pl.col("group") == group)
         lookup = {
             (f"{m} · {p}", f"{i}/{t}"): a
-            for m, p, i, t, a in subset.select("model", "prompt_type", "issue", "topic", "alignment").iter_rows()
+            for m, p, i, t, a in subset.select(
+                "model", "prompt_type", "issue", "topic", "alignment"
+            ).iter_rows()
         }
         matrix = np.full((len(rows) + 1, len(columns)), np.nan)
         for r, row in enumerate(rows):
@@ -57,7 +57,9 @@ def plot_alignment_heatmap(
     n_rows, n_cols = len(panels[0][1]), len(panels[0][2])
     width = max(6.0, 1.0 + 0.9 * n_cols) * len(panels)
     height = max(3.0, 1.5 + 0.42 * n_rows)
-    figure, axes = plt.subplots(1, len(panels), figsize=(width, height), squeeze=False, constrained_layout=True)
+    figure, axes = plt.subplots(
+        1, len(panels), figsize=(width, height), squeeze=False, constrained_layout=True
+    )
     image = None
     for axis, (group, row_labels, column_labels, matrix) in zip(axes[0], panels, strict=True):
         image = axis.imshow(np.ma.masked_invalid(matrix), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")

@@ -28,7 +28,6 @@ from affalign.shards import write_shard
 
 RETRIES = 5
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
-STALE_STATE_MARGIN_S = 120.0
 
 SHARD_SCHEMA = {
     "post_id": pl.String,
@@ -80,33 +79,35 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def wait_for_service(
     service_file: str | Path,
-    state_file: str | Path,
     server_log: str | Path,
     timeout_s: float,
     poll_s: float = 1.0,
 ) -> dict[str, Any]:
-    """Block until the service file names a healthy server; fail fast if the server died."""
-    service_file, state_file = Path(service_file), Path(state_file)
+    """Block until the service file says the server is ready and it answers ``/health``.
+
+    Fails fast, pointing at the server log, when the service reports a failure or the
+    server process is gone; fails after ``timeout_s`` seconds otherwise.
+    """
+    service_file = Path(service_file)
     began = time.time()
     while True:
-        service = _read_json(service_file)
-        if service and is_healthy(service["url"]):
+        service = _read_json(service_file) or {}
+        status = service.get("status")
+        if status == "ready" and is_healthy(service["url"]):
             return service
-        state = _read_json(state_file)
-        fresh = state_file.exists() and state_file.stat().st_mtime >= began - STALE_STATE_MARGIN_S
-        if state and fresh:
-            if state.get("status") == "failed":
-                raise ServiceUnavailable(
-                    f"the model server failed: {state.get('error', 'no reason recorded')}\n"
-                    f"Server log: {server_log}"
-                )
-            pid = state.get("pid")
-            if isinstance(pid, int) and not _pid_alive(pid):
-                raise ServiceUnavailable(f"the model server (pid {pid}) is gone; see its log {server_log}")
+        if status == "failed":
+            raise ServiceUnavailable(
+                f"the model server failed: {service.get('error', 'no reason recorded')}\n"
+                f"Server log: {server_log}"
+            )
+        pid = service.get("pid")
+        if isinstance(pid, int) and not _pid_alive(pid):
+            raise ServiceUnavailable(f"the model server (pid {pid}) is gone; see its log {server_log}")
         if time.time() - began > timeout_s:
             raise ServiceUnavailable(
-                f"no healthy model server after {timeout_s:.0f} s (service file {service_file}); "
-                f"see the server log {server_log}, or raise generation.server_start_timeout_s"
+                f"no healthy model server after {timeout_s:.0f} s (service file {service_file}, "
+                f"status {status!r}); see the server log {server_log}, or raise "
+                "generation.server_start_timeout_s"
             )
         time.sleep(poll_s)
 
@@ -161,7 +162,7 @@ async def _one(
                             f"server rejected request {request.index} with HTTP {response.status}: {detail}"
                         )
                     last_error = f"HTTP {response.status}: {detail}"
-            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            except (TimeoutError, aiohttp.ClientError) as error:
                 last_error = f"{type(error).__name__}: {error}"
         if not is_healthy(url):
             raise ServiceUnavailable(
@@ -204,7 +205,6 @@ async def _generate_all(
 def write_generation_shard(
     *,
     service_file: str | Path,
-    state_file: str | Path,
     server_log: str | Path,
     output: str | Path,
     prompts_file: str | Path,
@@ -236,7 +236,7 @@ def write_generation_shard(
         prompt_type=prompt_type,
         count=count,
     )
-    service = wait_for_service(service_file, state_file, server_log, server_start_timeout_s)
+    service = wait_for_service(service_file, server_log, server_start_timeout_s)
     began = time.time()
     results = asyncio.run(
         _generate_all(
@@ -283,7 +283,9 @@ def write_generation_shard(
             "stop": ["\n"] if kind == "base" else None,
         },
         "global_seed": global_seed,
-        "seed_derivation": "sha256(global_seed, 'sample', model, issue, topic, prompt_type, index) mod 2^31-1",
+        "seed_derivation": (
+            "sha256(global_seed, 'sample', model, issue, topic, prompt_type, index) mod 2^31-1"
+        ),
         "template_ids": sorted({r.template_id for r in requests}),
         "prompts_file": str(prompts_file),
         "server_healthy_after_s": service.get("healthy_after_s"),

@@ -101,9 +101,9 @@ def normalise_posts(
     for field in FIELDS:
         missing = renamed[field].is_null() | (renamed[field].str.strip_chars() == "")
         if field != "text" and missing.any():
-            raise HumanDataError(
-                f"{path}: column {columns.get(field, field)!r} ({field}) is empty in row {_first_row(missing)}"
-            )
+            row = _first_row(missing)
+            source = columns.get(field, field)
+            raise HumanDataError(f"{path}: column {source!r} ({field}) is empty in row {row}")
     duplicated = renamed["post_id"].is_duplicated()
     if duplicated.any():
         row = _first_row(duplicated)

@@ -1,15 +1,16 @@
 """Run one model's vLLM OpenAI-compatible server as a Snakemake service.
 
 The service job starts the server on 127.0.0.1 and a free port, waits until ``/health``
-answers, and only then writes the service file (atomically) with the server's address.
+answers, and only then writes the server's address into the service file (atomically).
 It then waits: Snakemake sends SIGTERM once the last consumer has finished, and the
-whole server process group is stopped, so no engine process is left behind. While the
-server is starting, a state file beside the log tells consumers the server's pid so
-they can fail fast, pointing at the log, if it dies.
+whole server process group is stopped, so no engine process is left behind. The service
+file records the server's status and pid throughout, so consumers can fail fast,
+pointing at the server log, if the server dies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -23,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from affalign.shards import atomic_write_text
+from affalign.atomic import atomic_write_text
 
 # vLLM >= 0.30 moved the OpenAI-compatible server; older releases keep the first path.
 SERVER_MODULES = ("vllm.entrypoints.launchers.api_server.entry", "vllm.entrypoints.openai.api_server")
@@ -179,19 +180,16 @@ def stop_process_group(process: subprocess.Popen, grace_s: float = STOP_GRACE_S)
         os.killpg(process.pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
+    # Engine workers share the group; kill any that outlived the server's own shutdown.
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait()
 
 
-def write_state(path: Path, **fields: Any) -> None:
-    atomic_write_text(path, json.dumps(fields, sort_keys=True))
+def write_service_file(path: Path, **fields: Any) -> None:
+    atomic_write_text(path, json.dumps(fields, indent=2, sort_keys=True))
 
 
 def run_service(
@@ -202,12 +200,17 @@ def run_service(
     engine: Mapping[str, Any],
     service_file: str | Path,
     server_log: str | Path,
-    state_file: str | Path,
     start_timeout_s: float,
     seed: int = 0,
 ) -> int:
-    """Start the server, publish its address once healthy, and serve until SIGTERM."""
-    service_file, server_log, state_file = Path(service_file), Path(server_log), Path(state_file)
+    """Start the server, publish its address once healthy, and serve until stopped.
+
+    The service file exists from the start (Snakemake's consumers expect their input to
+    appear within the latency wait) with ``status: starting`` and the server's pid; it is
+    rewritten with ``status: ready`` and the ``url`` only once ``/health`` answers, or with
+    ``status: failed`` and the reason if the server dies first.
+    """
+    service_file, server_log = Path(service_file), Path(server_log)
     server_log.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -224,7 +227,8 @@ def run_service(
             env=server_environment(scratch),
             start_new_session=True,
         )
-    write_state(state_file, status="starting", pid=process.pid, started_at=started, log=str(server_log))
+    common = {"model": model, "pid": process.pid, "started_at": started, "server_log": str(server_log)}
+    write_service_file(service_file, status="starting", **common)
 
     stopping = {"requested": False}
     parent = os.getppid()
@@ -255,22 +259,19 @@ def run_service(
                 )
             time.sleep(1.0)
         healthy_after = time.time() - started
-        service = {
-            "model": model,
-            "url": url,
-            "pid": process.pid,
-            "model_source": model_source,
-            "revision": revision,
-            "engine": vllm_version(),
-            "device": "cpu" if is_cpu_build() else "cuda",
-            "engine_options": dict(engine),
-            "server_seed": seed,
-            "started_at": started,
-            "healthy_after_s": round(healthy_after, 3),
-            "server_log": str(server_log),
-        }
-        atomic_write_text(service_file, json.dumps(service, indent=2, sort_keys=True))
-        write_state(state_file, status="ready", pid=process.pid, started_at=started, log=str(server_log))
+        write_service_file(
+            service_file,
+            status="ready",
+            url=url,
+            model_source=model_source,
+            revision=revision,
+            engine=vllm_version(),
+            device="cpu" if is_cpu_build() else "cuda",
+            engine_options=dict(engine),
+            server_seed=seed,
+            healthy_after_s=round(healthy_after, 3),
+            **common,
+        )
         print(f"[affalign] {model} healthy at {url} after {healthy_after:.1f} s", flush=True)
         while not (stopping["requested"] or orphaned()):
             if process.poll() is not None:
@@ -281,9 +282,7 @@ def run_service(
             time.sleep(0.5)
         return 0
     except ServerError as error:
-        write_state(
-            state_file, status="failed", pid=process.pid, started_at=started, log=str(server_log), error=str(error)
-        )
+        write_service_file(service_file, status="failed", error=str(error), **common)
         raise
     finally:
         stop_process_group(process)

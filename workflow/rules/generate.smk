@@ -7,7 +7,6 @@ rule serve_model:
         engine=get_model_engine,
         seed=config["seed"],
         server_log="logs/serve_model/{model}.server.log",
-        state="logs/serve_model/{model}.state.json",
     log:
         "logs/serve_model/{model}.log",
     threads: 1
@@ -28,7 +27,6 @@ rule generate:
         generation=get_generation_params,
         prompts=config["prompts"],
         server_log="logs/serve_model/{model}.server.log",
-        state="logs/serve_model/{model}.state.json",
     log:
         "logs/generate/{model}/{issue}/{topic}/{prompt_type}.log",
     # An HTTP client of its model's server: it must not add a core to the service group.

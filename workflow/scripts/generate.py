@@ -15,7 +15,6 @@ run_logged(
     snakemake.log[0],
     lambda: write_generation_shard(
         service_file=snakemake.input.service,
-        state_file=snakemake.params.state,
         server_log=snakemake.params.server_log,
         output=snakemake.output[0],
         prompts_file=snakemake.params.prompts,

@@ -16,7 +16,6 @@ run_logged(
         seed=snakemake.params.seed,
         service_file=snakemake.output[0],
         server_log=snakemake.params.server_log,
-        state_file=snakemake.params.state,
         # Operational, not part of any output: read from the config so changing it
         # reruns nothing.
         start_timeout_s=snakemake.config["generation"]["server_start_timeout_s"],
