@@ -55,14 +55,14 @@ test: $(ENV_STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(ENV_STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
 	$(BIN)/snakefmt --check Snakefile workflow
-	$(BIN)/snakemake --lint --configfile config/demo.yaml
+	$(BIN)/snakemake --lint --configfile config/config.yaml
 
 format: $(ENV_STAMP)
-	$(BIN)/ruff check --fix src tests benchmarks
-	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests
 	$(BIN)/snakefmt Snakefile workflow
 
 clean-results:

@@ -33,7 +33,9 @@ def run_snakemake(
     ]
     if configfile is not None:
         command += ["--configfile", str(configfile)]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # Shell rules call `python`: make it this environment's interpreter.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PATH=path)
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir)
 
 

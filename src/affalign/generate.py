@@ -90,7 +90,15 @@ def wait_for_service(
     """
     service_file = Path(service_file)
     began = time.time()
+    seen_pid: int | None = None
     while True:
+        if not service_file.exists():
+            # Snakemake only starts a consumer once the service file exists; it is removed
+            # when the service job fails or ends.
+            raise ServiceUnavailable(
+                f"the service file {service_file} is gone: the model server stopped or failed; "
+                f"see its log {server_log}"
+            )
         service = _read_json(service_file) or {}
         status = service.get("status")
         if status == "ready" and is_healthy(service["url"]):
@@ -100,9 +108,9 @@ def wait_for_service(
                 f"the model server failed: {service.get('error', 'no reason recorded')}\n"
                 f"Server log: {server_log}"
             )
-        pid = service.get("pid")
-        if isinstance(pid, int) and not _pid_alive(pid):
-            raise ServiceUnavailable(f"the model server (pid {pid}) is gone; see its log {server_log}")
+        seen_pid = service.get("pid", seen_pid)
+        if isinstance(seen_pid, int) and not _pid_alive(seen_pid):
+            raise ServiceUnavailable(f"the model server (pid {seen_pid}) is gone; see its log {server_log}")
         if time.time() - began > timeout_s:
             raise ServiceUnavailable(
                 f"no healthy model server after {timeout_s:.0f} s (service file {service_file}, "

@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -63,6 +65,15 @@ def server_module() -> str:
         if (root / relative.with_suffix(".py")).is_file():
             return module
     raise ServerError(f"no OpenAI-compatible server module found in {root}")
+
+
+def _die_with_parent() -> None:
+    """In the server process: receive SIGTERM when the service wrapper dies, even by SIGKILL."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -116,9 +127,14 @@ def server_command(
     return command + engine_flags(engine)
 
 
+def short_temp_root(limit: int = 40) -> str:
+    """The system temporary folder if its path is short enough for socket names, else /tmp."""
+    root = tempfile.gettempdir()
+    return root if len(root) <= limit else "/tmp"
+
+
 def server_environment(scratch: Path) -> dict[str, str]:
     """Environment for the server: offline, no telemetry, a private temporary folder."""
-    scratch.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.update(
         {
@@ -215,7 +231,8 @@ def run_service(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = server_command(model_source, model, port, engine, revision=revision, seed=seed)
-    scratch = server_log.parent / f".{model}.tmp"
+    # A short private temporary folder: vLLM puts IPC sockets there (at most 107 bytes).
+    scratch = Path(tempfile.mkdtemp(prefix="affalign-vllm-", dir=short_temp_root()))
     started = time.time()
     with open(server_log, "ab") as log_stream:
         log_stream.write(f"[affalign] {' '.join(command)}\n".encode())
@@ -226,6 +243,7 @@ def run_service(
             stderr=subprocess.STDOUT,
             env=server_environment(scratch),
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     common = {"model": model, "pid": process.pid, "started_at": started, "server_log": str(server_log)}
     write_service_file(service_file, status="starting", **common)
@@ -237,8 +255,7 @@ def run_service(
         stopping["requested"] = True
 
     def orphaned() -> bool:
-        # Snakemake stops a service by signalling the shell that runs this job; if only
-        # the shell dies, this process is re-parented and must stop the server itself.
+        # If Snakemake itself goes away this process is re-parented: stop the server.
         return os.getppid() != parent
 
     signal.signal(signal.SIGTERM, request_stop)
@@ -286,4 +303,39 @@ def run_service(
         raise
     finally:
         stop_process_group(process)
+        shutil.rmtree(scratch, ignore_errors=True)
         print(f"[affalign] {model} server stopped", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line for the serve_model rule (a shell rule, so Snakemake can stop it)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Serve one model with vLLM as a Snakemake service.")
+    parser.add_argument("--model", required=True, help="the model's slug (served model name)")
+    parser.add_argument("--source", required=True, help="local folder or hub id")
+    parser.add_argument("--revision", default="", help="hub revision (empty for local folders)")
+    parser.add_argument("--engine", default="{}", help="engine options as JSON")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--service-file", required=True)
+    parser.add_argument("--server-log", required=True)
+    parser.add_argument("--start-timeout", type=float, default=1800.0)
+    args = parser.parse_args(argv)
+    try:
+        return run_service(
+            model=args.model,
+            model_source=args.source,
+            revision=args.revision or None,
+            engine=json.loads(args.engine),
+            service_file=args.service_file,
+            server_log=args.server_log,
+            start_timeout_s=args.start_timeout,
+            seed=args.seed,
+        )
+    except ServerError as error:
+        print(f"affalign: {error}", file=sys.stderr, flush=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

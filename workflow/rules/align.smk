@@ -27,13 +27,13 @@ rule align:
             subcategory="{classifier}",
         ),
         dropped="results/align/{classifier}/dropped.csv",
-    params:
-        settings=get_align_params,
     log:
         "logs/align/{classifier}.log",
     benchmark:
         "benchmarks/align/{classifier}.tsv"
     conda:
         "../envs/analysis.yaml"
+    params:
+        settings=get_align_params,
     script:
         "../scripts/align.py"

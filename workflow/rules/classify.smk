@@ -6,14 +6,14 @@ rule classify_generated:
             f"results/affect/{{classifier}}/generated/{{model}}/{suffix}"
             for suffix in shard_suffixes()
         ],
-    params:
-        spec=get_classifier_spec,
     log:
         "logs/classify/{classifier}/generated/{model}.log",
     benchmark:
         "benchmarks/classify/{classifier}/generated/{model}.tsv"
     conda:
         "../envs/classify.yaml"
+    params:
+        spec=get_classifier_spec,
     script:
         "../scripts/classify.py"
 
@@ -23,13 +23,13 @@ rule classify_human:
         "results/human/{issue}/posts.parquet",
     output:
         "results/affect/{classifier}/human/{issue}.parquet",
-    params:
-        spec=get_classifier_spec,
     log:
         "logs/classify/{classifier}/human/{issue}.log",
     benchmark:
         "benchmarks/classify/{classifier}/human/{issue}.tsv"
     conda:
         "../envs/classify.yaml"
+    params:
+        spec=get_classifier_spec,
     script:
         "../scripts/classify.py"

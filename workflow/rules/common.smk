@@ -1,3 +1,4 @@
+import json
 import re
 import sys
 from pathlib import Path
@@ -8,7 +9,6 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from affalign.config_checks import ConfigError, check_config
-
 
 CONFIG_SOURCE = ", ".join(str(f) for f in workflow.configfiles) or "the config"
 
@@ -116,6 +116,14 @@ def get_model_revision(wildcards):
 
 def get_model_engine(wildcards):
     return dict(config["models"][wildcards.model].get("engine", {}))
+
+
+def get_model_engine_json(wildcards):
+    return json.dumps(get_model_engine(wildcards), sort_keys=True)
+
+
+def get_package_source(wildcards):
+    return str(Path(workflow.basedir) / "src")
 
 
 def get_model_gpus(wildcards):

@@ -1,21 +1,29 @@
+# A shell rule (not a script) so that Snakemake can stop the service: it signals the
+# process it started, and `exec` makes that process the service wrapper itself.
 rule serve_model:
     output:
         service("results/services/{model}.json"),
-    params:
-        source=get_model_source,
-        revision=get_model_revision,
-        engine=get_model_engine,
-        seed=config["seed"],
-        server_log="logs/serve_model/{model}.server.log",
     log:
         "logs/serve_model/{model}.log",
+    conda:
+        "../envs/generate.yaml"
     threads: 1
     resources:
         gpu=get_model_gpus,
-    conda:
-        "../envs/generate.yaml"
-    script:
-        "../scripts/serve_model.py"
+    params:
+        src=get_package_source,
+        source=get_model_source,
+        revision=get_model_revision,
+        engine=get_model_engine_json,
+        seed=config["seed"],
+        server_log="logs/serve_model/{model}.server.log",
+        # Operational, not part of any output.
+        start_timeout=config["generation"]["server_start_timeout_s"],
+    shell:
+        "PYTHONPATH={params.src:q} exec python -m affalign.serve"
+        " --model {wildcards.model} --source {params.source:q} --revision {params.revision:q}"
+        " --engine {params.engine:q} --seed {params.seed} --service-file {output:q}"
+        " --server-log {params.server_log:q} --start-timeout {params.start_timeout} >> {log:q} 2>&1"
 
 
 rule generate:
@@ -23,15 +31,15 @@ rule generate:
         service="results/services/{model}.json",
     output:
         "results/generated/{model}/{issue}/{topic}/{prompt_type}.parquet",
+    log:
+        "logs/generate/{model}/{issue}/{topic}/{prompt_type}.log",
+    conda:
+        "../envs/generate.yaml"
+    # An HTTP client of its model's server: it must not add a core to the service group.
+    threads: 0
     params:
         generation=get_generation_params,
         prompts=config["prompts"],
         server_log="logs/serve_model/{model}.server.log",
-    log:
-        "logs/generate/{model}/{issue}/{topic}/{prompt_type}.log",
-    # An HTTP client of its model's server: it must not add a core to the service group.
-    threads: 0
-    conda:
-        "../envs/generate.yaml"
     script:
         "../scripts/generate.py"

@@ -9,11 +9,11 @@ rule plot_alignment_heatmap:
             category="Figures",
             subcategory="{classifier}",
         ),
-    params:
-        groups=GROUPS,
     log:
         "logs/plot_alignment_heatmap/{classifier}.log",
     conda:
         "../envs/analysis.yaml"
+    params:
+        groups=GROUPS,
     script:
         "../scripts/plot_alignment_heatmap.py"
