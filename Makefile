@@ -13,12 +13,13 @@ DEMO := --workflow-profile profiles/local --configfile config/demo.yaml
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help env system-deps prepare-model demo report test lint format clean-results
+.PHONY: help env system-deps prepare-model demo test lint format bench-generate clean-results
 
 help:
 	@echo "make demo   - set up, prepare the embedded model, run the study on config/demo.yaml"
 	@echo "make test   - set up and run the test suite"
 	@echo "make lint   - ruff, snakefmt --check, snakemake --lint"
+	@echo "make bench-generate - service path vs offline vLLM, tokens/s and ratio"
 
 system-deps:
 	@# vLLM's CPU build compiles kernels at run time and needs a C++ compiler.
@@ -55,15 +56,18 @@ test: $(ENV_STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(ENV_STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/snakefmt --check Snakefile workflow
 	$(BIN)/snakemake --lint --configfile config/config.yaml
 
 format: $(ENV_STAMP)
-	$(BIN)/ruff check --fix src tests
-	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/snakefmt Snakefile workflow
+
+bench-generate: $(ENV_STAMP)
+	$(BIN)/python benchmarks/bench_generate.py
 
 clean-results:
 	rm -rf results logs .snakemake

@@ -48,6 +48,16 @@ SWITCH_FLAGS = {
 }
 
 
+THREAD_COUNT_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "GOTO_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
 class ServerError(RuntimeError):
     """The model server could not be started or died."""
 
@@ -147,6 +157,12 @@ def server_environment(scratch: Path) -> dict[str, str]:
     )
     if is_cpu_build():
         env.setdefault("VLLM_TARGET_DEVICE", "cpu")
+        # Snakemake exports OMP_NUM_THREADS=<threads> (and the BLAS equivalents) to shell
+        # jobs. vLLM's CPU worker binds its OpenMP threads to the cores it picks itself;
+        # an inherited count larger than that set makes the threads spin against each
+        # other (measured: generation 3x slower on 2 cores).
+        for name in THREAD_COUNT_VARIABLES:
+            env.pop(name, None)
     return env
 
 

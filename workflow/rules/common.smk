@@ -110,8 +110,9 @@ def get_model_source(wildcards):
 
 
 def get_model_revision(wildcards):
+    """The hub revision; empty for a local folder, which has none."""
     spec = config["models"][wildcards.model]
-    return spec["revision"] if "hub_id" in spec else None
+    return spec["revision"] if "hub_id" in spec else ""
 
 
 def get_model_engine(wildcards):
