@@ -177,3 +177,96 @@ def test_second_run_has_nothing_to_do(finished_run):
     assert rows and all(row[-1] == "no update" for row in rows if "results/services" not in row[0]), (
         summary.stdout
     )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run, as rule -> count."""
+    counts: dict[str, int] = {}
+    in_table = False
+    for line in output.splitlines():
+        if line.startswith("Job stats:"):
+            in_table = True
+            continue
+        fields = line.split()
+        if in_table and len(fields) == 2 and fields[1].isdigit():
+            counts[fields[0]] = int(fields[1])
+        elif in_table and line.strip() == "" and counts:
+            break
+    return counts
+
+
+def test_adding_a_model_schedules_only_its_jobs_and_the_joins(finished_run):
+    workdir, _, config, _ = finished_run
+    extended = {**config, "models": {**config["models"], "tiny-chat-2": dict(config["models"]["tiny-chat"])}}
+    configfile = write_config(workdir / "extended.yaml", extended)
+    dry = run_snakemake(workdir, "--dry-run", configfile=configfile)
+    assert dry.returncode == 0, dry.stderr
+    counts = job_counts(dry.stdout)
+    assert counts == {
+        "serve_model": 1,
+        "generate": len(TOPICS) * len(PROMPT_TYPES),
+        "classify_generated": 2,
+        "align": 2,
+        "plot_alignment_heatmap": 2,
+        "all": 1,
+        "total": 1 + 6 + 2 + 2 + 2 + 1,
+    }, dry.stdout
+    assert "tiny-chat-2" in dry.stdout
+
+
+def test_targeted_shard_starts_one_server_and_reproduces_its_text(finished_run):
+    workdir, configfile, _, _ = finished_run
+    target = "results/generated/tiny-chat/covid-19/vaccines/liberal.parquet"
+    before = pl.read_parquet(workdir / target)
+    dry = run_snakemake(workdir, "--dry-run", "--forcerun", target, "--", target, configfile=configfile)
+    assert job_counts(dry.stdout) == {"serve_model": 1, "generate": 1, "total": 2}, dry.stdout
+    rerun = run_snakemake(workdir, "--forcerun", target, "--", target, configfile=configfile)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    after = pl.read_parquet(workdir / target)
+    assert after["seed"].to_list() == before["seed"].to_list()
+    assert after["raw_text"].to_list() == before["raw_text"].to_list()
+
+
+def test_server_killed_mid_shard_fails_that_shard_cleanly_and_a_rerun_completes_it(
+    tiny_llama: Path, tmp_path: Path
+):
+    import json
+    import os
+    import signal
+    import sys
+    import time
+
+    config = tiny_config(tiny_llama)
+    config["models"] = {"tiny-chat": config["models"]["tiny-chat"]}
+    config["issues"]["covid-19"]["topics"] = {"vaccines": config["issues"]["covid-19"]["topics"]["vaccines"]}
+    config["generation"].update(n_per_shard=400, max_tokens=48, max_in_flight=2)
+    configfile = write_config(tmp_path / "study.yaml", config)
+    target = "results/generated/tiny-chat/covid-19/vaccines/default.parquet"
+    from conftest import REPO
+
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(tmp_path), "--workflow-profile", str(REPO / "profiles" / "local"),
+        "--configfile", str(configfile), "--", target,
+    ]  # fmt: skip
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    run = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    shard_log = tmp_path / "logs" / "generate" / "tiny-chat" / "covid-19" / "vaccines" / "default.log"
+    service_file = tmp_path / "results" / "services" / "tiny-chat.json"
+    deadline = time.time() + 600
+    while not (shard_log.exists() and "generations" in shard_log.read_text()):
+        assert run.poll() is None and time.time() < deadline, run.stdout.read() if run.stdout else ""
+        time.sleep(0.5)
+    server_pid = json.loads(service_file.read_text())["pid"]
+    os.kill(server_pid, signal.SIGKILL)  # a server crash cannot be provoked for real on demand
+    output, _ = run.communicate(timeout=600)
+    assert run.returncode != 0, output
+    message = shard_log.read_text()
+    assert "ServiceUnavailable" in message and "logs/serve_model/tiny-chat.server.log" in message, message
+    assert not (tmp_path / target).exists()
+
+    rerun = run_snakemake(tmp_path, "--", target, configfile=configfile)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert pl.read_parquet(tmp_path / target).height == 400

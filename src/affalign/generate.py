@@ -120,10 +120,28 @@ def wait_for_service(
         time.sleep(poll_s)
 
 
+@dataclass(frozen=True)
+class RequestStyle:
+    """How a model is asked: chat (through its chat template) or plain completion text."""
+
+    kind: str
+    chat: bool
+    chat_template_kwargs: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, model_info: Mapping[str, Any]) -> RequestStyle:
+        kind = model_info["kind"]
+        return cls(
+            kind=kind,
+            chat=bool(model_info.get("chat_template", kind == "instruct")),
+            chat_template_kwargs=dict(model_info.get("chat_template_kwargs") or {}),
+        )
+
+
 def _payload(
-    request: GenerationRequest, served_name: str, kind: str, sampling: Sampling
+    request: GenerationRequest, served_name: str, style: RequestStyle, sampling: Sampling
 ) -> tuple[str, dict[str, Any]]:
-    common = {
+    body: dict[str, Any] = {
         "model": served_name,
         "max_tokens": sampling.max_tokens,
         "temperature": sampling.temperature,
@@ -131,17 +149,20 @@ def _payload(
         "seed": request.seed,
         "n": 1,
     }
-    if kind == "instruct":
-        return "/v1/chat/completions", {
-            **common,
-            "messages": [{"role": "user", "content": request.prompt}],
-        }
-    return "/v1/completions", {**common, "prompt": request.prompt, "stop": ["\n"]}
+    if style.chat:
+        body["messages"] = [{"role": "user", "content": request.prompt}]
+        if style.chat_template_kwargs:
+            body["chat_template_kwargs"] = dict(style.chat_template_kwargs)
+        return "/v1/chat/completions", body
+    body["prompt"] = request.prompt
+    if style.kind == "base":
+        body["stop"] = ["\n"]
+    return "/v1/completions", body
 
 
-def _parse(kind: str, body: Mapping[str, Any]) -> tuple[str, str, int]:
+def _parse(style: RequestStyle, body: Mapping[str, Any]) -> tuple[str, str, int]:
     choice = body["choices"][0]
-    text = choice["message"]["content"] if kind == "instruct" else choice["text"]
+    text = choice["message"]["content"] if style.chat else choice["text"]
     tokens = int((body.get("usage") or {}).get("completion_tokens") or 0)
     return text or "", choice.get("finish_reason") or "", tokens
 
@@ -151,19 +172,19 @@ async def _one(
     url: str,
     request: GenerationRequest,
     served_name: str,
-    kind: str,
+    style: RequestStyle,
     sampling: Sampling,
     limiter: asyncio.Semaphore,
     server_log: str,
 ) -> tuple[str, str, int]:
-    endpoint, payload = _payload(request, served_name, kind, sampling)
+    endpoint, payload = _payload(request, served_name, style, sampling)
     last_error = ""
     for attempt in range(RETRIES):
         async with limiter:
             try:
                 async with session.post(url + endpoint, json=payload) as response:
                     if response.status == 200:
-                        return _parse(kind, await response.json())
+                        return _parse(style, await response.json())
                     detail = (await response.text())[:500]
                     if response.status not in TRANSIENT_STATUS:
                         raise ServiceUnavailable(
@@ -186,7 +207,7 @@ async def _generate_all(
     url: str,
     requests: list[GenerationRequest],
     served_name: str,
-    kind: str,
+    style: RequestStyle,
     sampling: Sampling,
     max_in_flight: int,
     request_timeout_s: float,
@@ -200,7 +221,7 @@ async def _generate_all(
 
     async def tracked(request: GenerationRequest) -> tuple[str, str, int]:
         nonlocal done
-        result = await _one(session, url, request, served_name, kind, sampling, limiter, server_log)
+        result = await _one(session, url, request, served_name, style, sampling, limiter, server_log)
         done += 1
         if done % step == 0 or done == len(requests):
             print(f"[affalign] {done}/{len(requests)} generations", flush=True)
@@ -231,7 +252,8 @@ def write_generation_shard(
     request_timeout_s: float,
 ) -> pl.DataFrame:
     """Generate ``count`` posts for one shard through the model's service and write them."""
-    kind = model_info["kind"]
+    style = RequestStyle.of(model_info)
+    kind = style.kind
     requests = build_requests(
         load_templates(prompts_file),
         global_seed=global_seed,
@@ -248,7 +270,14 @@ def write_generation_shard(
     began = time.time()
     results = asyncio.run(
         _generate_all(
-            service["url"], requests, model, kind, sampling, max_in_flight, request_timeout_s, str(server_log)
+            service["url"],
+            requests,
+            model,
+            style,
+            sampling,
+            max_in_flight,
+            request_timeout_s,
+            str(server_log),
         )
     )
     wall = time.time() - began
@@ -280,6 +309,8 @@ def write_generation_shard(
         "model_source": service.get("model_source"),
         "revision": model_info.get("revision"),
         "kind": kind,
+        "chat_template": style.chat,
+        "chat_template_kwargs": dict(style.chat_template_kwargs),
         "engine": service.get("engine"),
         "device": service.get("device"),
         "engine_options": service.get("engine_options"),
@@ -288,7 +319,7 @@ def write_generation_shard(
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
             "n": 1,
-            "stop": ["\n"] if kind == "base" else None,
+            "stop": ["\n"] if kind == "base" and not style.chat else None,
         },
         "global_seed": global_seed,
         "seed_derivation": (

@@ -131,6 +131,23 @@ def get_model_gpus(wildcards):
     return int(get_model_engine(wildcards).get("tensor_parallel_size", 1))
 
 
+def get_model_mem_mb(wildcards, attempt):
+    return config["models"][wildcards.model]["resources"]["mem_mb"] * attempt
+
+
+def get_model_runtime(wildcards, attempt):
+    return config["models"][wildcards.model]["resources"]["runtime"] * attempt
+
+
+def get_model_cpus(wildcards):
+    return config["models"][wildcards.model]["resources"]["cpus"]
+
+
+def uses_chat_template(model):
+    spec = config["models"][model]
+    return spec.get("chat_template", spec["kind"] == "instruct")
+
+
 def get_generation_params(wildcards):
     """What determines a shard's content; changing any of it regenerates the shard."""
     model = config["models"][wildcards.model]
@@ -141,6 +158,8 @@ def get_generation_params(wildcards):
         "model_source": model_source(wildcards.model),
         "revision": model.get("revision") if "hub_id" in model else None,
         "kind": model["kind"],
+        "chat_template": uses_chat_template(wildcards.model),
+        "chat_template_kwargs": dict(model["chat_template_kwargs"]),
         "dtype": model.get("engine", {}).get("dtype", "auto"),
         "issue_name": issue["name"],
         "topic_name": issue["topics"][wildcards.topic]["name"],

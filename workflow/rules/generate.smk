@@ -10,6 +10,9 @@ rule serve_model:
     threads: 1
     resources:
         gpu=get_model_gpus,
+        cpus_per_task=get_model_cpus,
+        mem_mb=get_model_mem_mb,
+        runtime=get_model_runtime,
     params:
         src=get_package_source,
         source=get_model_source,
@@ -21,7 +24,7 @@ rule serve_model:
         start_timeout=config["generation"]["server_start_timeout_s"],
     shell:
         "PYTHONPATH={params.src:q} exec python -m affalign.serve"
-        " --model {wildcards.model} --source {params.source:q} --revision {params.revision:q}"
+        " --model {wildcards.model} --source {params.source:q} --revision={params.revision:q}"
         " --engine {params.engine:q} --seed {params.seed} --service-file {output:q}"
         " --server-log {params.server_log:q} --start-timeout {params.start_timeout} >> {log:q} 2>&1"
 
@@ -35,8 +38,11 @@ rule generate:
         "logs/generate/{model}/{issue}/{topic}/{prompt_type}.log",
     conda:
         "../envs/generate.yaml"
-    # An HTTP client of its model's server: it must not add a core to the service group.
+    # An HTTP client of its model's server: it must not add a core to the service group
+    # (a group's cores are the sum of its members'), and it needs little memory.
     threads: 0
+    resources:
+        mem_mb=200,
     params:
         generation=get_generation_params,
         prompts=config["prompts"],
