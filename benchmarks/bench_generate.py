@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "tests"))
 
 from affalign.generate import Sampling, write_generation_shard  # noqa: E402
-from affalign.prompts import build_requests, load_templates  # noqa: E402
+from affalign.prompts import ShardSpec, build_requests, load_templates  # noqa: E402
 from affalign.serve import is_cpu_build  # noqa: E402
 
 CPU_ENGINE = {
@@ -49,6 +49,13 @@ PROMPT_TYPES = ["default", "liberal", "conservative"]
 def shard_keys(count: int) -> list[tuple[str, str, str]]:
     keys = [(topic, name, prompt_type) for topic, name in TOPICS for prompt_type in PROMPT_TYPES]
     return keys[:count]
+
+
+def bench_shard(topic: str, topic_name: str, prompt_type: str, count: int) -> ShardSpec:
+    return ShardSpec(
+        global_seed=1, model="bench", kind="base", issue="covid-19", issue_name="COVID-19",
+        topic=topic, topic_name=topic_name, prompt_type=prompt_type, count=count,
+    )  # fmt: skip
 
 
 def serve(model_dir: Path, engine: dict, workdir: Path) -> tuple[subprocess.Popen, Path, float]:
@@ -79,13 +86,11 @@ def run_service_path(model_dir: Path, engine: dict, args: argparse.Namespace, wo
     def shard(topic: str, topic_name: str, prompt_type: str) -> None:
         try:
             frame = write_generation_shard(
+                bench_shard(topic, topic_name, prompt_type, args.per_shard), model_info={"kind": "base"},
                 service_file=service, server_log=workdir / "server.log",
                 output=workdir / f"{topic}-{prompt_type}.parquet",
-                prompts_file=REPO / "resources/prompts.yaml",
-                global_seed=1, model="bench", model_info={"kind": "base"}, issue="covid-19",
-                issue_name="COVID-19", topic=topic, topic_name=topic_name, prompt_type=prompt_type,
-                count=args.per_shard, sampling=sampling, max_in_flight=args.max_in_flight,
-                server_start_timeout_s=60, request_timeout_s=600,
+                prompts_file=REPO / "resources/prompts.yaml", sampling=sampling,
+                max_in_flight=args.max_in_flight, server_start_timeout_s=60, request_timeout_s=600,
             )  # fmt: skip
             tokens.append(int(frame["output_tokens"].sum()))
         except BaseException as error:
@@ -111,10 +116,7 @@ def run_offline(model_dir: Path, engine: dict, args: argparse.Namespace) -> dict
     pools = load_templates(REPO / "resources/prompts.yaml")
     prompts, params = [], []
     for topic, name, prompt_type in shard_keys(args.shards):
-        for request in build_requests(
-            pools, global_seed=1, model="bench", kind="base", issue="covid-19", issue_name="COVID-19",
-            topic=topic, topic_name=name, prompt_type=prompt_type, count=args.per_shard,
-        ):  # fmt: skip
+        for request in build_requests(pools, bench_shard(topic, name, prompt_type, args.per_shard)):
             prompts.append(request.prompt)
             params.append(
                 SamplingParams(

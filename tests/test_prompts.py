@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from affalign.prompts import PromptError, build_requests, derive_seed, load_templates
+from affalign.prompts import PromptError, ShardSpec, build_requests, derive_seed, load_templates
 
 REPO = Path(__file__).resolve().parents[1]
 POOLS = load_templates(REPO / "resources" / "prompts.yaml")
@@ -21,7 +21,7 @@ def shard(**changes):
         count=30,
     )
     arguments.update(changes)
-    return build_requests(POOLS, **arguments)
+    return build_requests(POOLS, ShardSpec(**arguments))
 
 
 def test_project_pools_have_ten_templates_each():

@@ -10,8 +10,9 @@ import pytest
 from conftest import demo_config, run_snakemake, write_config
 from scipy.spatial.distance import jensenshannon
 
+from affalign.alignment import ALIGNMENT_COLUMNS
 from affalign.generate import SHARD_SCHEMA
-from affalign.prompts import build_requests, load_templates
+from affalign.prompts import ShardSpec, build_requests, load_templates
 from affalign.shards import read_provenance
 
 pytestmark = pytest.mark.slow
@@ -72,15 +73,17 @@ def test_generation_shards(finished_run):
         model, _, topic, prompt_type = path.parts[-4], path.parts[-3], path.parts[-2], path.stem
         expected = build_requests(
             pools,
-            global_seed=config["seed"],
-            model=model,
-            kind=MODELS[model],
-            issue="covid-19",
-            issue_name="COVID-19",
-            topic=topic,
-            topic_name=config["issues"]["covid-19"]["topics"][topic]["name"],
-            prompt_type=prompt_type,
-            count=N_PER_SHARD,
+            ShardSpec(
+                global_seed=config["seed"],
+                model=model,
+                kind=MODELS[model],
+                issue="covid-19",
+                issue_name="COVID-19",
+                topic=topic,
+                topic_name=config["issues"]["covid-19"]["topics"][topic]["name"],
+                prompt_type=prompt_type,
+                count=N_PER_SHARD,
+            ),
         )
         assert shard["seed"].to_list() == [r.seed for r in expected]
         assert shard["template_id"].to_list() == [r.template_id for r in expected]
@@ -127,17 +130,7 @@ def test_alignment_outputs(finished_run):
     for classifier in ["nrc-emotion", "mfd2"]:
         root = workdir / "results" / "align" / classifier
         alignment = pl.read_parquet(root / "alignment.parquet")
-        assert alignment.columns == [
-            "model",
-            "prompt_type",
-            "issue",
-            "topic",
-            "group",
-            "jsd",
-            "alignment",
-            "n_model_posts",
-            "n_human_posts",
-        ]
+        assert alignment.columns == ALIGNMENT_COLUMNS
         assert alignment.height == len(MODELS) * len(PROMPT_TYPES) * len(TOPICS) * 2
         defined = alignment.drop_nulls("alignment")
         assert ((defined["alignment"] >= 0) & (defined["alignment"] <= 1)).all()

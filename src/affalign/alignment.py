@@ -25,6 +25,17 @@ from affalign.shards import read_provenance
 
 MODEL_KEYS = ["model", "prompt_type", "issue", "topic"]
 HUMAN_KEYS = ["issue", "topic", "group"]
+ALIGNMENT_COLUMNS = [
+    "model",
+    "prompt_type",
+    "issue",
+    "topic",
+    "group",
+    "jsd",
+    "alignment",
+    "n_model_posts",
+    "n_human_posts",
+]
 FLAGS = {"is_empty": "empty text", "is_refusal": "refusal", "is_degenerate": "degenerate"}
 
 
@@ -92,19 +103,7 @@ def align(
         left_keys=["model", "prompt_type"],
         right_keys=["group"],
     ).rename({"n_left": "n_model_posts", "n_right": "n_human_posts"})
-    alignment = scores.select(
-        [
-            "model",
-            "prompt_type",
-            "issue",
-            "topic",
-            "group",
-            "jsd",
-            "alignment",
-            "n_model_posts",
-            "n_human_posts",
-        ]
-    ).sort(["model", "prompt_type", "issue", "topic", "group"])
+    alignment = scores.select(ALIGNMENT_COLUMNS).sort(["model", "prompt_type", "issue", "topic", "group"])
 
     group_a, group_b = groups
     side_a = human_dist.filter(pl.col("group") == group_a).rename({"group": "group_a"})

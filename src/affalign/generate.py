@@ -22,7 +22,7 @@ import aiohttp
 import polars as pl
 
 from affalign import postprocess
-from affalign.prompts import GenerationRequest, build_requests, load_templates
+from affalign.prompts import GenerationRequest, ShardSpec, build_requests, load_templates
 from affalign.serve import is_healthy
 from affalign.shards import write_shard
 
@@ -232,40 +232,23 @@ async def _generate_all(
 
 
 def write_generation_shard(
+    shard: ShardSpec,
     *,
+    model_info: Mapping[str, Any],
     service_file: str | Path,
     server_log: str | Path,
     output: str | Path,
     prompts_file: str | Path,
-    global_seed: int,
-    model: str,
-    model_info: Mapping[str, Any],
-    issue: str,
-    issue_name: str,
-    topic: str,
-    topic_name: str,
-    prompt_type: str,
-    count: int,
     sampling: Sampling,
     max_in_flight: int,
     server_start_timeout_s: float,
     request_timeout_s: float,
 ) -> pl.DataFrame:
-    """Generate ``count`` posts for one shard through the model's service and write them."""
-    style = RequestStyle.of(model_info)
+    """Generate one shard through the model's service and write it."""
+    style = RequestStyle.of({**model_info, "kind": shard.kind})
     kind = style.kind
-    requests = build_requests(
-        load_templates(prompts_file),
-        global_seed=global_seed,
-        model=model,
-        kind=kind,
-        issue=issue,
-        issue_name=issue_name,
-        topic=topic,
-        topic_name=topic_name,
-        prompt_type=prompt_type,
-        count=count,
-    )
+    model, issue, topic, prompt_type = shard.model, shard.issue, shard.topic, shard.prompt_type
+    requests = build_requests(load_templates(prompts_file), shard)
     service = wait_for_service(service_file, server_log, server_start_timeout_s)
     began = time.time()
     results = asyncio.run(
@@ -321,7 +304,7 @@ def write_generation_shard(
             "n": 1,
             "stop": ["\n"] if kind == "base" and not style.chat else None,
         },
-        "global_seed": global_seed,
+        "global_seed": shard.global_seed,
         "seed_derivation": (
             "sha256(global_seed, 'sample', model, issue, topic, prompt_type, index) mod 2^31-1"
         ),

@@ -39,6 +39,24 @@ class GenerationRequest:
     seed: int
 
 
+@dataclass(frozen=True)
+class ShardSpec:
+    """One generation shard: its coordinates, the names its prompts use, its size and seed.
+
+    ``prompt_type`` is ``default`` or the name of the group the prompts steer towards.
+    """
+
+    global_seed: int
+    model: str
+    kind: str
+    issue: str
+    issue_name: str
+    topic: str
+    topic_name: str
+    prompt_type: str
+    count: int
+
+
 class PromptError(ValueError):
     """A template file that cannot be used."""
 
@@ -99,35 +117,20 @@ def render(template: Template, topic: str, issue: str, group: str | None) -> str
     return template.text.format(**values)
 
 
-def build_requests(
-    pools: dict[str, dict[str, list[Template]]],
-    *,
-    global_seed: int,
-    model: str,
-    kind: str,
-    issue: str,
-    issue_name: str,
-    topic: str,
-    topic_name: str,
-    prompt_type: str,
-    count: int,
-) -> list[GenerationRequest]:
-    """The ``count`` generations of one shard, each with its template and seed.
-
-    ``prompt_type`` is ``default`` or the name of the group the prompt steers towards.
-    """
-    pool = pool_for(pools, kind, prompt_type)
-    group = None if prompt_type == DEFAULT_PROMPT_TYPE else prompt_type
+def build_requests(pools: dict[str, dict[str, list[Template]]], shard: ShardSpec) -> list[GenerationRequest]:
+    """The generations of one shard, each with its template and seed."""
+    pool = pool_for(pools, shard.kind, shard.prompt_type)
+    group = None if shard.prompt_type == DEFAULT_PROMPT_TYPE else shard.prompt_type
     requests = []
-    for index in range(count):
-        coordinates = (model, issue, topic, prompt_type, index)
-        template = pool[derive_seed(global_seed, "template", *coordinates) % len(pool)]
+    for index in range(shard.count):
+        coordinates = (shard.model, shard.issue, shard.topic, shard.prompt_type, index)
+        template = pool[derive_seed(shard.global_seed, "template", *coordinates) % len(pool)]
         requests.append(
             GenerationRequest(
                 index=index,
                 template_id=template.id,
-                prompt=render(template, topic_name, issue_name, group),
-                seed=derive_seed(global_seed, "sample", *coordinates),
+                prompt=render(template, shard.topic_name, shard.issue_name, group),
+                seed=derive_seed(shard.global_seed, "sample", *coordinates),
             )
         )
     return requests

@@ -5,8 +5,20 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 
 from affalign.generate import Sampling, write_generation_shard
 from affalign.jobs import run_logged
+from affalign.prompts import ShardSpec
 
-shard = snakemake.params.generation
+settings = snakemake.params.generation
+shard = ShardSpec(
+    global_seed=settings["seed"],
+    model=snakemake.wildcards.model,
+    kind=settings["kind"],
+    issue=snakemake.wildcards.issue,
+    issue_name=settings["issue_name"],
+    topic=snakemake.wildcards.topic,
+    topic_name=settings["topic_name"],
+    prompt_type=snakemake.wildcards.prompt_type,
+    count=settings["n_per_shard"],
+)
 # Operational settings, not part of the shard's content: read from the config so that
 # changing them reruns nothing.
 operations = snakemake.config["generation"]
@@ -14,20 +26,13 @@ operations = snakemake.config["generation"]
 run_logged(
     snakemake.log[0],
     lambda: write_generation_shard(
+        shard,
+        model_info=settings,
         service_file=snakemake.input.service,
         server_log=snakemake.params.server_log,
         output=snakemake.output[0],
         prompts_file=snakemake.params.prompts,
-        global_seed=shard["seed"],
-        model=snakemake.wildcards.model,
-        model_info=shard,
-        issue=snakemake.wildcards.issue,
-        issue_name=shard["issue_name"],
-        topic=snakemake.wildcards.topic,
-        topic_name=shard["topic_name"],
-        prompt_type=snakemake.wildcards.prompt_type,
-        count=shard["n_per_shard"],
-        sampling=Sampling(shard["max_tokens"], shard["temperature"], shard["top_p"]),
+        sampling=Sampling(settings["max_tokens"], settings["temperature"], settings["top_p"]),
         max_in_flight=operations["max_in_flight"],
         server_start_timeout_s=operations["server_start_timeout_s"],
         request_timeout_s=operations["request_timeout_s"],
