@@ -41,7 +41,14 @@ def test_valid_config_plans(study):
 def test_unknown_classifier_type(study):
     workdir, config = study
     config["classifiers"]["emotions-bert"] = {"type": "spanemo", "model": "x"}
-    assert_rejected(workdir, config, "study.yaml", "'spanemo' is not one of ['lexicon']", "classifiers")
+    expected = "'spanemo' is not one of ['lexicon', 'hf', 'hf-binary-set']"
+    assert_rejected(workdir, config, "study.yaml", expected, "classifiers")
+
+
+def test_classifier_model_path_that_does_not_exist(study):
+    workdir, config = study
+    config["classifiers"]["emotions"] = {"type": "hf", "model": str(workdir / "no-model"), "labels": ["joy"]}
+    assert_rejected(workdir, config, "study.yaml", "classifiers.emotions.model", "does not exist")
 
 
 def test_unknown_lexicon(study):

@@ -207,6 +207,43 @@ def test_adding_a_model_schedules_only_its_jobs_and_the_joins(finished_run):
     assert "tiny-chat-2" in dry.stdout
 
 
+@pytest.fixture(scope="module")
+def tiny_emotion_classifier(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from tiny_models import build_tiny_bert_classifier
+
+    folder = build_tiny_bert_classifier(tmp_path_factory.mktemp("classifiers") / "emotion", ["anger", "joy"])
+    return {"type": "hf", "model": str(folder), "labels": ["anger", "joy"], "threshold": 0.5}
+
+
+CLASSIFIER_JOBS_ONLY = {
+    "classify_generated": len(MODELS),
+    "classify_human": 1,
+    "align": 1,
+    "plot_alignment_heatmap": 1,
+    "all": 1,
+    "total": len(MODELS) + 4,
+}
+
+
+@pytest.mark.parametrize("change", ["replace", "add", "respecify"])
+def test_classifier_changes_rerun_classification_and_joins_only(
+    finished_run, tiny_emotion_classifier, change
+):
+    workdir, _, config, _ = finished_run
+    classifiers = dict(config["classifiers"])
+    if change == "replace":
+        classifiers.pop("nrc-emotion")
+        classifiers["tiny-emotion"] = tiny_emotion_classifier
+    elif change == "add":
+        classifiers["tiny-emotion"] = tiny_emotion_classifier
+    else:  # same name, another classifier behind it
+        classifiers["mfd2"] = {"type": "lexicon", "lexicon": "nrc-emotion"}
+    configfile = write_config(workdir / f"classifiers-{change}.yaml", {**config, "classifiers": classifiers})
+    dry = run_snakemake(workdir, "--dry-run", configfile=configfile)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert job_counts(dry.stdout) == CLASSIFIER_JOBS_ONLY, dry.stdout
+
+
 def test_targeted_shard_starts_one_server_and_reproduces_its_text(finished_run):
     workdir, configfile, _, _ = finished_run
     target = "results/generated/tiny-chat/covid-19/vaccines/liberal.parquet"

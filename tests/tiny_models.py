@@ -66,3 +66,55 @@ def build_tiny_llama(folder: Path) -> Path:
     model = LlamaForCausalLM(config).to(torch.float32)
     model.save_pretrained(folder)
     return folder
+
+
+def build_tiny_bert_classifier(
+    folder: Path,
+    labels: list[str],
+    problem_type: str = "multi_label_classification",
+    corpus: list[str] | None = None,
+    vocab_size: int = 300,
+    **sizes: int,
+) -> Path:
+    """A randomly initialised BERT sequence classifier with a WordPiece vocabulary.
+
+    ``sizes`` override the tiny defaults (e.g. ``hidden_size=768, num_hidden_layers=12``).
+    """
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials)
+    tokenizer.train_from_iterator(corpus or CORPUS, trainer)
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
+    )
+    wrapped.save_pretrained(folder)
+    torch.manual_seed(1)
+    dimensions = {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 128,
+        **sizes,
+    }
+    config = BertConfig(
+        vocab_size=len(wrapped),
+        **dimensions,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        problem_type=problem_type,
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return folder

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from affalign import lexicon
+from affalign.distributions import label_column, score_column
 from affalign.shards import read_provenance, write_shard
 
 URL_PATTERN = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
@@ -33,10 +35,64 @@ def normalise_text(text: str | None) -> str:
     return " ".join(text.replace("#", " ").split())
 
 
-def load_classifier(spec: Mapping[str, Any]) -> lexicon.Lexicon:
-    if spec["type"] != "lexicon":
-        raise ValueError(f"unsupported classifier type {spec['type']!r}")
-    return lexicon.load(spec["lexicon"])
+@dataclass
+class LoadedClassifier:
+    """A classifier ready to score texts into ``p_<label>``/``y_<label>`` columns."""
+
+    labels: tuple[str, ...]
+    version: str
+    source: str
+    threshold: str
+    score: Callable[[Sequence[str | None]], pl.DataFrame]
+    details: dict[str, Any]
+
+
+def _lexicon_classifier(spec: Mapping[str, Any]) -> LoadedClassifier:
+    model = lexicon.load(spec["lexicon"])
+    return LoadedClassifier(
+        labels=model.labels,
+        version=model.version,
+        source=model.source,
+        threshold="score >= 1 (at least one lexicon match)",
+        score=lambda texts: lexicon.classify_texts(model, (normalise_text(t) for t in texts)),
+        details={"text_normalisation": "URLs and @mentions removed, '#' dropped from hashtags"},
+    )
+
+
+def _hf_classifier(name: str, spec: Mapping[str, Any]) -> LoadedClassifier:
+    from affalign.hf_classifier import load_hf
+
+    model = load_hf(name, spec)
+
+    def score(texts: Sequence[str | None]) -> pl.DataFrame:
+        probabilities = model.predict(list(texts))
+        columns: dict[str, pl.Series] = {}
+        for position, label in enumerate(model.labels):
+            values = probabilities[:, position]
+            columns[score_column(label)] = pl.Series(values, dtype=pl.Float64)
+            columns[label_column(label)] = pl.Series(values >= model.threshold, dtype=pl.Boolean)
+        return pl.DataFrame(columns)
+
+    return LoadedClassifier(
+        labels=model.labels,
+        version=model.version,
+        source=model.source,
+        threshold=f"probability >= {model.threshold}",
+        score=score,
+        details={
+            **model.details,
+            "device": model.device,
+            "text_normalisation": "URLs -> 'http', @mentions -> '@user'",
+        },
+    )
+
+
+def load_classifier(name: str, spec: Mapping[str, Any]) -> LoadedClassifier:
+    if spec["type"] == "lexicon":
+        return _lexicon_classifier(spec)
+    if spec["type"] in ("hf", "hf-binary-set"):
+        return _hf_classifier(name, spec)
+    raise ValueError(f"classifier {name!r}: unsupported type {spec['type']!r}")
 
 
 def classify_files(
@@ -49,12 +105,12 @@ def classify_files(
     if len(inputs) != len(outputs):
         raise ValueError(f"{len(inputs)} inputs but {len(outputs)} outputs")
     began = time.time()
-    model = load_classifier(spec)
+    model = load_classifier(classifier, spec)
     print(f"[affalign] loaded {classifier} ({model.version}) in {time.time() - began:.1f} s", flush=True)
     total = 0
     for source, target in zip(inputs, outputs, strict=True):
         posts = pl.read_parquet(source, columns=["post_id", "text"])
-        scores = lexicon.classify_texts(model, (normalise_text(t) for t in posts["text"]))
+        scores = model.score(posts["text"].to_list())
         affect = pl.concat([posts.select("post_id"), scores], how="horizontal")
         provenance = {
             "stage": "classify",
@@ -63,8 +119,8 @@ def classify_files(
             "classifier_version": model.version,
             "classifier_source": model.source,
             "labels": list(model.labels),
-            "threshold": "score >= 1 (at least one lexicon match)",
-            "text_normalisation": "URLs and @mentions removed, '#' dropped from hashtags",
+            "threshold": model.threshold,
+            **model.details,
             "input": str(source),
             "input_provenance": read_provenance(source),
         }

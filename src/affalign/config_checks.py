@@ -39,6 +39,15 @@ def check_config(config: Mapping[str, Any], source: str, workdir: str | Path = "
                 f"{here(model['path']).resolve()}); prepare it (make prepare-model) or fix the path"
             )
 
+    for name, classifier in config["classifiers"].items():
+        references = {"model": classifier["model"]} if "model" in classifier else {}
+        references.update({f"models.{label}": ref for label, ref in classifier.get("models", {}).items()})
+        for key, reference in references.items():
+            # Hub ids look like relative paths; only explicit paths are checked here.
+            explicit = reference.startswith(("/", "./", "../", "resources/"))
+            if explicit and not here(reference).exists():
+                raise ConfigError(f"{source}: classifiers.{name}.{key} {reference!r} does not exist")
+
     issues, human = set(config["issues"]), set(config["human"])
     if issues - human:
         raise ConfigError(f"{source}: human has no table for issue(s) {sorted(issues - human)}")

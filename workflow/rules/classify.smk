@@ -12,6 +12,8 @@ rule classify_generated:
         "benchmarks/classify/{classifier}/generated/{model}.tsv"
     conda:
         "../envs/classify.yaml"
+    resources:
+        gpu=get_classifier_gpus,
     params:
         spec=get_classifier_spec,
     script:
@@ -29,6 +31,8 @@ rule classify_human:
         "benchmarks/classify/{classifier}/human/{issue}.tsv"
     conda:
         "../envs/classify.yaml"
+    resources:
+        gpu=get_classifier_gpus,
     params:
         spec=get_classifier_spec,
     script:

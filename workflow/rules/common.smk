@@ -174,6 +174,11 @@ def get_classifier_spec(wildcards):
     return dict(config["classifiers"][wildcards.classifier])
 
 
+def get_classifier_gpus(wildcards):
+    """Transformer classifiers ask for a GPU on the cluster; lexicons need none."""
+    return 0 if config["classifiers"][wildcards.classifier]["type"] == "lexicon" else 1
+
+
 def get_align_params(wildcards):
     settings = config["align"]
     return {
