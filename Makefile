@@ -13,7 +13,7 @@ DEMO := --workflow-profile profiles/local --configfile config/demo.yaml
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help env system-deps prepare-model demo test lint format bench-generate clean-results
+.PHONY: help env system-deps prepare-model demo test lint format bench-generate bench-classify clean-results
 
 help:
 	@echo "make demo   - set up, prepare the embedded model, run the study on config/demo.yaml"
@@ -68,6 +68,9 @@ format: $(ENV_STAMP)
 
 bench-generate: $(ENV_STAMP)
 	$(BIN)/python benchmarks/bench_generate.py
+
+bench-classify: $(ENV_STAMP)
+	$(BIN)/python benchmarks/bench_classify.py
 
 clean-results:
 	rm -rf results logs .snakemake

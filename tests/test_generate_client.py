@@ -4,9 +4,20 @@ import json
 import subprocess
 import sys
 
+import polars as pl
 import pytest
+from conftest import REPO
 
-from affalign.generate import RequestStyle, Sampling, ServiceUnavailable, _payload, wait_for_service
+from affalign.generate import (
+    RequestStyle,
+    Sampling,
+    ServiceUnavailable,
+    _payload,
+    service_problem,
+    shard_key,
+    wait_for_service,
+    write_generation_shard,
+)
 from affalign.prompts import GenerationRequest
 
 REQUEST = GenerationRequest(index=3, template_id="t-01", prompt="Write a tweet about masks.", seed=1234)
@@ -62,3 +73,46 @@ def test_consumer_gives_up_after_the_timeout(tmp_path):
     service.write_text(json.dumps({"status": "starting"}))
     with pytest.raises(ServiceUnavailable, match="server_start_timeout_s"):
         wait_for_service(service, "logs/m.server.log", timeout_s=0.3, poll_s=0.1)
+
+
+def test_a_withdrawn_or_dead_service_is_noticed(tmp_path):
+    service_file = tmp_path / "m.json"
+    ready = {"status": "ready", "url": "http://127.0.0.1:1", "pid": 1}
+    service_file.write_text(json.dumps(ready))
+    assert service_problem(service_file, ready) is None
+    service_file.write_text(json.dumps({**ready, "status": "failed", "error": "engine died"}))
+    assert "changed to 'failed': engine died" in service_problem(service_file, ready)
+    service_file.unlink()
+    assert "is gone" in service_problem(service_file, ready)
+
+
+def test_finished_shards_are_taken_from_the_store_without_a_server(tmp_path):
+    from affalign.prompts import ShardSpec
+    from affalign.shards import write_shard
+
+    shard = ShardSpec(1, "m", "instruct", "covid-19", "COVID-19", "masks", "masks", "default", 2)
+    info = {"kind": "instruct", "model_source": "x"}
+    prompts = REPO / "resources" / "prompts.yaml"
+    store = tmp_path / "store"
+    finished = pl.DataFrame({"post_id": ["a", "b"], "text": ["one", "two"]})
+    write_shard(
+        finished, store / f"{shard_key(shard, info, SAMPLING, prompts)}.parquet", {"stage": "generate"}
+    )
+    frame = write_generation_shard(
+        shard,
+        model_info=info,
+        service_file=tmp_path / "no-service.json",
+        server_log="logs/m.server.log",
+        output=tmp_path / "out" / "default.parquet",
+        prompts_file=prompts,
+        sampling=SAMPLING,
+        max_in_flight=1,
+        server_start_timeout_s=1,
+        request_timeout_s=1,
+        store=store,
+    )
+    assert frame.equals(finished) and pl.read_parquet(tmp_path / "out" / "default.parquet").equals(finished)
+    # Anything that changes the content changes the key.
+    assert shard_key(shard, info, SAMPLING, prompts) != shard_key(
+        shard, {**info, "dtype": "x"}, SAMPLING, prompts
+    )

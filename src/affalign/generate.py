@@ -9,9 +9,12 @@ retried with back-off on transient errors, and each carries its own seed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import json
 import os
 import random
+import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -203,8 +206,32 @@ async def _one(
     )
 
 
+def service_problem(service_file: Path, service: Mapping[str, Any]) -> str | None:
+    """Why the service that was ready when the shard started can no longer be used, if so."""
+    current = _read_json(service_file)
+    if current is None:
+        return f"the service file {service_file} is gone (the model server job ended or failed)"
+    if current.get("status") != "ready" or current.get("url") != service["url"]:
+        return f"the model server's status changed to {current.get('status')!r}: {current.get('error', '')}"
+    pid = current.get("pid")
+    if isinstance(pid, int) and not _pid_alive(pid):
+        return f"the model server (pid {pid}) is gone"
+    return None
+
+
+async def _watch_service(
+    service_file: Path, service: Mapping[str, Any], server_log: str, every_s: float
+) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        problem = service_problem(service_file, service)
+        if problem:
+            raise ServiceUnavailable(f"{problem}; see the server log {server_log}")
+
+
 async def _generate_all(
-    url: str,
+    service_file: Path,
+    service: Mapping[str, Any],
     requests: list[GenerationRequest],
     served_name: str,
     style: RequestStyle,
@@ -212,7 +239,9 @@ async def _generate_all(
     max_in_flight: int,
     request_timeout_s: float,
     server_log: str,
+    watch_every_s: float = 2.0,
 ) -> list[tuple[str, str, int]]:
+    url = service["url"]
     limiter = asyncio.Semaphore(max_in_flight)
     timeout = aiohttp.ClientTimeout(total=request_timeout_s)
     connector = aiohttp.TCPConnector(limit=max_in_flight)
@@ -228,7 +257,44 @@ async def _generate_all(
         return result
 
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-        return await asyncio.gather(*(tracked(request) for request in requests))
+        # A request in flight may wait on a server that is shutting down; the watchdog
+        # notices a dead or withdrawn service and ends the shard at once.
+        work = asyncio.ensure_future(asyncio.gather(*(tracked(request) for request in requests)))
+        watchdog = asyncio.ensure_future(_watch_service(service_file, service, server_log, watch_every_s))
+        try:
+            await asyncio.wait([work, watchdog], return_when=asyncio.FIRST_COMPLETED)
+            if watchdog.done():
+                work.cancel()
+                watchdog.result()
+            return work.result()
+        finally:
+            watchdog.cancel()
+            work.cancel()
+
+
+def shard_key(
+    shard: ShardSpec, model_info: Mapping[str, Any], sampling: Sampling, prompts_file: str | Path
+) -> str:
+    """SHA-256 of everything that determines a shard's content (and the prompt templates)."""
+    content = {
+        "shard": dataclasses.asdict(shard),
+        "model": dict(model_info),
+        "sampling": dataclasses.asdict(sampling),
+        "prompts": hashlib.sha256(Path(prompts_file).read_bytes()).hexdigest(),
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Place ``source`` at ``target`` atomically (hard link where possible)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+    except OSError:
+        shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
 
 
 def write_generation_shard(
@@ -243,17 +309,30 @@ def write_generation_shard(
     max_in_flight: int,
     server_start_timeout_s: float,
     request_timeout_s: float,
+    store: str | Path | None = None,
 ) -> pl.DataFrame:
-    """Generate one shard through the model's service and write it."""
+    """Generate one shard through the model's service and write it.
+
+    With a ``store`` folder, every finished shard is also kept there under the hash of what
+    determines its content. Snakemake removes the outputs of *all* jobs of a service group
+    when one of them fails; a rerun then takes finished shards back from the store instead
+    of generating them again, so no finished shard is lost.
+    """
     style = RequestStyle.of({**model_info, "kind": shard.kind})
     kind = style.kind
     model, issue, topic, prompt_type = shard.model, shard.issue, shard.topic, shard.prompt_type
+    kept = Path(store) / f"{shard_key(shard, model_info, sampling, prompts_file)}.parquet" if store else None
+    if kept is not None and kept.is_file():
+        _link_or_copy(kept, Path(output))
+        print(f"[affalign] {output}: finished earlier, taken from {kept}", flush=True)
+        return pl.read_parquet(output)
     requests = build_requests(load_templates(prompts_file), shard)
     service = wait_for_service(service_file, server_log, server_start_timeout_s)
     began = time.time()
     results = asyncio.run(
         _generate_all(
-            service["url"],
+            Path(service_file),
+            service,
             requests,
             model,
             style,
@@ -315,6 +394,8 @@ def write_generation_shard(
         "output_tokens": int(frame["output_tokens"].sum()),
     }
     write_shard(frame, output, provenance)
+    if kept is not None:
+        _link_or_copy(Path(output), kept)
     print(
         f"[affalign] wrote {output}: {frame.height} generations, "
         f"{provenance['output_tokens']} tokens in {wall:.1f} s",

@@ -47,5 +47,8 @@ rule generate:
         generation=get_generation_params,
         prompts=config["prompts"],
         server_log="logs/serve_model/{model}.server.log",
+        # Finished shards kept by content hash, so that a failed sibling in the service
+        # group (Snakemake then removes every member's output) costs no finished work.
+        store="results/.shard-store/generated/{model}",
     script:
         "../scripts/generate.py"

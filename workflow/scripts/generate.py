@@ -36,5 +36,6 @@ run_logged(
         max_in_flight=operations["max_in_flight"],
         server_start_timeout_s=operations["server_start_timeout_s"],
         request_timeout_s=operations["request_timeout_s"],
+        store=snakemake.params.store,
     ),
 )
