@@ -29,10 +29,9 @@ def run_snakemake(
         str(workdir),
         "--workflow-profile",
         str(REPO / "profiles" / "local"),
+        *(["--configfile", str(configfile)] if configfile is not None else []),
         *args,
     ]
-    if configfile is not None:
-        command += ["--configfile", str(configfile)]
     # Shell rules call `python`: make it this environment's interpreter.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = dict(os.environ, PYTHONUNBUFFERED="1", PATH=path)
