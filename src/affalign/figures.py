@@ -73,9 +73,141 @@ def plot_alignment_heatmap(
                 axis.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7, color=colour)
     figure.colorbar(image, ax=axes[0].tolist(), label="alignment (1 − JSD, base 2)", shrink=0.8)
     figure.suptitle(title, fontsize=11)
+    _save(figure, path)
+
+
+GROUP_COLOURS = {"liberal": "#3b6fb6", "conservative": "#c0392b"}
+
+
+def _save(figure, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp.png")
     figure.savefig(temporary, dpi=120, metadata={"Software": None})
     plt.close(figure)
     temporary.replace(path)
+
+
+def _panels(count: int, width_each: float, height: float):
+    figure, axes = plt.subplots(1, max(count, 1), figsize=(width_each * max(count, 1), height), squeeze=False,
+                                constrained_layout=True)  # fmt: skip
+    return figure, axes[0]
+
+
+def plot_baseline_comparison(
+    alignment: pl.DataFrame, baseline: pl.DataFrame, title: str, path: str | Path
+) -> None:
+    """Mean alignment (over topics) of each model · prompt type with each group, against the
+    mean partisan baseline (dashed line); one panel per issue, y axis fixed to [0, 1]."""
+    issues = sorted(alignment["issue"].unique().to_list())
+    figure, axes = _panels(len(issues), 7.0, 4.5)
+    for axis, issue in zip(axes, issues, strict=True):
+        means = (
+            alignment.filter(pl.col("issue") == issue)
+            .group_by(["model", "prompt_type", "group"])
+            .agg(pl.col("alignment").mean())
+            .with_columns((pl.col("model") + " · " + pl.col("prompt_type")).alias("row"))
+            .sort("row")
+        )
+        rows = sorted(means["row"].unique().to_list())
+        groups = sorted(means["group"].unique().to_list())
+        width = 0.8 / max(len(groups), 1)
+        for g, group in enumerate(groups):
+            values = dict(
+                zip(*means.filter(pl.col("group") == group).select("row", "alignment"), strict=True)
+            )
+            positions = np.arange(len(rows)) + g * width - 0.4 + width / 2
+            heights = [values.get(r, np.nan) for r in rows]
+            axis.bar(positions, heights, width, label=f"with {group}", color=GROUP_COLOURS.get(group))
+        level = baseline.filter(pl.col("issue") == issue)["alignment"].mean()
+        axis.axhline(level, color="black", linestyle="--", linewidth=1, label="partisan baseline")
+        axis.set_xticks(range(len(rows)), rows, rotation=45, ha="right", fontsize=8)
+        axis.set_ylim(0, 1)
+        axis.set_ylabel("mean alignment (1 − JSD)")
+        axis.set_title(issue, fontsize=10)
+        axis.legend(fontsize=7, loc="lower right")
+    figure.suptitle(title, fontsize=11)
+    _save(figure, path)
+
+
+def _interval_bars(axis, labels: list[str], values, lows, highs, colours) -> None:
+    values, lows, highs = (np.asarray(v, dtype=float) for v in (values, lows, highs))
+    errors = np.vstack([np.clip(values - lows, 0, None), np.clip(highs - values, 0, None)])
+    errors = np.nan_to_num(errors)
+    axis.barh(range(len(labels)), values, xerr=errors, color=colours, capsize=3)
+    axis.set_yticks(range(len(labels)), labels, fontsize=8)
+    axis.axvline(0, color="black", linewidth=0.8)
+
+
+def plot_tendency(tendency: pl.DataFrame, title: str, path: str | Path) -> None:
+    """Liberal tendency (alignment with liberals − with conservatives) per model · prompt type,
+    with bootstrap intervals; * marks a Wilcoxon p-value below 0.05. Same x range in every panel."""
+    issues = sorted(tendency["issue"].unique().to_list())
+    figure, axes = _panels(len(issues), 5.5, max(3.0, 1.2 + 0.35 * tendency.height / max(len(issues), 1)))
+    limit = max(
+        0.05, float(np.nanmax(np.abs(tendency.select("tendency_low", "tendency_high").to_numpy()))) * 1.1
+    )
+    for axis, issue in zip(axes, issues, strict=True):
+        rows = tendency.filter(pl.col("issue") == issue).sort(["model", "prompt_type"])
+        labels = [
+            f"{m} · {p}{' *' if (pv == pv and pv < 0.05) else ''}"
+            for m, p, pv in rows.select("model", "prompt_type", "p_value").iter_rows()
+        ]
+        colours = [
+            GROUP_COLOURS["liberal"] if v >= 0 else GROUP_COLOURS["conservative"] for v in rows["tendency"]
+        ]
+        _interval_bars(axis, labels, rows["tendency"], rows["tendency_low"], rows["tendency_high"], colours)
+        axis.set_xlim(-limit, limit)
+        axis.set_xlabel("← conservative    liberal tendency    liberal →", fontsize=8)
+        axis.set_title(issue, fontsize=10)
+    figure.suptitle(title, fontsize=11)
+    _save(figure, path)
+
+
+def plot_steerability(steerability: pl.DataFrame, title: str, path: str | Path) -> None:
+    """Change in alignment with a group from the default prompt to the prompt steered towards
+    it, per model, with bootstrap intervals; one panel per issue, same x range throughout."""
+    issues = sorted(steerability["issue"].unique().to_list()) or ["(none)"]
+    figure, axes = _panels(len(issues), 5.5, max(3.0, 1.2 + 0.35 * steerability.height / max(len(issues), 1)))
+    bounds = steerability.select("steerability_low", "steerability_high").to_numpy()
+    limit = max(0.05, float(np.nanmax(np.abs(bounds))) * 1.1) if bounds.size else 0.1
+    for axis, issue in zip(axes, issues, strict=True):
+        rows = steerability.filter(pl.col("issue") == issue).sort(["model", "group"])
+        labels = [f"{m} → {g}" for m, g in rows.select("model", "group").iter_rows()]
+        colours = [GROUP_COLOURS.get(g, "grey") for g in rows["group"]]
+        _interval_bars(
+            axis, labels, rows["steerability"], rows["steerability_low"], rows["steerability_high"], colours
+        )
+        axis.set_xlim(-limit, limit)
+        axis.set_xlabel("steered − default alignment with the group", fontsize=8)
+        axis.set_title(issue, fontsize=10)
+    figure.suptitle(title, fontsize=11)
+    _save(figure, path)
+
+
+def plot_label_distributions(
+    distributions: pl.DataFrame, issue: str, topic: str, title: str, path: str | Path
+) -> None:
+    """Label shares of human groups and of each model's default-prompt posts on one topic."""
+    subset = distributions.filter(
+        (pl.col("issue") == issue)
+        & (pl.col("topic") == topic)
+        & ((pl.col("source") == "human") | (pl.col("prompt_type") == "default"))
+    ).with_columns(
+        pl.when(pl.col("source") == "human").then(pl.col("group")).otherwise(pl.col("source")).alias("series")
+    )
+    labels = list(dict.fromkeys(subset["label"].to_list()))
+    series = sorted(subset["series"].unique().to_list(), key=lambda s: (s not in GROUP_COLOURS, s))
+    figure, axis = plt.subplots(figsize=(max(6.0, 0.7 * len(labels) * max(len(series), 1) / 2), 4.0),
+                                constrained_layout=True)  # fmt: skip
+    width = 0.8 / max(len(series), 1)
+    for s, name in enumerate(series):
+        shares = dict(zip(*subset.filter(pl.col("series") == name).select("label", "p"), strict=True))
+        positions = np.arange(len(labels)) + s * width - 0.4 + width / 2
+        heights = [shares.get(label) or 0.0 for label in labels]
+        axis.bar(positions, heights, width, label=name, color=GROUP_COLOURS.get(name))
+    axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+    axis.set_ylabel("share of label occurrences")
+    axis.set_title(f"{title}: {issue}/{topic}", fontsize=10)
+    axis.legend(fontsize=7)
+    _save(figure, path)
