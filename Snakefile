@@ -9,6 +9,10 @@
 #       post_id, issue, topic, group, text
 #   results/human/{issue}/dropped.csv
 #       issue, reason, rows (input rows left out and why)
+#   results/human/{issue}/users.csv
+#       issue, user, posts, urls, scored_urls, score, group, reason (ideology audit)
+#   results/human/{issue}/quality.csv  (+ quality.md, readable)
+#       issue, topic, group, posts, users, status (kept/excluded), reason
 #   results/services/{model}.json                                   (service, transient)
 #       address of the model's vLLM server while its shard jobs run
 #   results/generated/{model}/{issue}/{topic}/{prompt_type}.parquet
@@ -20,16 +24,28 @@
 #   results/align/{classifier}/distributions.parquet
 #       source, prompt_type, issue, topic, group, label, count, n_posts, total, p
 #   results/align/{classifier}/alignment.parquet  (+ alignment.csv)
-#       model, prompt_type, issue, topic, group, jsd, alignment, n_model_posts, n_human_posts
+#       model, prompt_type, issue, topic, group, jsd, alignment, n_model_posts, n_human_posts,
+#       alignment_low, alignment_high (bootstrap percentile interval)
 #   results/align/{classifier}/partisan_baseline.parquet  (+ partisan_baseline.csv)
-#       issue, topic, group_a, group_b, jsd, alignment, n_posts_a, n_posts_b
+#       issue, topic, group_a, group_b, jsd, alignment, n_posts_a, n_posts_b,
+#       alignment_low, alignment_high
+#   results/align/{classifier}/liberal_tendency.parquet  (+ .csv)
+#       model, issue, prompt_type, tendency, tendency_low, tendency_high, n_topics,
+#       wilcoxon_statistic, p_value
+#   results/align/{classifier}/steerability.parquet  (+ .csv)
+#       model, issue, group, steerability, steerability_low, steerability_high, n_topics
+#   results/align/{classifier}/below_baseline.csv
+#       model, prompt_type, issue, group, share_below_baseline, n_topics
 #   results/align/{classifier}/alignment_matrix.csv
 #       row, prompt_type, compared_with, one column per issue/topic (1 - JSD)
 #   results/align/{classifier}/dropped.csv
 #       model, reason, rows (generations left out of the distributions)
-#   results/figures/{classifier}/alignment_heatmap.png
+#   results/figures/{classifier}/alignment_heatmap.png, baseline_comparison.png,
+#       liberal_tendency.png, steerability.png, label_distributions.png
+#   results/report.html  (snakemake --report results/report.html)
 #
-# alignment = 1 - Jensen-Shannon distance (log base 2), in [0, 1].
+# alignment = 1 - Jensen-Shannon distance (log base 2), in [0, 1]. Interval, smoothing and
+# "none"-bin settings are recorded in each align output's provenance.
 # Logs mirror outputs under logs/, benchmarks under benchmarks/.
 
 from snakemake.utils import min_version

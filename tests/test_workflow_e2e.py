@@ -10,7 +10,7 @@ import pytest
 from conftest import demo_config, run_snakemake, write_config
 from scipy.spatial.distance import jensenshannon
 
-from affalign.alignment import ALIGNMENT_COLUMNS
+from affalign.alignment import ALIGNMENT_COLUMNS, INTERVAL_COLUMNS
 from affalign.generate import SHARD_SCHEMA
 from affalign.prompts import ShardSpec, build_requests, load_templates
 from affalign.shards import read_provenance
@@ -130,7 +130,17 @@ def test_alignment_outputs(finished_run):
     for classifier in ["nrc-emotion", "mfd2"]:
         root = workdir / "results" / "align" / classifier
         alignment = pl.read_parquet(root / "alignment.parquet")
-        assert alignment.columns == ALIGNMENT_COLUMNS
+        assert alignment.columns == ALIGNMENT_COLUMNS + INTERVAL_COLUMNS
+        defined = alignment.drop_nulls("alignment_low")
+        assert (defined["alignment_low"] <= defined["alignment_high"]).all()
+        tendency = pl.read_csv(root / "liberal_tendency.csv")
+        assert tendency.height == len(MODELS) * len(PROMPT_TYPES)
+        assert {"tendency", "tendency_low", "tendency_high", "p_value", "n_topics"} <= set(tendency.columns)
+        steerability = pl.read_csv(root / "steerability.csv")
+        assert steerability.height == len(MODELS) * 2
+        assert (root / "below_baseline.csv").stat().st_size > 0
+        provenance = read_provenance(root / "alignment.parquet")
+        assert provenance["bootstrap_replicates"] == 200 and provenance["plutchik_smoothing"] is None
         assert alignment.height == len(MODELS) * len(PROMPT_TYPES) * len(TOPICS) * 2
         defined = alignment.drop_nulls("alignment")
         assert ((defined["alignment"] >= 0) & (defined["alignment"] <= 1)).all()
@@ -156,8 +166,18 @@ def test_alignment_outputs(finished_run):
             "covid-19/mask-mandates",
             "covid-19/vaccines",
         ]
-        figure = workdir / "results" / "figures" / classifier / "alignment_heatmap.png"
-        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 5000
+        for name in ["alignment_heatmap", "baseline_comparison", "liberal_tendency", "steerability",
+                     "label_distributions"]:  # fmt: skip
+            figure = workdir / "results" / "figures" / classifier / f"{name}.png"
+            assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 5000, name
+
+
+def test_snakemake_report_builds(finished_run):
+    workdir, configfile, _, _ = finished_run
+    report = run_snakemake(workdir, "--report", "report.html", configfile=configfile)
+    assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
+    html = (workdir / "report.html").read_text(errors="replace")
+    assert "alignment_heatmap.png" in html and "liberal_tendency" in html
 
 
 def test_second_run_has_nothing_to_do(finished_run):
@@ -201,8 +221,9 @@ def test_adding_a_model_schedules_only_its_jobs_and_the_joins(finished_run):
         "classify_generated": 2,
         "align": 2,
         "plot_alignment_heatmap": 2,
+        "plot_comparisons": 2,
         "all": 1,
-        "total": 1 + 6 + 2 + 2 + 2 + 1,
+        "total": 1 + 6 + 2 + 2 + 2 + 2 + 1,
     }, dry.stdout
     assert "tiny-chat-2" in dry.stdout
 
@@ -220,8 +241,9 @@ CLASSIFIER_JOBS_ONLY = {
     "classify_human": 1,
     "align": 1,
     "plot_alignment_heatmap": 1,
+    "plot_comparisons": 1,
     "all": 1,
-    "total": len(MODELS) + 4,
+    "total": len(MODELS) + 5,
 }
 
 

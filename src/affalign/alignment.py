@@ -15,13 +15,15 @@ Outputs (per classifier), all tidy except the matrix:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
-from affalign.distributions import jensen_shannon_alignment, label_distributions
+from affalign.comparisons import BootstrapSettings, bootstrap_comparisons
+from affalign.distributions import NONE_LABEL, jensen_shannon_alignment, label_column, label_distributions
 from affalign.shards import read_provenance
+from affalign.statistics import plutchik_smoothing_matrix
 
 MODEL_KEYS = ["model", "prompt_type", "issue", "topic"]
 HUMAN_KEYS = ["issue", "topic", "group"]
@@ -36,6 +38,7 @@ ALIGNMENT_COLUMNS = [
     "n_model_posts",
     "n_human_posts",
 ]
+INTERVAL_COLUMNS = ["alignment_low", "alignment_high"]
 FLAGS = {"is_empty": "empty text", "is_refusal": "refusal", "is_degenerate": "degenerate"}
 
 
@@ -158,15 +161,84 @@ def alignment_matrix(alignment: pl.DataFrame, baseline: pl.DataFrame) -> pl.Data
     return wide.select(["row", "prompt_type", "compared_with", *[c for c in columns if c in wide.columns]])
 
 
+@dataclass(frozen=True)
+class AlignSettings:
+    """How distributions are built and compared (recorded in every align output)."""
+
+    groups: tuple[str, ...] = ("liberal", "conservative")
+    none_bin: bool = False
+    policy: DropPolicy = field(default_factory=DropPolicy)
+    bootstrap: BootstrapSettings = field(default_factory=BootstrapSettings)
+    plutchik_weight: float | None = None
+
+    def describe(self) -> dict:
+        return {
+            "none_bin": self.none_bin,
+            "unlabelled_posts": "counted in a 'none' bin"
+            if self.none_bin
+            else "add nothing to the distribution",
+            "drop_policy": self.policy.flags(),
+            "bootstrap_replicates": self.bootstrap.replicates,
+            "confidence": self.bootstrap.confidence,
+            "bootstrap_seed": self.bootstrap.seed,
+            "plutchik_smoothing": self.plutchik_weight,
+            "score": "1 - Jensen-Shannon distance, log base 2",
+        }
+
+
+def with_none_label(frame: pl.DataFrame, labels: Sequence[str]) -> pl.DataFrame:
+    """Add ``y_none``: the post carries none of ``labels``."""
+    carried = pl.any_horizontal([pl.col(label_column(label)) for label in labels])
+    return frame.with_columns((~carried).alias(label_column(NONE_LABEL)))
+
+
+def compare(
+    model_posts: pl.DataFrame, human_posts: pl.DataFrame, labels: Sequence[str], settings: AlignSettings
+) -> dict[str, pl.DataFrame]:
+    """Point estimates (``align``) joined with bootstrap intervals and the derived comparisons."""
+    results = align(model_posts, human_posts, labels, settings.groups, settings.none_bin)
+    compared_labels = [*labels, NONE_LABEL] if settings.none_bin else list(labels)
+    if settings.none_bin:
+        model_posts, human_posts = with_none_label(model_posts, labels), with_none_label(human_posts, labels)
+    smoothing = (
+        plutchik_smoothing_matrix(compared_labels, settings.plutchik_weight)
+        if settings.plutchik_weight is not None
+        else None
+    )
+    extra = bootstrap_comparisons(
+        model_posts, human_posts, compared_labels, settings.groups, settings.bootstrap, smoothing
+    )
+    keys = [*MODEL_KEYS, "group"]
+    intervals = extra["alignment"].rename({"alignment": "alignment_smoothed"})
+    alignment = results["alignment"].join(intervals, on=keys, how="left")
+    baseline = results["baseline"].join(
+        extra["baseline"].rename({"alignment": "alignment_smoothed"}),
+        on=["issue", "topic", "group_a", "group_b"],
+        how="left",
+    )
+    if smoothing is not None:
+        # Scores are computed on the smoothed distributions.
+        alignment = alignment.with_columns(pl.col("alignment_smoothed").alias("alignment"))
+        baseline = baseline.with_columns(pl.col("alignment_smoothed").alias("alignment"))
+        alignment = alignment.with_columns((1 - pl.col("alignment")).alias("jsd"))
+        baseline = baseline.with_columns((1 - pl.col("alignment")).alias("jsd"))
+    return {
+        "distributions": results["distributions"],
+        "alignment": alignment.drop("alignment_smoothed").select([*ALIGNMENT_COLUMNS, *INTERVAL_COLUMNS]),
+        "baseline": baseline.drop("alignment_smoothed"),
+        "tendency": extra["tendency"],
+        "steerability": extra["steerability"],
+        "below_baseline": extra["below_baseline"],
+    }
+
+
 def run_align_stage(
     *,
     generated: Sequence[str | Path],
     generated_affect: Sequence[str | Path],
     human: Sequence[str | Path],
     human_affect: Sequence[str | Path],
-    groups: Sequence[str],
-    none_bin: bool,
-    policy: DropPolicy,
+    settings: AlignSettings,
     outputs: dict[str, str],
     classifier: str,
 ) -> None:
@@ -180,25 +252,24 @@ def run_align_stage(
     flags = list(FLAGS)
     model_posts = join_affect(generated, generated_affect, [*MODEL_KEYS, *flags]).collect()
     human_posts = join_affect(human, human_affect, HUMAN_KEYS).collect()
-    kept, dropped = apply_drop_policy(model_posts, policy)
-    results = align(kept, human_posts, labels, groups, none_bin)
+    kept, dropped = apply_drop_policy(model_posts, settings.policy)
+    results = compare(kept, human_posts, labels, settings)
     provenance = {
         "stage": "align",
         "classifier": classifier,
         "labels": labels,
-        "none_bin": none_bin,
-        "unlabelled_posts": "counted in a 'none' bin" if none_bin else "add nothing to the distribution",
-        "drop_policy": policy.flags(),
-        "score": "1 - Jensen-Shannon distance, log base 2",
+        **settings.describe(),
         "generated_posts": model_posts.height,
         "generated_posts_kept": kept.height,
         "human_posts": human_posts.height,
     }
-    write_shard(results["distributions"], outputs["distributions"], provenance)
-    write_shard(results["alignment"], outputs["alignment"], provenance)
-    write_shard(results["baseline"], outputs["baseline"], provenance)
+    for name in ("distributions", "alignment", "baseline", "tendency", "steerability"):
+        write_shard(results[name], outputs[name], provenance)
     write_csv(results["alignment"], outputs["alignment_csv"])
     write_csv(results["baseline"], outputs["baseline_csv"])
+    write_csv(results["tendency"], outputs["tendency_csv"])
+    write_csv(results["steerability"], outputs["steerability_csv"])
+    write_csv(results["below_baseline"], outputs["below_baseline"])
     write_csv(alignment_matrix(results["alignment"], results["baseline"]), outputs["matrix"])
     write_csv(dropped, outputs["dropped"])
     print(

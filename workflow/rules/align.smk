@@ -27,6 +27,21 @@ rule align:
             subcategory="{classifier}",
         ),
         dropped="results/align/{classifier}/dropped.csv",
+        tendency="results/align/{classifier}/liberal_tendency.parquet",
+        tendency_csv=report(
+            "results/align/{classifier}/liberal_tendency.csv",
+            caption="../report/liberal_tendency.rst",
+            category="Alignment",
+            subcategory="{classifier}",
+        ),
+        steerability="results/align/{classifier}/steerability.parquet",
+        steerability_csv=report(
+            "results/align/{classifier}/steerability.csv",
+            caption="../report/steerability.rst",
+            category="Alignment",
+            subcategory="{classifier}",
+        ),
+        below_baseline="results/align/{classifier}/below_baseline.csv",
     log:
         "logs/align/{classifier}.log",
     benchmark:

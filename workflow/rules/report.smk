@@ -17,3 +17,45 @@ rule plot_alignment_heatmap:
         groups=GROUPS,
     script:
         "../scripts/plot_alignment_heatmap.py"
+
+
+rule plot_comparisons:
+    input:
+        alignment="results/align/{classifier}/alignment.parquet",
+        baseline="results/align/{classifier}/partisan_baseline.parquet",
+        tendency="results/align/{classifier}/liberal_tendency.parquet",
+        steerability="results/align/{classifier}/steerability.parquet",
+        distributions="results/align/{classifier}/distributions.parquet",
+    output:
+        baseline=report(
+            "results/figures/{classifier}/baseline_comparison.png",
+            caption="../report/baseline_comparison.rst",
+            category="Figures",
+            subcategory="{classifier}",
+        ),
+        tendency=report(
+            "results/figures/{classifier}/liberal_tendency.png",
+            caption="../report/liberal_tendency_figure.rst",
+            category="Figures",
+            subcategory="{classifier}",
+        ),
+        steerability=report(
+            "results/figures/{classifier}/steerability.png",
+            caption="../report/steerability_figure.rst",
+            category="Figures",
+            subcategory="{classifier}",
+        ),
+        distributions=report(
+            "results/figures/{classifier}/label_distributions.png",
+            caption="../report/label_distributions.rst",
+            category="Figures",
+            subcategory="{classifier}",
+        ),
+    log:
+        "logs/plot_comparisons/{classifier}.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        example=get_example_topic,
+    script:
+        "../scripts/plot_comparisons.py"

@@ -3,10 +3,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 
-from affalign.alignment import DropPolicy, run_align_stage
+from affalign.alignment import AlignSettings, DropPolicy, run_align_stage
+from affalign.comparisons import BootstrapSettings
 from affalign.jobs import run_logged
 
-settings = snakemake.params.settings
+options = snakemake.params.settings
+settings = AlignSettings(
+    groups=tuple(options["groups"]),
+    none_bin=options["none_bin"],
+    policy=DropPolicy(
+        empty=options["drop_empty"],
+        refusals=options["drop_refusals"],
+        degenerate=options["drop_degenerate"],
+    ),
+    bootstrap=BootstrapSettings(
+        replicates=options["bootstrap_replicates"],
+        confidence=options["confidence"],
+        seed=options["seed"],
+    ),
+    plutchik_weight=options["plutchik_weight"] if options["plutchik_smoothing"] else None,
+)
 run_logged(
     snakemake.log[0],
     lambda: run_align_stage(
@@ -14,13 +30,7 @@ run_logged(
         generated_affect=list(snakemake.input.generated_affect),
         human=list(snakemake.input.human),
         human_affect=list(snakemake.input.human_affect),
-        groups=settings["groups"],
-        none_bin=settings["none_bin"],
-        policy=DropPolicy(
-            empty=settings["drop_empty"],
-            refusals=settings["drop_refusals"],
-            degenerate=settings["drop_degenerate"],
-        ),
+        settings=settings,
         outputs=dict(snakemake.output.items()),
         classifier=snakemake.wildcards.classifier,
     ),
