@@ -1,7 +1,7 @@
 import polars as pl
 import pytest
 
-from affalign.human import HumanDataError, normalise_posts
+from affalign.human import HumanDataError, SourceSpec, ingest_posts, normalise_posts
 
 TOPICS = ["masks", "vaccines"]
 GROUPS = ["liberal", "conservative"]
@@ -57,3 +57,41 @@ def test_empty_group_in_a_topic_is_an_error():
 def test_mistyped_column_is_an_error():
     with pytest.raises(HumanDataError, match=r"column 'body' \(text\) must hold text"):
         run(table(body=[1, 2, 3, 4, 5, 6]))
+
+
+def test_minimum_posts_per_group_excludes_a_topic_instead_of_failing():
+    frame = table(side=["liberal", "liberal", "liberal", "conservative", "moderate", "liberal"])
+    result = ingest_posts(
+        frame,
+        path="posts.csv",
+        issue="covid",
+        spec=SourceSpec(columns=COLUMNS),
+        topics=TOPICS,
+        groups=GROUPS,
+        min_posts_per_group=1,
+    )
+    assert result.posts["topic"].unique().to_list() == ["vaccines"]
+    assert result.excluded == {"masks": "conservative has 0 posts (minimum 1)"}
+    assert dict(zip(result.dropped["reason"], result.dropped["rows"], strict=True)) == {
+        "group not in study": 1,
+        "topic not in study": 1,
+        "empty text": 0,
+        "topic below minimum posts": 2,
+    }
+    assert result.users.is_empty() and result.users.columns[:2] == ["issue", "user"]
+
+
+def test_empty_text_is_counted_not_an_error():
+    frame = table(
+        body=["a", "b", "c", "d", "e", "   "],
+        side=["liberal", "conservative", "liberal", "conservative", "liberal", "liberal"],
+        subject=["masks"] * 6,
+    )
+    posts, dropped = run(frame, topics=["masks"])
+    assert posts.height == 5
+    assert dict(zip(dropped["reason"], dropped["rows"], strict=True))["empty text"] == 1
+
+
+def test_group_column_without_text_values_is_an_error():
+    with pytest.raises(HumanDataError, match=r"column 'side' \(group\) is empty in row 3"):
+        run(table(side=["liberal", "conservative", None, "conservative", "moderate", "liberal"]))

@@ -5,11 +5,12 @@ Each failure names the config file and the key, so the user knows what to fix.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from affalign.human import HumanDataError, check_columns, column_names
+from affalign.human import HumanDataError, SourceSpec, check_source, table_format, table_schema
+from affalign.ideology import DomainTableError, IdeologySettings, domain_table_options, read_domain_table
 from affalign.prompts import DEFAULT_PROMPT_TYPE, PromptError, load_templates
 
 
@@ -59,9 +60,14 @@ def check_config(config: Mapping[str, Any], source: str, workdir: str | Path = "
         if not path.is_file():
             raise ConfigError(f"{source}: human.{issue}.path {table['path']!r} does not exist")
         try:
-            check_columns(path, column_names(path), table.get("columns", {}))
+            spec = SourceSpec.from_config(table)
+            # JSON lines: only a sample is read here; nested fields are checked by the job.
+            nested = table_format(path) != "ndjson"
+            check_source(path, table_schema(path), spec, issue, nested=nested)
         except HumanDataError as error:
             raise ConfigError(f"{source}: human.{issue}: {error}") from error
+
+    check_ideology(config, source, here)
 
     prompts = here(config["prompts"])
     if not prompts.is_file():
@@ -70,3 +76,31 @@ def check_config(config: Mapping[str, Any], source: str, workdir: str | Path = "
         load_templates(prompts)
     except PromptError as error:
         raise ConfigError(f"{source}: prompts: {error}") from error
+
+
+def check_ideology(config: Mapping[str, Any], source: str, here: Callable[[str], Path]) -> None:
+    """The ideology settings and domain table, when an issue takes its groups from domains."""
+    users = [issue for issue, table in config["human"].items() if table.get("group_from") == "domains"]
+    if not users:
+        return
+    ideology = config.get("ideology") or {}
+    if not ideology.get("domain_table"):
+        raise ConfigError(
+            f"{source}: ideology.domain_table is required: human.{users[0]}.group_from is 'domains'"
+        )
+    problems = IdeologySettings.from_config(ideology).problems()
+    if problems:
+        raise ConfigError(f"{source}: {problems[0]}")
+    options = domain_table_options(ideology)
+    if options["category_column"] is not None and not options["categories"]:
+        raise ConfigError(
+            f"{source}: ideology.domain_columns.category is set, so ideology.categories must map "
+            "each category to a score"
+        )
+    table = here(ideology["domain_table"])
+    if not table.is_file():
+        raise ConfigError(f"{source}: ideology.domain_table {ideology['domain_table']!r} does not exist")
+    try:
+        read_domain_table(table, **options)
+    except DomainTableError as error:
+        raise ConfigError(f"{source}: ideology.domain_table: {error}") from error

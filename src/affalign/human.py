@@ -2,16 +2,43 @@
 
 Input tables (CSV, parquet, JSON lines) are read, never modified. The normalised table
 has the columns ``post_id``, ``issue``, ``topic``, ``group``, ``text`` (all strings).
-Rows whose group or topic the study does not use are left out and counted; everything
-else that is wrong stops the job with the file, column and row named.
+
+Conventions:
+
+* **Columns** are mapped through the config (``human.<issue>.columns``). A name that is
+  not a column of the table is read as a dotted path into nested records (``user.id_str``,
+  ``entities.urls``). ``text`` may be a list of candidates tried in order per row (the
+  first one present, non-null and not blank wins), e.g. ``[extended_tweet.full_text,
+  full_text, text]``. Integer post and user ids become strings.
+* **URLs** (``columns.urls``) are a list of strings, a list of objects (the first of
+  ``human.<issue>.url_fields`` present in each, expanded forms first), or a string of URLs
+  separated by spaces, commas, semicolons or ``|`` (a JSON or Python list literal works).
+* **Groups** come from a column (``group_from: column``) or from the news domains users
+  share (``group_from: domains``, see :mod:`affalign.ideology`). **Topics** come from a
+  column (``topic_from: column``) or from keywords (``topic_from: keywords``, see
+  :mod:`affalign.topics`). A post placed in several topics (policy ``all``) appears once
+  per topic with post id ``<post_id>@<topic>``.
+* **Rows left out** are counted per reason, each row under its first reason in this order:
+  the group (not in the study / the user's ideology), the topic column (not in the study),
+  empty text, the keywords (no topic / several topics). Then topics with fewer than
+  ``topic_assignment.min_posts_per_group`` posts from a group are excluded from alignment
+  (their posts are counted under ``topic below minimum posts``, once per topic).
+* **Errors**: everything else that is wrong stops the job with the file, column and row
+  named (rows are 1-based data rows: a CSV header is not a row, JSON lines count records).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
+
+from affalign.ideology import UNSCORED_REASONS, IdeologySettings, url_shares, user_ideology
+from affalign.topics import MULTIPLE_TOPIC_POLICIES, assign_topics
 
 FIELDS = ("post_id", "text", "group", "topic")
 NORMALISED_SCHEMA = {
@@ -22,10 +49,89 @@ NORMALISED_SCHEMA = {
     "text": pl.String,
 }
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".jsonl": "ndjson", ".ndjson": "ndjson", ".json": "ndjson"}
+GROUP_SOURCES = ("column", "domains")
+TOPIC_SOURCES = ("column", "keywords")
+DEFAULT_URL_FIELDS = ("expanded_url", "unwound_url", "url")
+URL_TOKEN = r"[^\s,;|\[\]'\"]+"
+MULTI_TOPIC_SEPARATOR = "@"
+
+REASON_GROUP = "group not in study"
+REASON_TOPIC = "topic not in study"
+REASON_EMPTY = "empty text"
+REASON_FEW_URLS = "user has too few scored URLs"
+REASON_BETWEEN = "user's score between the thresholds"
+REASON_NO_KEYWORD = "no topic keyword"
+REASON_SEVERAL = "several topics"
+REASON_EXCLUDED = "topic below minimum posts"
+
+USERS_SCHEMA = {
+    "issue": pl.String,
+    "user": pl.String,
+    "posts": pl.Int64,
+    "urls": pl.Int64,
+    "scored_urls": pl.Int64,
+    "score": pl.Float64,
+    "group": pl.String,
+    "reason": pl.String,
+}
+QUALITY_SCHEMA = {
+    "issue": pl.String,
+    "topic": pl.String,
+    "group": pl.String,
+    "posts": pl.Int64,
+    "users": pl.Int64,
+    "status": pl.String,
+    "reason": pl.String,
+}
 
 
 class HumanDataError(ValueError):
     """A human post table that cannot be used as it is."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """How one issue's table maps onto the normalised fields (``human.<issue>`` in the config)."""
+
+    columns: Mapping[str, str | Sequence[str]] = field(default_factory=dict)
+    group_from: str = "column"
+    topic_from: str = "column"
+    url_fields: tuple[str, ...] = DEFAULT_URL_FIELDS
+
+    @classmethod
+    def from_config(cls, table: Mapping[str, Any]) -> SourceSpec:
+        return cls(
+            columns=dict(table.get("columns") or {}),
+            group_from=table.get("group_from", "column"),
+            topic_from=table.get("topic_from", "column"),
+            url_fields=tuple(table.get("url_fields") or DEFAULT_URL_FIELDS),
+        )
+
+    def __post_init__(self) -> None:
+        if self.group_from not in GROUP_SOURCES:
+            raise ValueError(f"group_from must be one of {GROUP_SOURCES}, not {self.group_from!r}")
+        if self.topic_from not in TOPIC_SOURCES:
+            raise ValueError(f"topic_from must be one of {TOPIC_SOURCES}, not {self.topic_from!r}")
+
+    def needed(self) -> list[str]:
+        """The fields this source must provide, in checking order."""
+        fields = ["post_id", "text"]
+        if self.group_from == "column":
+            fields.append("group")
+        if self.topic_from == "column":
+            fields.append("topic")
+        if self.group_from == "domains" or "user" in self.columns:
+            fields.append("user")
+        if self.group_from == "domains":
+            fields.append("urls")
+        return fields
+
+    def source(self, name: str) -> str | list[str]:
+        """The input column (or dotted path; for ``text`` a list of candidates) of a field."""
+        value = self.columns.get(name, name)
+        if name == "text":
+            return [value] if isinstance(value, str) else list(value)
+        return str(value)
 
 
 def table_format(path: str | Path) -> str:
@@ -35,44 +141,542 @@ def table_format(path: str | Path) -> str:
     return SUFFIXES[suffix]
 
 
-def column_names(path: str | Path) -> list[str]:
-    """The columns of a table, read from its header or schema only."""
+def table_schema(path: str | Path, sample_rows: int = 1000) -> pl.Schema:
+    """The schema of a table, read from its header (CSV: every column is text), its
+    parquet schema, or the first ``sample_rows`` records of JSON lines."""
     fmt = table_format(path)
     try:
         if fmt == "csv":
-            return pl.scan_csv(path, infer_schema=False).collect_schema().names()
+            return pl.scan_csv(path, infer_schema=False).collect_schema()
         if fmt == "parquet":
-            return pl.scan_parquet(path).collect_schema().names()
-        return pl.scan_ndjson(path, infer_schema_length=100).collect_schema().names()
+            return pl.scan_parquet(path).collect_schema()
+        return pl.scan_ndjson(path, infer_schema_length=sample_rows).collect_schema()
     except (pl.exceptions.PolarsError, OSError) as error:
-        raise HumanDataError(f"{path}: cannot read the table ({error})") from error
+        raise HumanDataError(f"{path}: cannot read the table ({_undecodable(path, fmt) or error})") from error
+
+
+def column_names(path: str | Path) -> list[str]:
+    """The columns of a table, read from its header or schema only."""
+    return table_schema(path, sample_rows=100).names()
 
 
 def read_table(path: str | Path) -> pl.DataFrame:
+    """Read a whole table; JSON lines with the schema inferred from every record."""
     fmt = table_format(path)
     try:
         if fmt == "csv":
             return pl.read_csv(path, infer_schema=False, encoding="utf8")
         if fmt == "parquet":
             return pl.read_parquet(path)
-        return pl.read_ndjson(path)
+        return pl.read_ndjson(path, infer_schema_length=None)
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as error:
-        raise HumanDataError(f"{path}: cannot read the table ({error})") from error
+        raise HumanDataError(f"{path}: cannot read the table ({_undecodable(path, fmt) or error})") from error
+
+
+def _undecodable(path: str | Path, fmt: str) -> str | None:
+    """Where a CSV or JSON-lines file is not UTF-8, as 'column ... row ...', or None."""
+    if fmt == "parquet":
+        return None
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    try:
+        data.decode("utf-8")
+        return None
+    except UnicodeDecodeError as error:
+        position = error.start
+    detail = f"text is not valid UTF-8 (byte 0x{data[position]:02x} at offset {position}); save it as UTF-8"
+    if fmt == "ndjson":
+        start = data.rfind(b"\n", 0, position) + 1
+        record = sum(1 for line in data[:start].split(b"\n") if line.strip()) + 1
+        end = data.find(b"\n", position)
+        line = data[start : end if end >= 0 else len(data)]
+        column = _replaced_field(line.decode("utf-8", errors="replace"))
+        where = f"column {column!r} row {record}" if column else f"row {record}"
+        return f"{where}: {detail}"
+    try:
+        lossy = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy")
+    except pl.exceptions.PolarsError:
+        return detail
+    hits = [
+        (int(mask.arg_true()[0]) + 1, index, column)
+        for index, column in enumerate(lossy.columns)
+        if (mask := lossy[column].str.contains("\ufffd", literal=True).fill_null(False)).any()
+    ]
+    if not hits:
+        return detail
+    row, _, column = min(hits)
+    return f"column {column!r} row {row}: {detail}"
+
+
+def _replaced_field(line: str) -> str | None:
+    """The dotted path of the first string holding U+FFFD in one JSON record."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+
+    def walk(value: Any, prefix: str) -> str | None:
+        if isinstance(value, str):
+            return prefix if "\ufffd" in value else None
+        if isinstance(value, dict):
+            for key, item in value.items():
+                found = walk(item, f"{prefix}.{key}" if prefix else key)
+                if found:
+                    return found
+        if isinstance(value, list):
+            for item in value:
+                found = walk(item, prefix)
+                if found:
+                    return found
+        return None
+
+    return walk(record, "")
+
+
+def resolve_path(schema: Mapping[str, pl.DataType], name: str) -> tuple[pl.Expr, pl.DataType] | None:
+    """Expression and type of a column, or of a dotted path into struct columns; None if absent.
+
+    A column whose name contains dots (a flattened export) wins over a nested path.
+    """
+    if name in schema:
+        return pl.col(name), schema[name]
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        head = ".".join(parts[:cut])
+        if head not in schema:
+            continue
+        expr, dtype = pl.col(head), schema[head]
+        for part in parts[cut:]:
+            inner = {f.name: f.dtype for f in dtype.fields} if isinstance(dtype, pl.Struct) else {}
+            if part not in inner:
+                break
+            expr, dtype = expr.struct.field(part), inner[part]
+        else:
+            return expr, dtype
+    return None
+
+
+def _missing_hint(schema: Mapping[str, pl.DataType], name: str) -> str:
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        found = resolve_path(schema, ".".join(parts[:cut]))
+        if found is not None:
+            dtype = found[1]
+            inner = [f.name for f in dtype.fields] if isinstance(dtype, pl.Struct) else []
+            return f"; {'.'.join(parts[:cut])!r} has fields {inner}"
+    return f"; the table has {list(schema)}"
+
+
+def _key(issue: str | None, name: str) -> str:
+    return f"human.{issue or '<issue>'}.{name}"
+
+
+def _check_dtype(
+    path: str | Path, issue: str | None, name: str, source: str, dtype: pl.DataType, url_fields: Sequence[str]
+) -> None:
+    """Raise for a column whose type cannot hold the field."""
+    if dtype == pl.Null:
+        return
+    if name in ("post_id", "user"):
+        ok = dtype == pl.String or dtype.is_integer()
+        wanted = "text or integers"
+    elif name == "text":
+        ok = dtype in (pl.String, pl.Binary)
+        wanted = "text"
+    elif name == "urls":
+        inner = dtype.inner if isinstance(dtype, pl.List) else None
+        ok = dtype == pl.String or inner in (pl.String, pl.Null) or isinstance(inner, pl.Struct)
+        wanted = "a list of URLs (strings or objects) or a string of URLs"
+        if ok and isinstance(inner, pl.Struct) and not {f.name for f in inner.fields} & set(url_fields):
+            names = [f.name for f in inner.fields]
+            raise HumanDataError(
+                f"{path}: column {source!r} (urls) holds objects with fields {names}, "
+                f"none of {list(url_fields)} (config key {_key(issue, 'url_fields')})"
+            )
+    else:
+        ok = dtype == pl.String
+        wanted = "text"
+    if not ok:
+        raise HumanDataError(f"{path}: column {source!r} ({name}) must hold {wanted}, found {dtype}")
+
+
+def check_source(
+    path: str | Path,
+    schema: Mapping[str, pl.DataType],
+    spec: SourceSpec,
+    issue: str | None = None,
+    *,
+    nested: bool = True,
+) -> None:
+    """Check that every field ``spec`` needs is in ``schema`` with a usable type.
+
+    With ``nested=False`` (a sample of JSON lines, whose records may leave fields out) only
+    the top-level column of a dotted path must exist, and types are not checked.
+    """
+    available = list(schema)
+
+    def present(name: str) -> tuple[pl.Expr, pl.DataType] | None:
+        if nested:
+            return resolve_path(schema, name)
+        top = name if name in schema else name.split(".")[0]
+        return (pl.col(top), pl.Null) if top in schema else None
+
+    for name in spec.needed():
+        if name in ("user", "urls") and name not in spec.columns:
+            raise HumanDataError(
+                f"{path}: group_from is 'domains' but config key {_key(issue, 'columns.' + name)} is not set"
+            )
+        sources = spec.source(name)
+        candidates = sources if isinstance(sources, list) else [sources]
+        found = [(source, present(source)) for source in candidates]
+        found = [(source, hit) for source, hit in found if hit is not None]
+        if not found:
+            if len(candidates) == 1:
+                raise HumanDataError(
+                    f"{path}: column {candidates[0]!r} (for {name!r}, config key "
+                    f"{_key(issue, 'columns.' + name)}) is missing{_missing_hint(schema, candidates[0])}"
+                )
+            raise HumanDataError(
+                f"{path}: none of the columns {candidates} (for {name!r}, config key "
+                f"{_key(issue, 'columns.' + name)}) exists; the table has {available}"
+            )
+        if nested:
+            for source, (_, dtype) in found:
+                _check_dtype(path, issue, name, source, dtype, spec.url_fields)
 
 
 def check_columns(path: str | Path, available: Sequence[str], columns: Mapping[str, str]) -> None:
-    for field in FIELDS:
-        source = columns.get(field, field)
-        if source not in available:
-            raise HumanDataError(
-                f"{path}: column {source!r} (for {field!r}, config key human.<issue>.columns.{field}) "
-                f"is missing; the table has {list(available)}"
-            )
+    """Check that the four column-mode fields are among ``available`` column names."""
+    schema = dict.fromkeys(available, pl.String)
+    check_source(path, schema, SourceSpec(columns=dict(columns)), nested=False)
 
 
 def _first_row(mask: pl.Series) -> int:
     # Row numbers are 1-based and count data rows (a CSV header is not a row).
     return int(mask.arg_true()[0]) + 1
+
+
+def _blank(series: pl.Series) -> pl.Series:
+    if series.dtype == pl.Null:
+        return pl.Series([True] * len(series))
+    return (series.is_null() | (series.str.strip_chars() == "")).fill_null(True)
+
+
+def _decode(path: str | Path, source: str, series: pl.Series) -> pl.Series:
+    """Binary text as UTF-8, naming the first row that is not."""
+    decoded = []
+    for index, value in enumerate(series.to_list()):
+        try:
+            decoded.append(None if value is None else value.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise HumanDataError(
+                f"{path}: column {source!r} (text) row {index + 1}: text is not valid UTF-8 ({error.reason} "
+                f"at byte {error.start})"
+            ) from None
+    return pl.Series(decoded, dtype=pl.String)
+
+
+def extract_fields(
+    raw: pl.DataFrame, *, path: str | Path, spec: SourceSpec, issue: str | None = None
+) -> pl.DataFrame:
+    """The fields ``spec`` needs, validated, one row per input row.
+
+    Columns: ``post_id``, ``text`` (null when missing) and, as needed, ``group``,
+    ``topic``, ``user`` (strings) and ``urls`` (``list[str]``).
+    """
+    check_source(path, raw.schema, spec, issue)
+    out: dict[str, pl.Series] = {}
+    for name in spec.needed():
+        sources = spec.source(name)
+        if name == "text":
+            texts = []
+            for source in sources:
+                resolved = resolve_path(raw.schema, source)
+                if resolved is None:
+                    continue
+                series = raw.select(resolved[0]).to_series()
+                if series.dtype == pl.Binary:
+                    series = _decode(path, source, series)
+                texts.append(series.cast(pl.String))
+            frame = pl.DataFrame({f"c{i}": s for i, s in enumerate(texts)})
+            usable = [pl.when(pl.col(c).str.strip_chars() != "").then(pl.col(c)) for c in frame.columns]
+            out[name] = frame.select(pl.coalesce([*usable, *[pl.col(c) for c in frame.columns]])).to_series()
+            continue
+        resolved = resolve_path(raw.schema, sources)  # type: ignore[arg-type]
+        assert resolved is not None  # check_source found it
+        series = raw.select(resolved[0]).to_series()
+        if name == "urls":
+            out[name] = _url_lists(series, spec.url_fields)
+            continue
+        series = series.cast(pl.String)
+        missing = _blank(series)
+        if missing.any():
+            raise HumanDataError(f"{path}: column {sources!r} ({name}) is empty in row {_first_row(missing)}")
+        out[name] = series
+    fields = pl.DataFrame({name: series.rename(name) for name, series in out.items()})
+    duplicated = fields["post_id"].is_duplicated()
+    if duplicated.any():
+        row = _first_row(duplicated)
+        post_id = fields["post_id"][row - 1]
+        again = int((fields["post_id"] == post_id).arg_true()[1]) + 1
+        raise HumanDataError(
+            f"{path}: post id {post_id!r} in row {row} is not unique "
+            f"(column {spec.source('post_id')!r}; again in row {again})"
+        )
+    return fields
+
+
+def _url_lists(series: pl.Series, url_fields: Sequence[str]) -> pl.Series:
+    """Any supported URL column as ``list[str]`` (missing → empty list)."""
+    frame = pl.DataFrame({"u": series})
+    dtype = series.dtype
+    column = pl.col("u")
+    if dtype == pl.Null or (isinstance(dtype, pl.List) and dtype.inner == pl.Null):
+        return pl.Series([[] for _ in range(len(series))], dtype=pl.List(pl.String))
+    if dtype == pl.String:
+        lists = frame.select(column.str.extract_all(URL_TOKEN))
+    elif isinstance(dtype.inner, pl.Struct):
+        present = [name for name in url_fields if name in {f.name for f in dtype.inner.fields}]
+        values = [pl.element().struct.field(name).cast(pl.String) for name in present]
+        usable = pl.coalesce([pl.when(value.str.strip_chars() != "").then(value) for value in values])
+        lists = frame.select(column.list.eval(usable))
+    else:
+        lists = frame.select(column)
+    return lists.to_series().fill_null(pl.lit([], pl.List(pl.String))).cast(pl.List(pl.String))
+
+
+@dataclass
+class IngestResult:
+    """One issue's posts and what the ingest found out about them."""
+
+    posts: pl.DataFrame
+    dropped: pl.DataFrame
+    users: pl.DataFrame
+    quality: pl.DataFrame
+    excluded: dict[str, str]
+    warnings: list[str]
+    shares: pl.DataFrame | None = None
+
+
+def ingest_posts(
+    raw: pl.DataFrame,
+    *,
+    path: str | Path,
+    issue: str,
+    spec: SourceSpec,
+    topics: Mapping[str, Sequence[str]] | Sequence[str],
+    groups: Sequence[str],
+    multiple_topics: str = "all",
+    min_posts_per_group: int = 0,
+    domain_scores: Mapping[str, float] | None = None,
+    ideology: IdeologySettings | None = None,
+) -> IngestResult:
+    """Validate, assign groups and topics, and normalise one issue's posts.
+
+    ``topics`` maps topic slugs (in config order) to their keywords; a plain sequence of
+    slugs is enough when topics come from a column. With ``min_posts_per_group`` 0, a
+    topic without posts from a group is an error; above 0, a topic with fewer posts than
+    that from any group is excluded (left out of ``posts``, listed in ``excluded`` and
+    ``warnings``). A group without any posts in the issue is always an error.
+    """
+    topic_names = list(topics)
+    if spec.topic_from == "keywords" and not isinstance(topics, Mapping):
+        raise ValueError("topics from keywords need a mapping of topic -> keywords")
+    if multiple_topics not in MULTIPLE_TOPIC_POLICIES:
+        raise ValueError(f"multiple_topics must be one of {MULTIPLE_TOPIC_POLICIES}, not {multiple_topics!r}")
+    fields = extract_fields(raw, path=path, spec=spec, issue=issue)
+    has_users = "user" in fields.columns
+    reasons: list[tuple[str, pl.Series]] = []
+    shares = None
+
+    if spec.group_from == "domains":
+        if domain_scores is None:
+            raise ValueError("group_from 'domains' needs the domain scores")
+        settings = ideology or IdeologySettings()
+        shares = url_shares(fields.select("user", "urls"), domain_scores)
+        per_user = user_ideology(fields.select("user"), shares, settings)
+        joined = fields.select("user").join(per_user, on="user", how="left", maintain_order="left")
+        group = joined["group"]
+        reasons.append((REASON_FEW_URLS, joined["reason"] == UNSCORED_REASONS["few"]))
+        reasons.append((REASON_BETWEEN, joined["reason"] == UNSCORED_REASONS["between"]))
+        users = per_user
+    else:
+        group = fields["group"]
+        reasons.append((REASON_GROUP, ~group.is_in(list(groups))))
+        users = _users_from_column(fields) if has_users else None
+
+    empty_text = _blank(fields["text"])
+    if spec.topic_from == "column":
+        topic_lists = fields.select(pl.concat_list(pl.col("topic")).alias("t"))["t"]
+        reasons.append((REASON_TOPIC, ~fields["topic"].is_in(topic_names)))
+        reasons.append((REASON_EMPTY, empty_text))
+    else:
+        assignment = assign_topics(fields["text"], topics, multiple_topics)  # type: ignore[arg-type]
+        topic_lists = assignment["assigned"]
+        reasons.append((REASON_EMPTY, empty_text))
+        reasons.append((REASON_NO_KEYWORD, assignment["matched"].list.len() == 0))
+        if multiple_topics == "drop":
+            reasons.append((REASON_SEVERAL, assignment["assigned"].list.len() == 0))
+
+    remaining = pl.Series([True] * fields.height)
+    counts: dict[str, int] = {}
+    for reason, mask in reasons:
+        hit = mask.fill_null(False) & remaining
+        counts[reason] = counts.get(reason, 0) + int(hit.sum())
+        remaining = remaining & ~hit
+
+    kept = (
+        fields.drop("group", "topic", strict=False)
+        .with_columns(group.alias("group"), topic_lists.alias("topics"))
+        .filter(remaining)
+        .with_columns(pl.col("topics").list.len().alias("n_topics"))
+        .explode("topics")
+        .rename({"topics": "topic"})
+        .with_columns(
+            pl.when(pl.col("n_topics") > 1)
+            .then(pl.col("post_id") + MULTI_TOPIC_SEPARATOR + pl.col("topic"))
+            .otherwise(pl.col("post_id"))
+            .alias("post_id")
+        )
+    )
+    if kept["post_id"].is_duplicated().any():
+        clash = kept.filter(pl.col("post_id").is_duplicated())["post_id"][0]
+        raise HumanDataError(
+            f"{path}: post id {clash!r} of a post placed in several topics clashes with another post id "
+            f"(column {spec.source('post_id')!r}); use topic_assignment.multiple_topics first or drop"
+        )
+
+    quality, excluded, warnings = _topic_quality(
+        kept,
+        path=path,
+        issue=issue,
+        topics=topic_names,
+        groups=groups,
+        minimum=min_posts_per_group,
+        has_users=has_users,
+        users=users,
+    )
+    if min_posts_per_group > 0:
+        counts[REASON_EXCLUDED] = int(kept["topic"].is_in(list(excluded)).sum())
+    dropped = pl.DataFrame(
+        {"issue": [issue] * len(counts), "reason": list(counts), "rows": list(counts.values())},
+        schema={"issue": pl.String, "reason": pl.String, "rows": pl.Int64},
+    )
+    posts = (
+        kept.filter(~pl.col("topic").is_in(list(excluded)))
+        .with_columns(pl.lit(issue).alias("issue"))
+        .select(list(NORMALISED_SCHEMA))
+        .cast(NORMALISED_SCHEMA)
+        .sort("post_id")
+    )
+    if users is None:
+        users_table = pl.DataFrame(schema=USERS_SCHEMA)
+    else:
+        users_table = users.with_columns(pl.lit(issue).alias("issue"))
+        users_table = users_table.select(list(USERS_SCHEMA)).cast(USERS_SCHEMA)
+    return IngestResult(
+        posts=posts,
+        dropped=dropped,
+        users=users_table,
+        quality=quality,
+        excluded=excluded,
+        warnings=warnings,
+        shares=shares,
+    )
+
+
+def _users_from_column(fields: pl.DataFrame) -> pl.DataFrame:
+    """Per-user posts and group when groups come from a column (no URL scores)."""
+    return (
+        fields.group_by("user")
+        .agg(pl.len().cast(pl.Int64).alias("posts"), pl.col("group").unique().alias("groups"))
+        .with_columns(
+            pl.when(pl.col("groups").list.len() == 1).then(pl.col("groups").list.first()).alias("group"),
+            pl.when(pl.col("groups").list.len() > 1).then(pl.lit("posts in several groups")).alias("reason"),
+            pl.lit(None, pl.Int64).alias("urls"),
+            pl.lit(None, pl.Int64).alias("scored_urls"),
+            pl.lit(None, pl.Float64).alias("score"),
+        )
+        .drop("groups")
+        .sort("user")
+    )
+
+
+def _topic_quality(
+    kept: pl.DataFrame,
+    *,
+    path: str | Path,
+    issue: str,
+    topics: Sequence[str],
+    groups: Sequence[str],
+    minimum: int,
+    has_users: bool,
+    users: pl.DataFrame | None,
+) -> tuple[pl.DataFrame, dict[str, str], list[str]]:
+    """Posts and users per topic × group, the topics to exclude, and the warnings."""
+    for group in groups:
+        if kept.filter(pl.col("group") == group).is_empty():
+            hint = ""
+            scored = users is not None and users["scored_urls"].is_not_null().any()
+            if scored:
+                summary = users.group_by(pl.col("group").fill_null(pl.col("reason"))).len().sort("group")
+                hint = (
+                    "; users: "
+                    + ", ".join(f"{row['group']}: {row['len']}" for row in summary.iter_rows(named=True))
+                    + " (see ideology.liberal_max, conservative_min, min_scored_urls)"
+                )
+            raise HumanDataError(f"{path}: no posts from group {group!r} are left in issue {issue!r}{hint}")
+    aggregations = [pl.len().cast(pl.Int64).alias("posts")]
+    if has_users:
+        aggregations.append(pl.col("user").n_unique().cast(pl.Int64).alias("users"))
+    counted = kept.group_by(["topic", "group"]).agg(aggregations)
+    grid = pl.DataFrame(
+        {"topic": [t for t in topics for _ in groups], "group": [g for _ in topics for g in groups]},
+        schema={"topic": pl.String, "group": pl.String},
+    )
+    table = grid.join(counted, on=["topic", "group"], how="left", maintain_order="left").with_columns(
+        pl.col("posts").fill_null(0)
+    )
+    if has_users:
+        table = table.with_columns(pl.col("users").fill_null(0))
+    else:
+        table = table.with_columns(pl.lit(None, pl.Int64).alias("users"))
+    excluded: dict[str, str] = {}
+    warnings: list[str] = []
+    for topic in topics:
+        cells = table.filter(pl.col("topic") == topic)
+        rows = cells.iter_rows(named=True)
+        short = [(row["group"], row["posts"]) for row in rows if row["posts"] < max(minimum, 1)]
+        if not short:
+            continue
+        if minimum <= 0:
+            group = short[0][0]
+            raise HumanDataError(
+                f"{path}: topic {topic!r} has no posts from group {group!r}; every configured topic "
+                f"(config key issues.{issue}.topics) needs posts from every group, unless "
+                f"topic_assignment.min_posts_per_group is set to exclude such topics"
+            )
+        excluded[topic] = ", ".join(f"{group} has {n} posts" for group, n in short) + f" (minimum {minimum})"
+        warnings.append(
+            f"issue {issue!r}: topic {topic!r} excluded from alignment: {excluded[topic]}, "
+            f"topic_assignment.min_posts_per_group"
+        )
+    if excluded and len(excluded) == len(topics):
+        raise HumanDataError(
+            f"{path}: every topic of issue {issue!r} has fewer than {minimum} posts from a group "
+            f"(topic_assignment.min_posts_per_group): {excluded}"
+        )
+    quality = table.with_columns(
+        pl.lit(issue).alias("issue"),
+        pl.when(pl.col("topic").is_in(list(excluded)))
+        .then(pl.lit("excluded"))
+        .otherwise(pl.lit("kept"))
+        .alias("status"),
+        pl.col("topic").replace_strict(excluded, default=None, return_dtype=pl.String).alias("reason"),
+    )
+    return quality.select(list(QUALITY_SCHEMA)).cast(QUALITY_SCHEMA), excluded, warnings
 
 
 def normalise_posts(
@@ -84,62 +688,56 @@ def normalise_posts(
     topics: Sequence[str],
     groups: Sequence[str],
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Validate and normalise one issue's posts.
+    """Validate and normalise one issue's posts whose group and topic are columns.
 
     Returns the normalised table (sorted by ``post_id``) and a table of rows left out,
     with the reason and count.
     """
-    check_columns(path, raw.columns, columns)
-    renamed = raw.select([pl.col(columns.get(field, field)).alias(field) for field in FIELDS])
-    for field in FIELDS:
-        dtype = renamed.schema[field]
-        if dtype not in (pl.String, pl.Utf8) and not (field == "post_id" and dtype.is_integer()):
-            raise HumanDataError(
-                f"{path}: column {columns.get(field, field)!r} ({field}) must hold text, found {dtype}"
-            )
-    renamed = renamed.with_columns(pl.col("post_id").cast(pl.String))
-    for field in FIELDS:
-        missing = renamed[field].is_null() | (renamed[field].str.strip_chars() == "")
-        if field != "text" and missing.any():
-            row = _first_row(missing)
-            source = columns.get(field, field)
-            raise HumanDataError(f"{path}: column {source!r} ({field}) is empty in row {row}")
-    duplicated = renamed["post_id"].is_duplicated()
-    if duplicated.any():
-        row = _first_row(duplicated)
-        raise HumanDataError(
-            f"{path}: post id {renamed['post_id'][row - 1]!r} in row {row} is not unique "
-            f"(column {columns.get('post_id', 'post_id')!r})"
+    result = ingest_posts(
+        raw, path=path, issue=issue, spec=SourceSpec(columns=dict(columns)), topics=topics, groups=groups
+    )
+    return result.posts, result.dropped
+
+
+def _markdown_table(frame: pl.DataFrame) -> list[str]:
+    if frame.is_empty():
+        return ["(none)"]
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in frame.iter_rows()]
+    return [header, rule, *body]
+
+
+def quality_report(result: IngestResult, *, issue: str, source: str, settings: Mapping[str, Any]) -> str:
+    """A Markdown summary: posts per topic × group, exclusions, rows left out, users, URLs."""
+    lines = [f"# Human posts: {issue}", "", f"Source: `{source}`", ""]
+    lines += [f"* {key}: `{json.dumps(value, sort_keys=True)}`" for key, value in settings.items()]
+    wide = result.quality.pivot(on="group", index=["topic", "status"], values="posts")
+    lines += ["", "## Posts per topic and group", "", *_markdown_table(wide)]
+    lines += ["", "## Topics excluded from alignment", ""]
+    lines += [f"* `{topic}`: {why}" for topic, why in result.excluded.items()] or ["(none)"]
+    lines += ["", "## Rows left out", "", *_markdown_table(result.dropped.select("reason", "rows"))]
+    lines += ["", "## Users per group", ""]
+    if result.users.is_empty():
+        lines.append("(no user column)")
+    else:
+        users = (
+            result.users.group_by(pl.col("group").fill_null("(none)"), pl.col("reason"))
+            .agg(pl.len().alias("users"), pl.col("posts").sum().alias("posts"))
+            .sort("group", "reason", nulls_last=True)
         )
-    decoded = renamed.with_columns(pl.col("text").fill_null(""))
-    unknown_group = ~decoded["group"].is_in(list(groups))
-    unknown_topic = ~decoded["topic"].is_in(list(topics))
-    empty_text = decoded["text"].str.strip_chars() == ""
-    dropped = pl.DataFrame(
-        {
-            "issue": [issue] * 3,
-            "reason": ["group not in study", "topic not in study", "empty text"],
-            "rows": [
-                int(unknown_group.sum()),
-                int((unknown_topic & ~unknown_group).sum()),
-                int((empty_text & ~unknown_topic & ~unknown_group).sum()),
-            ],
-        }
-    )
-    kept = decoded.filter(~unknown_group & ~unknown_topic & ~empty_text)
-    counts = kept.group_by(["topic", "group"]).len()
-    for topic in topics:
-        for group in groups:
-            present = counts.filter((pl.col("topic") == topic) & (pl.col("group") == group))
-            if present.is_empty():
-                raise HumanDataError(
-                    f"{path}: topic {topic!r} has no posts from group {group!r}; every configured topic "
-                    f"(config key issues.{issue}.topics) needs posts from every group"
-                )
-    normalised = (
-        kept.with_columns(pl.lit(issue).alias("issue"))
-        .select(list(NORMALISED_SCHEMA))
-        .cast(NORMALISED_SCHEMA)
-        .sort("post_id")
-    )
-    return normalised, dropped
+        lines += ["All users of the table (posts: all their rows).", "", *_markdown_table(users)]
+    if result.shares is not None:
+        shares = result.shares
+        scored = shares["score"].is_not_null().sum()
+        lines += ["", "## URLs", "", f"{shares.height} URL shares, {scored} scored by the domain table."]
+        unscored = (
+            shares.filter(pl.col("score").is_null() & pl.col("domain").is_not_null())
+            .group_by("domain")
+            .len()
+            .sort(["len", "domain"], descending=[True, False])
+            .head(10)
+            .rename({"len": "shares"})
+        )
+        lines += ["", "Most shared unscored domains:", "", *_markdown_table(unscored)]
+    return "\n".join(lines) + "\n"

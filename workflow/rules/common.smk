@@ -100,6 +100,49 @@ def get_issue_topics(wildcards):
     return list(config["issues"][wildcards.issue]["topics"])
 
 
+def get_human_source(wildcards):
+    """Where the issue's groups and topics come from, and which URL fields to read."""
+    source = config["human"][wildcards.issue]
+    return {
+        "group_from": source.get("group_from", "column"),
+        "topic_from": source.get("topic_from", "column"),
+        "url_fields": list(source.get("url_fields", [])),
+    }
+
+
+def get_human_inputs(wildcards):
+    """The issue's table and, when groups come from shared domains, the domain-bias table."""
+    inputs = {"table": get_human_table(wildcards)}
+    if get_human_source(wildcards)["group_from"] == "domains":
+        inputs["domains"] = config["ideology"]["domain_table"]
+    return inputs
+
+
+def get_issue_keywords(wildcards):
+    """Topic -> keywords when topics come from keywords; empty otherwise, so that editing
+    keywords reruns only the issues that use them."""
+    if get_human_source(wildcards)["topic_from"] != "keywords":
+        return {}
+    topics = config["issues"][wildcards.issue]["topics"]
+    return {topic: list(spec["keywords"]) for topic, spec in topics.items()}
+
+
+def get_ideology_settings(wildcards):
+    """The ideology section when the issue's groups come from domains; empty otherwise."""
+    if get_human_source(wildcards)["group_from"] != "domains":
+        return {}
+    return dict(config["ideology"])
+
+
+def get_topic_assignment(wildcards):
+    """Minimum posts per topic and group; the multiple-topic policy when topics come from keywords."""
+    settings = config["topic_assignment"]
+    chosen = {"min_posts_per_group": settings["min_posts_per_group"]}
+    if get_human_source(wildcards)["topic_from"] == "keywords":
+        chosen["multiple_topics"] = settings["multiple_topics"]
+    return chosen
+
+
 def model_source(model):
     spec = config["models"][model]
     return spec.get("path") or spec["hub_id"]
@@ -187,7 +230,18 @@ def get_align_params(wildcards):
         "drop_empty": settings["drop_empty"],
         "drop_refusals": settings["drop_refusals"],
         "drop_degenerate": settings["drop_degenerate"],
+        "bootstrap_replicates": settings["bootstrap_replicates"],
+        "confidence": settings["confidence"],
+        "seed": config["seed"],
+        "plutchik_smoothing": settings["plutchik_smoothing"],
+        "plutchik_weight": settings["plutchik_weight"],
     }
+
+
+def get_example_topic(wildcards):
+    """The issue and topic whose label distributions are drawn (the first configured)."""
+    issue = ISSUES[0]
+    return {"issue": issue, "topic": next(iter(config["issues"][issue]["topics"]))}
 
 
 def get_final_outputs():
@@ -198,5 +252,8 @@ def get_final_outputs():
             f"results/align/{classifier}/alignment_matrix.csv",
             f"results/align/{classifier}/partisan_baseline.csv",
             f"results/figures/{classifier}/alignment_heatmap.png",
+            f"results/figures/{classifier}/baseline_comparison.png",
+            f"results/align/{classifier}/liberal_tendency.csv",
+            f"results/align/{classifier}/steerability.csv",
         ]
     return outputs

@@ -1,16 +1,23 @@
 rule ingest_human:
     input:
-        get_human_table,
+        unpack(get_human_inputs),
     output:
         posts="results/human/{issue}/posts.parquet",
         dropped="results/human/{issue}/dropped.csv",
+        users="results/human/{issue}/users.csv",
+        quality="results/human/{issue}/quality.csv",
+        report="results/human/{issue}/quality.md",
     log:
         "logs/ingest_human/{issue}.log",
     conda:
         "../envs/analysis.yaml"
     params:
         columns=get_human_columns,
+        source=get_human_source,
         topics=get_issue_topics,
+        keywords=get_issue_keywords,
         groups=GROUPS,
+        ideology=get_ideology_settings,
+        topic_assignment=get_topic_assignment,
     script:
         "../scripts/ingest_human.py"

@@ -1,0 +1,245 @@
+"""The human stage through Snakemake: a raw export with nested fields, the demo's raw-export
+alternative, and config errors that stop the run before any job."""
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from conftest import DEMO_CONFIG, REPO, demo_config, run_snakemake, write_config
+
+from affalign.shards import read_provenance
+
+BIAS = "domain,lean\nleft-daily.com,-2\nlefty.org,-1\ncentre.net,0\nright-daily.com,2\nrighty.co.uk,1\n"
+RAW_COLUMNS = {
+    "post_id": "id_str",
+    "text": ["extended_tweet.full_text", "full_text", "text"],
+    "user": "user.id_str",
+    "urls": "entities.urls",
+}
+
+
+def tweet(post_id: int, user: str, text: str, *urls: str) -> dict:
+    return {
+        "id": post_id,
+        "id_str": str(post_id),
+        "full_text" if post_id % 3 else "text": text,
+        "user": {"id_str": user, "screen_name": user.upper()},
+        "entities": {
+            "urls": [{"url": f"https://t.co/{post_id}{i}", "expanded_url": u} for i, u in enumerate(urls)]
+        },
+    }
+
+
+def raw_export() -> list[dict]:
+    return [
+        tweet(101, "ann", "Masks protect the vulnerable #MaskUp", "https://www.Left-Daily.com/a"),
+        tweet(102, "ann", "Vaccines are safe, get your booster", "https://lefty.org/b"),
+        tweet(103, "ann", "Stay at home if you can", "https://m.left-daily.com/c"),
+        tweet(104, "bea", "No mask mandate for my kids", "https://www.right-daily.com/d"),
+        tweet(105, "bea", "I will not take the vaccine", "https://news.righty.co.uk/e"),
+        tweet(106, "cal", "Mask rules are overreach", "https://right-daily.com/f"),
+        tweet(107, "cal", "Vaccine passports, no thanks", "https://right-daily.com/g"),
+        tweet(108, "dee", "A mask and a vaccine for everyone", "http://lefty.org/h"),
+        tweet(109, "eli", "Masks? Meh.", "https://centre.net/i"),
+        tweet(110, "fin", "Vaccine news", "https://t.co/never-expanded"),
+        tweet(111, "bea", "End the lockdown now", "https://right-daily.com/j"),
+        tweet(112, "dee", "Nothing on topic", "https://lefty.org/k"),
+    ]
+
+
+@pytest.fixture()
+def study(tmp_path: Path) -> tuple[Path, dict]:
+    config = demo_config()
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    for model in config["models"].values():
+        model["path"] = str(model_dir)
+    return tmp_path, config
+
+
+def raw_study(workdir: Path, config: dict) -> tuple[Path, Path]:
+    export = workdir / "input" / "covid-export.jsonl"
+    export.parent.mkdir()
+    export.write_text("".join(json.dumps(record) + "\n" for record in raw_export()), encoding="utf-8")
+    bias = workdir / "input" / "bias.csv"
+    bias.write_text(BIAS)
+    config["human"]["covid-19"] = {
+        "path": str(export),
+        "columns": copy.deepcopy(RAW_COLUMNS),
+        "group_from": "domains",
+        "topic_from": "keywords",
+    }
+    config["ideology"] = {
+        "domain_table": str(bias),
+        "domain_columns": {"domain": "domain", "score": "lean"},
+        "min_scored_urls": 1,
+        "liberal_max": -0.5,
+        "conservative_min": 0.5,
+    }
+    config["topic_assignment"] = {"multiple_topics": "all", "min_posts_per_group": 2}
+    return export, bias
+
+
+def human_stage(workdir: Path, config: dict, *issues: str):
+    configfile = write_config(workdir / "study.yaml", config)
+    targets = [f"results/human/{issue}/posts.parquet" for issue in issues]
+    return run_snakemake(workdir, "--configfile", str(configfile), "--", *targets, timeout=300)
+
+
+def test_raw_export_through_the_human_stage(study):
+    workdir, config = study
+    export, bias = raw_study(workdir, config)
+    before = export.read_bytes(), bias.read_bytes()
+    result = human_stage(workdir, config, "covid-19")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "WARNING: issue 'covid-19': topic 'lockdowns' excluded from alignment" in output
+    assert (export.read_bytes(), bias.read_bytes()) == before
+
+    out = workdir / "results" / "human" / "covid-19"
+    posts = pl.read_parquet(out / "posts.parquet")
+    assert posts.columns == ["post_id", "issue", "topic", "group", "text"]
+    assert posts.schema == {column: pl.String for column in posts.columns}
+    assert set(zip(posts["post_id"], posts["topic"], posts["group"], strict=True)) == {
+        ("101", "mask-mandates", "liberal"),
+        ("102", "vaccines", "liberal"),
+        ("104", "mask-mandates", "conservative"),
+        ("105", "vaccines", "conservative"),
+        ("106", "mask-mandates", "conservative"),
+        ("107", "vaccines", "conservative"),
+        ("108@mask-mandates", "mask-mandates", "liberal"),
+        ("108@vaccines", "vaccines", "liberal"),
+    }
+    provenance = read_provenance(out / "posts.parquet")
+    assert provenance["group_from"] == "domains" and provenance["excluded_topics"].keys() == {"lockdowns"}
+
+    users = pl.read_csv(out / "users.csv")
+    assert users.columns == ["issue", "user", "posts", "urls", "scored_urls", "score", "group", "reason"]
+    groups = dict(zip(users["user"], users["group"], strict=True))
+    assert groups == {"ann": "liberal", "bea": "conservative", "cal": "conservative", "dee": "liberal"} | {
+        "eli": None,
+        "fin": None,
+    }
+    assert users.filter(pl.col("user") == "bea")["score"].to_list() == [5 / 3]
+
+    quality = pl.read_csv(out / "quality.csv")
+    assert quality.columns == ["issue", "topic", "group", "posts", "users", "status", "reason"]
+    lockdowns = quality.filter(pl.col("topic") == "lockdowns")
+    assert lockdowns["status"].to_list() == ["excluded", "excluded"]
+    assert lockdowns["posts"].to_list() == [1, 1]
+
+    dropped = dict(pl.read_csv(out / "dropped.csv").select("reason", "rows").iter_rows())
+    assert dropped == {
+        "user has too few scored URLs": 1,
+        "user's score between the thresholds": 1,
+        "empty text": 0,
+        "no topic keyword": 1,
+        "topic below minimum posts": 2,
+    }
+    report = (out / "quality.md").read_text()
+    assert "## Topics excluded from alignment" in report and "`lockdowns`" in report
+
+    target = "results/human/covid-19/posts.parquet"
+    again = run_snakemake(workdir, "--dry-run", "--configfile", str(workdir / "study.yaml"), "--", target)
+    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout + again.stderr
+
+
+def alternative_block() -> dict:
+    """The commented raw-export alternative in config/demo.yaml, uncommented."""
+    text = DEMO_CONFIG.read_text()
+    block = re.search(
+        r"# --- raw-export alternative: begin ---\n(.*?)# --- raw-export alternative: end ---", text, re.S
+    )
+    assert block, "config/demo.yaml lost its raw-export alternative"
+    return yaml.safe_load("\n".join(line.removeprefix("# ") for line in block.group(1).splitlines()))
+
+
+def test_the_demo_runs_from_raw_exports_and_a_domain_table(study):
+    workdir, config = study
+    alternative = alternative_block()
+    assert set(alternative) == {"human", "ideology", "topic_assignment"}
+    for table in alternative["human"].values():
+        table["path"] = str(REPO / table["path"])
+    alternative["ideology"]["domain_table"] = str(REPO / alternative["ideology"]["domain_table"])
+    config.update(alternative)
+    result = human_stage(workdir, config, *config["issues"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    for issue, spec in config["issues"].items():
+        out = workdir / "results" / "human" / issue
+        quality = pl.read_csv(out / "quality.csv")
+        assert set(quality["status"]) == {"kept"}, quality
+        assert quality["posts"].min() >= 3
+        posts = pl.read_parquet(out / "posts.parquet")
+        assert set(posts["topic"]) == set(spec["topics"])
+        users = pl.read_csv(out / "users.csv")
+        assert set(users["group"].drop_nulls()) == {"liberal", "conservative"}
+        assert set(users["reason"].drop_nulls()) == {"too few scored URLs", "score between the thresholds"}
+
+
+def rejected(workdir: Path, config: dict, *fragments: str) -> None:
+    result = human_stage(workdir, config, "covid-19")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    for fragment in fragments:
+        assert fragment in output, output
+    assert not (workdir / "results" / "human").exists()
+
+
+def test_bad_domain_score_stops_before_any_job(study):
+    workdir, config = study
+    _, bias = raw_study(workdir, config)
+    bias.write_text(BIAS + "broken.com,very left\n")
+    rejected(
+        workdir,
+        config,
+        "study.yaml",
+        "ideology.domain_table",
+        str(bias),
+        "column 'lean' row 6",
+        "'very left'",
+    )
+
+
+def test_thresholds_out_of_order(study):
+    workdir, config = study
+    raw_study(workdir, config)
+    config["ideology"]["liberal_max"] = 1
+    rejected(
+        workdir, config, "study.yaml", "ideology.liberal_max 1 must be below ideology.conservative_min 0.5"
+    )
+
+
+def test_unknown_policy_and_missing_domain_table_key(study):
+    workdir, config = study
+    raw_study(workdir, config)
+    config["topic_assignment"]["multiple_topics"] = "random"
+    rejected(workdir, config, "study.yaml", "'random' is not one of ['all', 'first', 'drop']")
+    config["topic_assignment"]["multiple_topics"] = "first"
+    del config["ideology"]["domain_table"]
+    rejected(workdir, config, "study.yaml", "ideology.domain_table is required: human.covid-19.group_from")
+
+
+def test_missing_user_column_in_the_export(study):
+    workdir, config = study
+    export, _ = raw_study(workdir, config)
+    config["human"]["covid-19"]["columns"]["user"] = "author.id"
+    rejected(workdir, config, "study.yaml", "human.covid-19", str(export), "column 'author.id' (for 'user'")
+
+
+def test_a_data_error_stops_the_job_with_file_column_and_row(study):
+    workdir, config = study
+    export, _ = raw_study(workdir, config)
+    records = raw_export()
+    records[2]["id_str"] = "101"
+    export.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    result = human_stage(workdir, config, "covid-19")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert f"{export}: post id '101' in row 1 is not unique (column 'id_str'; again in row 3)" in output, (
+        output
+    )
+    assert not (workdir / "results" / "human" / "covid-19" / "posts.parquet").exists()
