@@ -13,13 +13,15 @@ DEMO := --workflow-profile profiles/local --configfile config/demo.yaml
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help env system-deps prepare-model demo test lint format bench-generate bench-classify clean-results
+.PHONY: help env system-deps prepare-model demo test lint format bench-generate bench-classify bench-align clean-results
 
 help:
 	@echo "make demo   - set up, prepare the embedded model, run the study on config/demo.yaml"
 	@echo "make test   - set up and run the test suite"
 	@echo "make lint   - ruff, snakefmt --check, snakemake --lint"
 	@echo "make bench-generate - service path vs offline vLLM, tokens/s and ratio"
+	@echo "make bench-classify - batched classifier vs transformers.pipeline, texts/s and ratio"
+	@echo "make bench-align    - align stage at the paper's scale with bootstrap vs pandas"
 
 system-deps:
 	@# vLLM's CPU build compiles kernels at run time and needs a C++ compiler.
@@ -71,6 +73,9 @@ bench-generate: $(ENV_STAMP)
 
 bench-classify: $(ENV_STAMP)
 	$(BIN)/python benchmarks/bench_classify.py
+
+bench-align: $(ENV_STAMP)
+	$(BIN)/python benchmarks/bench_align.py
 
 clean-results:
 	rm -rf results logs .snakemake

@@ -112,3 +112,10 @@ def test_token_budget_batches_sort_by_length_and_respect_the_budget():
 
 def test_tweet_normalisation():
     assert normalise_tweet("Hi @bob see https://t.co/x #Masks") == "Hi @user see http #Masks"
+
+
+def test_int8_quantisation_on_the_cpu_stays_close_to_float32(emotion_model):
+    exact = load_hf("emo", spec(emotion_model)).predict(TEXTS)
+    quantised = load_hf("emo", spec(emotion_model, dtype="qint8"))
+    assert quantised.dtype == "qint8"
+    np.testing.assert_allclose(quantised.predict(TEXTS), exact, atol=0.05)

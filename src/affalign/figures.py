@@ -117,10 +117,11 @@ def plot_baseline_comparison(
                 zip(*means.filter(pl.col("group") == group).select("row", "alignment"), strict=True)
             )
             positions = np.arange(len(rows)) + g * width - 0.4 + width / 2
-            heights = [values.get(r, np.nan) for r in rows]
+            heights = [np.nan if values.get(r) is None else values[r] for r in rows]
             axis.bar(positions, heights, width, label=f"with {group}", color=GROUP_COLOURS.get(group))
         level = baseline.filter(pl.col("issue") == issue)["alignment"].mean()
-        axis.axhline(level, color="black", linestyle="--", linewidth=1, label="partisan baseline")
+        if level is not None:
+            axis.axhline(level, color="black", linestyle="--", linewidth=1, label="partisan baseline")
         axis.set_xticks(range(len(rows)), rows, rotation=45, ha="right", fontsize=8)
         axis.set_ylim(0, 1)
         axis.set_ylabel("mean alignment (1 − JSD)")
@@ -128,6 +129,12 @@ def plot_baseline_comparison(
         axis.legend(fontsize=7, loc="lower right")
     figure.suptitle(title, fontsize=11)
     _save(figure, path)
+
+
+def _symmetric_limit(bounds: np.ndarray) -> float:
+    """Half-width of an x axis centred on 0 that shows every finite bound (at least 0.05)."""
+    finite = np.abs(bounds[np.isfinite(bounds)]) if bounds.size else np.array([])
+    return max(0.05, float(finite.max()) * 1.1) if finite.size else 0.1
 
 
 def _interval_bars(axis, labels: list[str], values, lows, highs, colours) -> None:
@@ -144,17 +151,16 @@ def plot_tendency(tendency: pl.DataFrame, title: str, path: str | Path) -> None:
     with bootstrap intervals; * marks a Wilcoxon p-value below 0.05. Same x range in every panel."""
     issues = sorted(tendency["issue"].unique().to_list())
     figure, axes = _panels(len(issues), 5.5, max(3.0, 1.2 + 0.35 * tendency.height / max(len(issues), 1)))
-    limit = max(
-        0.05, float(np.nanmax(np.abs(tendency.select("tendency_low", "tendency_high").to_numpy()))) * 1.1
-    )
+    limit = _symmetric_limit(tendency.select("tendency_low", "tendency_high").to_numpy().astype(float))
     for axis, issue in zip(axes, issues, strict=True):
         rows = tendency.filter(pl.col("issue") == issue).sort(["model", "prompt_type"])
         labels = [
-            f"{m} · {p}{' *' if (pv == pv and pv < 0.05) else ''}"
+            f"{m} · {p}{' *' if (pv is not None and pv == pv and pv < 0.05) else ''}"
             for m, p, pv in rows.select("model", "prompt_type", "p_value").iter_rows()
         ]
         colours = [
-            GROUP_COLOURS["liberal"] if v >= 0 else GROUP_COLOURS["conservative"] for v in rows["tendency"]
+            GROUP_COLOURS["conservative"] if (v is not None and v < 0) else GROUP_COLOURS["liberal"]
+            for v in rows["tendency"]
         ]
         _interval_bars(axis, labels, rows["tendency"], rows["tendency_low"], rows["tendency_high"], colours)
         axis.set_xlim(-limit, limit)
@@ -169,8 +175,9 @@ def plot_steerability(steerability: pl.DataFrame, title: str, path: str | Path) 
     it, per model, with bootstrap intervals; one panel per issue, same x range throughout."""
     issues = sorted(steerability["issue"].unique().to_list()) or ["(none)"]
     figure, axes = _panels(len(issues), 5.5, max(3.0, 1.2 + 0.35 * steerability.height / max(len(issues), 1)))
-    bounds = steerability.select("steerability_low", "steerability_high").to_numpy()
-    limit = max(0.05, float(np.nanmax(np.abs(bounds))) * 1.1) if bounds.size else 0.1
+    limit = _symmetric_limit(
+        steerability.select("steerability_low", "steerability_high").to_numpy().astype(float)
+    )
     for axis, issue in zip(axes, issues, strict=True):
         rows = steerability.filter(pl.col("issue") == issue).sort(["model", "group"])
         labels = [f"{m} → {g}" for m, g in rows.select("model", "group").iter_rows()]

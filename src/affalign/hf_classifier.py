@@ -72,9 +72,17 @@ def pick_device(requested: str = "auto") -> str:
 
 
 def pick_dtype(requested: str, device: str):
+    """The dtype weights are loaded in; ``qint8`` loads float32 and quantises afterwards."""
     import torch
 
-    names = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    names = {
+        "float32": torch.float32,
+        "float16": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "qint8": torch.float32,
+    }
+    if requested == "qint8" and device != "cpu":
+        raise ClassifierError("dtype qint8 (dynamic int8 quantisation) runs on the CPU only")
     if requested == "auto":
         return torch.float16 if device == "cuda" else torch.float32
     return names[requested]
@@ -101,7 +109,7 @@ class HFClassifier:
         return np.concatenate([scorer(prepared) for scorer in self._scorers], axis=1)
 
 
-def _load_model(source: str, revision: str | None, device: str, dtype):
+def _load_model(source: str, revision: str | None, device: str, dtype, quantise: bool = False):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     try:
@@ -113,6 +121,12 @@ def _load_model(source: str, revision: str | None, device: str, dtype):
             "must exist; hub ids must be in HF_HOME (pre-download them, see README)"
         ) from error
     model.to(device).eval()
+    if quantise:
+        import torch
+
+        # Linear layers in int8 with dynamic activation scales: about twice as fast on CPUs,
+        # scores within ~1e-2 of float32.
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     return tokenizer, model
 
 
@@ -173,6 +187,7 @@ def load_hf(name: str, spec: Mapping[str, Any]) -> HFClassifier:
 
     device = pick_device(spec.get("device", "auto"))
     dtype = pick_dtype(spec.get("dtype", "auto"), device)
+    quantise = spec.get("dtype") == "qint8"
     common = {
         "max_length": int(spec.get("max_length", 128)),
         "batch_tokens": int(spec.get("batch_tokens", 16384)),
@@ -185,11 +200,11 @@ def load_hf(name: str, spec: Mapping[str, Any]) -> HFClassifier:
         version=f"transformers=={metadata.version('transformers')}",
         source="",
         device=device,
-        dtype=str(dtype).removeprefix("torch."),
+        dtype="qint8" if quantise else str(dtype).removeprefix("torch."),
     )
     if spec["type"] == "hf":
         source = spec["model"]
-        tokenizer, model = _load_model(source, spec.get("revision"), device, dtype)
+        tokenizer, model = _load_model(source, spec.get("revision"), device, dtype, quantise)
         _check_labels(name, source, model, spec["labels"])
         classifier.labels = tuple(spec["labels"])
         classifier.source = source
@@ -203,7 +218,7 @@ def load_hf(name: str, spec: Mapping[str, Any]) -> HFClassifier:
         classifier.labels = tuple(sources)
         classifier.source = ", ".join(f"{label}={source}" for label, source in sources.items())
         for label, source in sources.items():
-            tokenizer, model = _load_model(source, spec.get("revision"), device, dtype)
+            tokenizer, model = _load_model(source, spec.get("revision"), device, dtype, quantise)
             if model.config.num_labels != 2:
                 raise ClassifierError(
                     f"classifier {name!r}: {source!r} for label {label!r} has {model.config.num_labels} "
