@@ -37,7 +37,7 @@ from typing import Any
 
 import polars as pl
 
-from affalign.ideology import UNSCORED_REASONS, IdeologySettings, url_shares, user_ideology
+from affalign.ideology import UNSCORED_REASONS, USER_SCHEMA, IdeologySettings, url_shares, user_ideology
 from affalign.topics import MULTIPLE_TOPIC_POLICIES, assign_topics
 
 FIELDS = ("post_id", "text", "group", "topic")
@@ -64,16 +64,7 @@ REASON_NO_KEYWORD = "no topic keyword"
 REASON_SEVERAL = "several topics"
 REASON_EXCLUDED = "topic below minimum posts"
 
-USERS_SCHEMA = {
-    "issue": pl.String,
-    "user": pl.String,
-    "posts": pl.Int64,
-    "urls": pl.Int64,
-    "scored_urls": pl.Int64,
-    "score": pl.Float64,
-    "group": pl.String,
-    "reason": pl.String,
-}
+USERS_SCHEMA = {"issue": pl.String, **USER_SCHEMA}
 QUALITY_SCHEMA = {
     "issue": pl.String,
     "topic": pl.String,
