@@ -13,7 +13,7 @@ DEMO := --workflow-profile profiles/local --configfile config/demo.yaml
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help env system-deps prepare-model demo test lint format bench-generate bench-classify bench-align clean-results
+.PHONY: help env system-deps prepare-model demo test lint format bench-generate bench-classify bench-align bench-dag clean-results
 
 help:
 	@echo "make demo   - set up, prepare the embedded model, run the study on config/demo.yaml"
@@ -22,6 +22,7 @@ help:
 	@echo "make bench-generate - service path vs offline vLLM, tokens/s and ratio"
 	@echo "make bench-classify - batched classifier vs transformers.pipeline, texts/s and ratio"
 	@echo "make bench-align    - align stage at the paper's scale with bootstrap vs pandas"
+	@echo "make bench-dag      - seconds for Snakemake to plan the paper-sized study"
 
 system-deps:
 	@# vLLM's CPU build compiles kernels at run time and needs a C++ compiler.
@@ -76,6 +77,9 @@ bench-classify: $(ENV_STAMP)
 
 bench-align: $(ENV_STAMP)
 	$(BIN)/python benchmarks/bench_align.py
+
+bench-dag: $(ENV_STAMP)
+	$(BIN)/python benchmarks/bench_dag.py
 
 clean-results:
 	rm -rf results logs .snakemake
