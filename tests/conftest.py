@@ -52,6 +52,18 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
+@pytest.fixture()
+def study(tmp_path: Path) -> tuple[Path, dict]:
+    """A working folder and the demo config whose model paths point at an existing folder
+    (the config check needs them to exist; the jobs tested with it never load a model)."""
+    config = demo_config()
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    for model in config["models"].values():
+        model["path"] = str(model_dir)
+    return tmp_path, config
+
+
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised Llama causal LM with its own trained tokenizer and chat template."""

@@ -2,18 +2,7 @@
 
 from pathlib import Path
 
-import pytest
-from conftest import REPO, demo_config, run_snakemake, write_config
-
-
-@pytest.fixture()
-def study(tmp_path: Path) -> tuple[Path, dict]:
-    config = demo_config()
-    model_dir = tmp_path / "model"
-    model_dir.mkdir()
-    for model in config["models"].values():
-        model["path"] = str(model_dir)
-    return tmp_path, config
+from conftest import REPO, run_snakemake, write_config
 
 
 def assert_rejected(workdir: Path, config: dict, *fragments: str) -> str:

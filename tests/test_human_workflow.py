@@ -7,9 +7,8 @@ import re
 from pathlib import Path
 
 import polars as pl
-import pytest
 import yaml
-from conftest import DEMO_CONFIG, REPO, demo_config, run_snakemake, write_config
+from conftest import DEMO_CONFIG, REPO, run_snakemake, write_config
 
 from affalign.shards import read_provenance
 
@@ -49,16 +48,6 @@ def raw_export() -> list[dict]:
         tweet(111, "bea", "End the lockdown now", "https://right-daily.com/j"),
         tweet(112, "dee", "Nothing on topic", "https://lefty.org/k"),
     ]
-
-
-@pytest.fixture()
-def study(tmp_path: Path) -> tuple[Path, dict]:
-    config = demo_config()
-    model_dir = tmp_path / "model"
-    model_dir.mkdir()
-    for model in config["models"].values():
-        model["path"] = str(model_dir)
-    return tmp_path, config
 
 
 def raw_study(workdir: Path, config: dict) -> tuple[Path, Path]:
