@@ -20,13 +20,14 @@ from pathlib import Path
 
 import polars as pl
 
+from affalign import comparisons
 from affalign.comparisons import BootstrapSettings, bootstrap_comparisons
 from affalign.distributions import NONE_LABEL, jensen_shannon_alignment, label_column, label_distributions
 from affalign.shards import read_provenance
 from affalign.statistics import plutchik_smoothing_matrix
 
-MODEL_KEYS = ["model", "prompt_type", "issue", "topic"]
-HUMAN_KEYS = ["issue", "topic", "group"]
+MODEL_KEYS = list(comparisons.MODEL_KEYS)
+HUMAN_KEYS = list(comparisons.HUMAN_KEYS)
 ALIGNMENT_COLUMNS = [
     "model",
     "prompt_type",

@@ -9,7 +9,6 @@ classifier, its version and its labels.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,18 +20,7 @@ import polars as pl
 from affalign import lexicon
 from affalign.distributions import label_column, score_column
 from affalign.shards import read_provenance, write_shard
-
-URL_PATTERN = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
-MENTION_PATTERN = re.compile(r"(?<!\w)@\w+")
-
-
-def normalise_text(text: str | None) -> str:
-    """Drop URLs and @mentions and keep hashtag words (``#MaskUp`` → ``MaskUp``)."""
-    if not text:
-        return ""
-    text = URL_PATTERN.sub(" ", text)
-    text = MENTION_PATTERN.sub(" ", text)
-    return " ".join(text.replace("#", " ").split())
+from affalign.text import normalise_text
 
 
 @dataclass

@@ -15,7 +15,6 @@ probability is at least the threshold.
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,21 +23,11 @@ from typing import Any
 
 import numpy as np
 
-URL_PATTERN = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
-MENTION_PATTERN = re.compile(r"(?<!\w)@\w+")
+from affalign.text import normalise_tweet
 
 
 class ClassifierError(RuntimeError):
     """A classifier that cannot be loaded or does not match its configuration."""
-
-
-def normalise_tweet(text: str | None) -> str:
-    """TweetNLP-style normalisation: URLs become ``http``, mentions ``@user``; '#' is kept."""
-    if not text:
-        return ""
-    text = URL_PATTERN.sub("http", text)
-    text = MENTION_PATTERN.sub("@user", text)
-    return " ".join(text.split())
 
 
 def token_budget_batches(lengths: Sequence[int], budget: int) -> list[list[int]]:
