@@ -35,6 +35,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import polars as pl
@@ -281,31 +282,18 @@ def _category_score(
     return None if value is None else float(value)
 
 
-def read_domain_table(
-    path: str | Path,
-    *,
-    domain_column: str = "domain",
-    score_column: str | None = None,
-    category_column: str | None = None,
-    categories: Mapping[str, float | None] | None = None,
-    scale: Sequence[float] = (-2.0, 2.0),
-) -> dict[str, float]:
-    """Read (CSV, parquet or JSON lines) and validate a domain-bias table: ``{host: score}``."""
+def read_domain_table(path: str | Path, **options: Any) -> dict[str, float]:
+    """Read (CSV, parquet or JSON lines) and validate a domain-bias table: ``{host: score}``.
+
+    ``options`` are the keyword arguments of :func:`domain_scores`.
+    """
     from affalign.human import HumanDataError, read_table
 
     try:
         table = read_table(path)
     except HumanDataError as error:
         raise DomainTableError(str(error)) from error
-    return domain_scores(
-        table,
-        path=path,
-        domain_column=domain_column,
-        score_column=score_column,
-        category_column=category_column,
-        categories=categories,
-        scale=scale,
-    )
+    return domain_scores(table, path=path, **options)
 
 
 def domain_table_options(ideology: Mapping) -> dict:
