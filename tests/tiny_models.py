@@ -26,7 +26,14 @@ def build_tokenizer(folder: Path):
     specials = ["<unk>", "<pad>", "<s>", "</s>", "<|user|>", "<|assistant|>"]
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials, show_progress=False)
+    # Every byte in the vocabulary: any text (capitals, option letters, punctuation) encodes
+    # without <unk>, so the option letters of survey questions are single tokens.
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tokenizer.train_from_iterator(CORPUS, trainer)
     from tokenizers import decoders
 

@@ -16,10 +16,10 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import polars as pl
@@ -30,6 +30,7 @@ from affalign.serve import is_healthy
 from affalign.shards import write_shard
 
 RETRIES = 5
+Result = TypeVar("Result")
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 
 SHARD_SCHEMA = {
@@ -170,6 +171,40 @@ def _parse(style: RequestStyle, body: Mapping[str, Any]) -> tuple[str, str, int]
     return text or "", choice.get("finish_reason") or "", tokens
 
 
+async def post_json(
+    session: aiohttp.ClientSession,
+    url: str,
+    endpoint: str,
+    payload: Mapping[str, Any],
+    what: str,
+    limiter: asyncio.Semaphore,
+    server_log: str,
+) -> dict[str, Any]:
+    """POST ``payload`` to the server and return its JSON answer, retrying transient errors
+    with back-off; ``what`` names the request in errors."""
+    last_error = ""
+    for attempt in range(RETRIES):
+        async with limiter:
+            try:
+                async with session.post(url + endpoint, json=payload) as response:
+                    if response.status == 200:
+                        return await response.json()
+                    detail = (await response.text())[:500]
+                    if response.status not in TRANSIENT_STATUS:
+                        raise ServiceUnavailable(
+                            f"server rejected {what} with HTTP {response.status}: {detail}"
+                        )
+                    last_error = f"HTTP {response.status}: {detail}"
+            except (TimeoutError, aiohttp.ClientError) as error:
+                last_error = f"{type(error).__name__}: {error}"
+        if not is_healthy(url):
+            raise ServiceUnavailable(
+                f"the model server at {url} stopped answering ({last_error}); see its log {server_log}"
+            )
+        await asyncio.sleep(min(30.0, 0.5 * 2**attempt) * (1 + random.random()))
+    raise ServiceUnavailable(f"{what} failed {RETRIES} times ({last_error}); see the server log {server_log}")
+
+
 async def _one(
     session: aiohttp.ClientSession,
     url: str,
@@ -181,29 +216,8 @@ async def _one(
     server_log: str,
 ) -> tuple[str, str, int]:
     endpoint, payload = _payload(request, served_name, style, sampling)
-    last_error = ""
-    for attempt in range(RETRIES):
-        async with limiter:
-            try:
-                async with session.post(url + endpoint, json=payload) as response:
-                    if response.status == 200:
-                        return _parse(style, await response.json())
-                    detail = (await response.text())[:500]
-                    if response.status not in TRANSIENT_STATUS:
-                        raise ServiceUnavailable(
-                            f"server rejected request {request.index} with HTTP {response.status}: {detail}"
-                        )
-                    last_error = f"HTTP {response.status}: {detail}"
-            except (TimeoutError, aiohttp.ClientError) as error:
-                last_error = f"{type(error).__name__}: {error}"
-        if not is_healthy(url):
-            raise ServiceUnavailable(
-                f"the model server at {url} stopped answering ({last_error}); see its log {server_log}"
-            )
-        await asyncio.sleep(min(30.0, 0.5 * 2**attempt) * (1 + random.random()))
-    raise ServiceUnavailable(
-        f"request {request.index} failed {RETRIES} times ({last_error}); see the server log {server_log}"
-    )
+    body = await post_json(session, url, endpoint, payload, f"request {request.index}", limiter, server_log)
+    return _parse(style, body)
 
 
 def service_problem(service_file: Path, service: Mapping[str, Any]) -> str | None:
@@ -257,19 +271,32 @@ async def _generate_all(
         return result
 
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-        # A request in flight may wait on a server that is shutting down; the watchdog
-        # notices a dead or withdrawn service and ends the shard at once.
-        work = asyncio.ensure_future(asyncio.gather(*(tracked(request) for request in requests)))
-        watchdog = asyncio.ensure_future(_watch_service(service_file, service, server_log, watch_every_s))
-        try:
-            await asyncio.wait([work, watchdog], return_when=asyncio.FIRST_COMPLETED)
-            if watchdog.done():
-                work.cancel()
-                watchdog.result()
-            return work.result()
-        finally:
-            watchdog.cancel()
-            work.cancel()
+        work = asyncio.gather(*(tracked(request) for request in requests))
+        return await run_watched(work, service_file, service, server_log, watch_every_s)
+
+
+async def run_watched(
+    work: Awaitable[Result],
+    service_file: Path,
+    service: Mapping[str, Any],
+    server_log: str,
+    watch_every_s: float = 2.0,
+) -> Result:
+    """Await ``work`` while watching the service; a dead or withdrawn service ends it at once.
+
+    A request in flight may wait on a server that is shutting down; the watchdog notices.
+    """
+    task = asyncio.ensure_future(work)
+    watchdog = asyncio.ensure_future(_watch_service(service_file, service, server_log, watch_every_s))
+    try:
+        await asyncio.wait([task, watchdog], return_when=asyncio.FIRST_COMPLETED)
+        if watchdog.done():
+            task.cancel()
+            watchdog.result()
+        return task.result()
+    finally:
+        watchdog.cancel()
+        task.cancel()
 
 
 def shard_key(
