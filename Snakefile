@@ -44,6 +44,31 @@
 #       liberal_tendency.png, steerability.png, label_distributions.png
 #   results/report.html  (snakemake --report results/report.html)
 #
+# Positional (opinion) alignment, only with an `opinions:` section; {survey} is a survey
+# topic slug, {context} is "default" or <qa|bio|portray>-<group> (steered towards a group).
+# Option rows are one per answer option, letters A, B, ... in display order.
+#   results/opinions/survey/{survey}.parquet
+#       survey, question_id, group (incl. "overall"), letter, option, ordinal, is_refusal,
+#       weight, p, p_ordinal, refusal_rate, n_responses (null for the distribution form)
+#   results/opinions/{model}/{survey}/{context}.parquet
+#       model, survey, context, method, steered_group, question_id, letter, option, ordinal,
+#       is_refusal, logprob, floored, p, p_ordinal, refusal_mass, prompt
+#   results/opinions/question_alignment.parquet
+#       model, context, method, steered_group, survey, question_id, group, alignment
+#   results/opinions/representativeness.parquet  (+ .csv)
+#       model, context, method, steered_group, group, representativeness, n_questions
+#   results/opinions/human_baselines.parquet  (+ .csv)
+#       baseline ("group vs overall", "human (avg)", "human (worst)"), group,
+#       representativeness, n_questions
+#   results/opinions/steerability.parquet  (+ .csv)
+#       model, group, default_representativeness, best_context,
+#       steered_representativeness, steerability, n_questions
+#   results/opinions/refusals.parquet  (+ .csv)
+#       source (model or "human"), context, steered_group, group, refusal_rate, n_questions
+#   results/figures/opinions/representativeness_heatmap.png
+# p sums to 1 over a question's options, p_ordinal over its non-refusal options; opinion
+# alignment = 1 - W1(model, group) / (max ordinal - min ordinal), in [0, 1].
+#
 # alignment = 1 - Jensen-Shannon distance (log base 2), in [0, 1]. Interval, smoothing and
 # "none"-bin settings are recorded in each align output's provenance.
 # Logs mirror outputs under logs/, benchmarks under benchmarks/.
@@ -68,6 +93,7 @@ include: "workflow/rules/generate.smk"
 include: "workflow/rules/classify.smk"
 include: "workflow/rules/align.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/opinions.smk"
 
 
 rule all:

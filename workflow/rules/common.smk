@@ -35,6 +35,18 @@ SHARDS = [
     for prompt_type in PROMPT_TYPES
 ]
 
+# Positional alignment (optional): survey topics × contexts, "default" or <method>-<group>.
+OPINIONS = config.get("opinions") or {}
+SURVEYS = list(OPINIONS.get("surveys", {}))
+OPINION_GROUPS = list(OPINIONS.get("groups", {}))
+OPINION_CONTEXTS = [
+    context
+    for method in OPINIONS.get("contexts", [])
+    for context in (
+        [method] if method == "default" else [f"{method}-{g}" for g in OPINION_GROUPS]
+    )
+]
+
 
 def slug_alternatives(names):
     return "|".join(re.escape(name) for name in names)
@@ -46,6 +58,8 @@ wildcard_constraints:
     topic=slug_alternatives(TOPICS),
     prompt_type=slug_alternatives(PROMPT_TYPES),
     classifier=slug_alternatives(CLASSIFIERS),
+    survey=slug_alternatives(SURVEYS),
+    context=slug_alternatives(OPINION_CONTEXTS),
 
 
 SHARD_PATTERN = "{issue}/{topic}/{prompt_type}.parquet"
@@ -244,6 +258,56 @@ def get_example_topic(wildcards):
     return {"issue": issue, "topic": next(iter(config["issues"][issue]["topics"]))}
 
 
+def opinion_shards(model):
+    return expand(
+        "results/opinions/{model}/{survey}/{context}.parquet",
+        model=model,
+        survey=SURVEYS,
+        context=OPINION_CONTEXTS,
+    )
+
+
+def get_all_opinion_shards(wildcards):
+    return [path for model in MODELS for path in opinion_shards(model)]
+
+
+def get_survey_inputs(wildcards):
+    survey = OPINIONS["surveys"][wildcards.survey]
+    return {"questions": survey["questions"], "answers": survey["answers"]}
+
+
+def get_survey_questions(wildcards):
+    return OPINIONS["surveys"][wildcards.survey]["questions"]
+
+
+def get_survey_settings(wildcards):
+    """How the survey's answers are read; changing any of it remakes its table."""
+    survey = OPINIONS["surveys"][wildcards.survey]
+    return {
+        "form": survey["form"],
+        "groups": OPINION_GROUPS,
+        "group_column": survey["columns"]["group"],
+        "weight_column": survey["columns"]["weight"],
+    }
+
+
+def get_opinion_params(wildcards):
+    """What determines an opinion shard's content; changing any of it rescores the shard."""
+    model = config["models"][wildcards.model]
+    method, _, group = wildcards.context.partition("-")
+    return {
+        "model_source": model_source(wildcards.model),
+        "revision": model.get("revision") if "hub_id" in model else None,
+        "kind": model["kind"],
+        "chat": OPINIONS["use_chat_template"] and uses_chat_template(wildcards.model),
+        "chat_template_kwargs": dict(model["chat_template_kwargs"]),
+        "dtype": model.get("engine", {}).get("dtype", "auto"),
+        "logprobs": OPINIONS["logprobs"],
+        "top_logprobs": OPINIONS["top_logprobs"],
+        "steering": OPINIONS["groups"][group] if group else None,
+    }
+
+
 def get_final_outputs():
     outputs = []
     for classifier in CLASSIFIERS:
@@ -255,5 +319,13 @@ def get_final_outputs():
             f"results/figures/{classifier}/baseline_comparison.png",
             f"results/align/{classifier}/liberal_tendency.csv",
             f"results/align/{classifier}/steerability.csv",
+        ]
+    if OPINIONS:
+        outputs += [
+            "results/opinions/representativeness.csv",
+            "results/opinions/human_baselines.csv",
+            "results/opinions/steerability.csv",
+            "results/opinions/refusals.csv",
+            "results/figures/opinions/representativeness_heatmap.png",
         ]
     return outputs

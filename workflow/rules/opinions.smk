@@ -1,0 +1,93 @@
+rule survey_table:
+    input:
+        unpack(get_survey_inputs),
+    output:
+        "results/opinions/survey/{survey}.parquet",
+    log:
+        "logs/survey_table/{survey}.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        settings=get_survey_settings,
+    script:
+        "../scripts/survey_table.py"
+
+
+# A consumer of its model's service, like generate: it joins the model's service group,
+# so the server is loaded once per model for generation and survey questions alike. It
+# reads the questions, not the survey table, so editing human answers rescores nothing.
+rule opinion_shard:
+    input:
+        service="results/services/{model}.json",
+        questions=get_survey_questions,
+    output:
+        "results/opinions/{model}/{survey}/{context}.parquet",
+    log:
+        "logs/opinion_shard/{model}/{survey}/{context}.log",
+    conda:
+        "../envs/generate.yaml"
+    threads: 0
+    resources:
+        mem_mb=200,
+    params:
+        opinion=get_opinion_params,
+        server_log="logs/serve_model/{model}.server.log",
+    script:
+        "../scripts/opinion_shard.py"
+
+
+rule opinion_tables:
+    input:
+        shards=get_all_opinion_shards,
+        surveys=expand("results/opinions/survey/{survey}.parquet", survey=SURVEYS),
+    output:
+        alignment="results/opinions/question_alignment.parquet",
+        representativeness="results/opinions/representativeness.parquet",
+        representativeness_csv=report(
+            "results/opinions/representativeness.csv",
+            caption="../report/representativeness.rst",
+            category="Opinions",
+        ),
+        baselines="results/opinions/human_baselines.parquet",
+        baselines_csv=report(
+            "results/opinions/human_baselines.csv",
+            caption="../report/human_baselines.rst",
+            category="Opinions",
+        ),
+        steerability="results/opinions/steerability.parquet",
+        steerability_csv=report(
+            "results/opinions/steerability.csv",
+            caption="../report/opinion_steerability.rst",
+            category="Opinions",
+        ),
+        refusals="results/opinions/refusals.parquet",
+        refusals_csv=report(
+            "results/opinions/refusals.csv",
+            caption="../report/refusals.rst",
+            category="Opinions",
+        ),
+    log:
+        "logs/opinion_tables.log",
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/opinion_tables.py"
+
+
+rule plot_representativeness:
+    input:
+        representativeness="results/opinions/representativeness.parquet",
+        baselines="results/opinions/human_baselines.parquet",
+    output:
+        report(
+            "results/figures/opinions/representativeness_heatmap.png",
+            caption="../report/representativeness_heatmap.rst",
+            category="Figures",
+            subcategory="opinions",
+        ),
+    log:
+        "logs/plot_representativeness.log",
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/plot_representativeness.py"

@@ -1,0 +1,40 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+
+from affalign.jobs import run_logged
+from affalign.opinion_client import OpinionShard, Scoring, write_opinion_shard
+from affalign.opinions import Steering
+
+settings = snakemake.params.opinion
+shard = OpinionShard(
+    model=snakemake.wildcards.model,
+    survey=snakemake.wildcards.survey,
+    context=snakemake.wildcards.context,
+    steering=Steering.from_config(settings["steering"]) if settings["steering"] else None,
+)
+scoring = Scoring(
+    mode=settings["logprobs"],
+    top_logprobs=settings["top_logprobs"],
+    chat=settings["chat"],
+    chat_template_kwargs=settings["chat_template_kwargs"],
+)
+# Operational settings shared with the generate consumers: changing them reruns nothing.
+operations = snakemake.config["generation"]
+
+run_logged(
+    snakemake.log[0],
+    lambda: write_opinion_shard(
+        shard,
+        model_info=settings,
+        questions_file=snakemake.input.questions,
+        scoring=scoring,
+        service_file=snakemake.input.service,
+        server_log=snakemake.params.server_log,
+        output=snakemake.output[0],
+        max_in_flight=operations["max_in_flight"],
+        server_start_timeout_s=operations["server_start_timeout_s"],
+        request_timeout_s=operations["request_timeout_s"],
+    ),
+)

@@ -1,0 +1,16 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+
+from affalign.jobs import run_logged
+from affalign.opinion_stage import run_opinion_tables
+
+run_logged(
+    snakemake.log[0],
+    lambda: run_opinion_tables(
+        shards=list(snakemake.input.shards),
+        surveys=list(snakemake.input.surveys),
+        outputs=dict(snakemake.output.items()),
+    ),
+)

@@ -1,0 +1,18 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+
+from affalign.jobs import run_logged
+from affalign.opinion_stage import write_survey_table
+
+run_logged(
+    snakemake.log[0],
+    lambda: write_survey_table(
+        questions=snakemake.input.questions,
+        answers=snakemake.input.answers,
+        settings=dict(snakemake.params.settings),
+        survey=snakemake.wildcards.survey,
+        output=snakemake.output[0],
+    ),
+)
