@@ -200,6 +200,10 @@ def test_chat_and_top_k_requests():
     assert body["logprobs"] is True and body["chat_template_kwargs"] == {"enable_thinking": False}
     _, body = payload("Q", "m", Scoring(mode="top-k", top_logprobs=20), [])
     assert body["logprobs"] == 20 and "logprob_token_ids" not in body
+    _, body = payload("Q", "m", Scoring(mode="top-k", top_logprobs=5, chat=True), [])
+    assert body["logprobs"] is True and body["top_logprobs"] == 5 and "return_tokens_as_token_ids" not in body
+    with pytest.raises(ValueError, match="needs top_logprobs"):
+        Scoring(mode="top-k")
 
 
 def test_response_log_probabilities_are_read_with_token_ids():

@@ -353,16 +353,43 @@ def test_classifier_changes_rerun_classification_and_joins_only(
 
 
 def test_targeted_shard_starts_one_server_and_reproduces_its_text(finished_run):
-    workdir, configfile, _, _ = finished_run
-    target = "results/generated/tiny-chat/covid-19/vaccines/liberal.parquet"
+    workdir, _, config, _ = finished_run
+    target = "results/generated/tiny-completion/covid-19/vaccines/liberal.parquet"
+    # The same server also rescores one opinion shard with top-k log-probabilities (the
+    # fallback for engines without logprob_token_ids): a changed mode rescores the shard.
+    opinion = "results/opinions/tiny-completion/science/default.parquet"
+    exact = pl.read_parquet(workdir / opinion)
+    top_k = {**config, "opinions": {**config["opinions"], "logprobs": "top-k", "top_logprobs": 5}}
+    configfile = write_config(workdir / "top-k.yaml", top_k)
     before = pl.read_parquet(workdir / target)
-    dry = run_snakemake(workdir, "--dry-run", "--forcerun", target, "--", target, configfile=configfile)
-    assert job_counts(dry.stdout) == {"serve_model": 1, "generate": 1, "total": 2}, dry.stdout
-    rerun = run_snakemake(workdir, "--forcerun", target, "--", target, configfile=configfile)
+    dry = run_snakemake(
+        workdir, "--dry-run", "--forcerun", target, "--", target, opinion, configfile=configfile
+    )
+    assert job_counts(dry.stdout) == {"serve_model": 1, "generate": 1, "opinion_shard": 1, "total": 3}, (
+        dry.stdout
+    )
+    rerun = run_snakemake(workdir, "--forcerun", target, "--", target, opinion, configfile=configfile)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     after = pl.read_parquet(workdir / target)
     assert after["seed"].to_list() == before["seed"].to_list()
     assert after["raw_text"].to_list() == before["raw_text"].to_list()
+
+    rescored = pl.read_parquet(workdir / opinion)
+    assert read_provenance(workdir / opinion)["scoring"]["mode"] == "top-k"
+    sums = rescored.group_by("question_id").agg(pl.col("p").sum(), pl.col("p_ordinal").sum())
+    assert sums["p"].to_list() == pytest.approx([1.0] * 3)
+    assert sums["p_ordinal"].to_list() == pytest.approx([1.0] * 3)
+    assert rescored["floored"].any()  # 5 of 400 tokens: some letters are not among them
+    # A letter among the top 5 has the raw log-probability the exact request returned.
+    pairs = rescored.join(exact, on=["question_id", "letter"], suffix="_exact").filter(~pl.col("floored"))
+    assert pairs.height > 0  # this tiny model ranks a letter of this shard among its top 5
+    for found, expected in pairs.select("logprob", "logprob_exact").iter_rows():
+        assert found == pytest.approx(expected, abs=1e-3)
+    floors = rescored.filter(pl.col("floored")).join(
+        rescored.filter(~pl.col("floored")).group_by("question_id").agg(pl.col("logprob").min().alias("low")),
+        on="question_id",
+    )
+    assert (floors["logprob"] <= floors["low"] + 1e-9).all()
 
 
 def test_server_killed_mid_shard_fails_that_shard_cleanly_and_a_rerun_completes_it(

@@ -66,13 +66,15 @@ class Scoring:
     and whether the prompt goes through the model's chat template."""
 
     mode: str = "exact"
-    top_logprobs: int = 20
+    top_logprobs: int | None = None
     chat: bool = False
     chat_template_kwargs: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown logprobs mode {self.mode!r}; use one of {MODES}")
+        if self.mode == "top-k" and not self.top_logprobs:
+            raise ValueError("the top-k mode needs top_logprobs (at least 1)")
 
 
 def added_token(prefix: Sequence[int], extended: Sequence[int]) -> int | None:
@@ -137,10 +139,12 @@ async def letter_token_ids(
         answer = await post_json(session, url, "/tokenize", body, f"tokenize {text!r}", limiter, server_log)
         return list(answer["tokens"])
 
-    prefix = await tokens(ANCHOR)
+    texts = [ANCHOR, *(ANCHOR + sep + letter for letter in letters for sep in SEPARATORS)]
+    prefix, *extended = await asyncio.gather(*(tokens(text) for text in texts))
     found: dict[str, list[int]] = {}
-    for letter in letters:
-        ids = [added_token(prefix, await tokens(ANCHOR + sep + letter)) for sep in SEPARATORS]
+    for position, letter in enumerate(letters):
+        pair = extended[position * len(SEPARATORS) : (position + 1) * len(SEPARATORS)]
+        ids = [added_token(prefix, candidate) for candidate in pair]
         found[letter] = list(dict.fromkeys(i for i in ids if i is not None))
         if not found[letter]:
             raise ValueError(

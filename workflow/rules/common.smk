@@ -303,7 +303,10 @@ def get_opinion_params(wildcards):
         "chat_template_kwargs": dict(model["chat_template_kwargs"]),
         "dtype": model.get("engine", {}).get("dtype", "auto"),
         "logprobs": OPINIONS["logprobs"],
-        "top_logprobs": OPINIONS["top_logprobs"],
+        # Only the top-k mode reads it: changing it rescores nothing in exact mode.
+        "top_logprobs": (
+            OPINIONS["top_logprobs"] if OPINIONS["logprobs"] == "top-k" else None
+        ),
         "steering": OPINIONS["groups"][group] if group else None,
     }
 
