@@ -257,8 +257,6 @@ async def _generate_all(
 ) -> list[tuple[str, str, int]]:
     url = service["url"]
     limiter = asyncio.Semaphore(max_in_flight)
-    timeout = aiohttp.ClientTimeout(total=request_timeout_s)
-    connector = aiohttp.TCPConnector(limit=max_in_flight)
     done = 0
     step = max(1, len(requests) // 10)
 
@@ -270,9 +268,18 @@ async def _generate_all(
             print(f"[affalign] {done}/{len(requests)} generations", flush=True)
         return result
 
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+    async with client_session(max_in_flight, request_timeout_s) as session:
         work = asyncio.gather(*(tracked(request) for request in requests))
         return await run_watched(work, service_file, service, server_log, watch_every_s)
+
+
+def client_session(max_in_flight: int, request_timeout_s: float) -> aiohttp.ClientSession:
+    """An HTTP session for one consumer: at most ``max_in_flight`` connections, and
+    ``request_timeout_s`` seconds per request (create it inside the event loop)."""
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=request_timeout_s),
+        connector=aiohttp.TCPConnector(limit=max_in_flight),
+    )
 
 
 async def run_watched(

@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 import polars as pl
 
-from affalign.generate import post_json, run_watched, wait_for_service
+from affalign.generate import client_session, post_json, run_watched, wait_for_service
 from affalign.opinions import Steering, context_text, opinion_prompt, option_distribution, parse_context_slug
 from affalign.shards import write_shard
 from affalign.survey import LETTERS, Question, read_questions
@@ -178,9 +178,7 @@ async def _score_all(
 ) -> tuple[dict[str, list[int]], list[dict[str | int, float]]]:
     url = service["url"]
     limiter = asyncio.Semaphore(max_in_flight)
-    timeout = aiohttp.ClientTimeout(total=request_timeout_s)
-    connector = aiohttp.TCPConnector(limit=max_in_flight)
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as s:
+    async with client_session(max_in_flight, request_timeout_s) as s:
 
         async def work() -> tuple[dict[str, list[int]], list[dict[str | int, float]]]:
             ids: dict[str, list[int]] = {}
