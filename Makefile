@@ -27,6 +27,9 @@ help:
 system-deps:
 	@# vLLM's CPU build compiles kernels at run time and needs a C++ compiler.
 	@command -v g++ >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends g++; }
+	@# The SLURM profile's tests start a one-node cluster (slurmctld, slurmd, munged) on loopback.
+	@command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurm-wlm munge; }
 
 env: $(ENV_STAMP)
 
@@ -55,8 +58,8 @@ demo: $(ENV_STAMP) $(MODEL_STAMP)
 	@echo "[affalign] report:           results/report.html"
 	@ls results/align/*/alignment_matrix.csv results/figures/*/alignment_heatmap.png
 
-test: $(ENV_STAMP)
-	$(BIN)/python -m pytest
+test: $(ENV_STAMP) system-deps
+	AFFALIGN_REQUIRE_SLURM=1 $(BIN)/python -m pytest
 
 lint: $(ENV_STAMP)
 	$(BIN)/ruff check src tests benchmarks
