@@ -44,6 +44,32 @@ def tweet_like_texts(count: int, seed: int = 0) -> list[str]:
     return [" ".join(rng.choices(words, k=rng.randint(10, 60))) for _ in range(count)]
 
 
+def gemm_peak_gflops(device: str, quantised: bool = False) -> float:
+    """Measured throughput (GFLOP/s; GOP/s for int8) of a BERT-base feed-forward matmul,
+    1,024 tokens x 768 -> 3,072: the ceiling for a model whose time goes into such layers."""
+    import torch
+
+    layer = torch.nn.Linear(768, 3072).to(device).eval()
+    if quantised:
+        layer = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(layer), {torch.nn.Linear})
+    if device == "cuda":
+        layer = layer.half()
+    tokens = torch.randn(1024, 768, device=device, dtype=torch.float16 if device == "cuda" else torch.float32)
+    repeats = 200 if device == "cuda" else 20
+    with torch.inference_mode():
+        for _ in range(3):
+            layer(tokens)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        began = time.perf_counter()
+        for _ in range(repeats):
+            layer(tokens)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - began
+    return 2 * 1024 * 768 * 3072 * repeats / seconds / 1e9
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--texts", type=int, default=2000)
@@ -87,6 +113,8 @@ def main() -> int:
         began = time.perf_counter()
         theirs = baseline(prepared, truncation=True, max_length=128)
         theirs_s = time.perf_counter() - began
+        tokens = sum(len(ids) for ids in classifier_tokens(folder, prepared))
+        weights = parameters_outside_embeddings(folder)
     assert ours.shape == (len(texts), len(LABELS)) and len(theirs) == len(texts)
     ours_rate, theirs_rate = len(texts) / ours_s, len(texts) / theirs_s
     print(f"model: random BERT-base (12 x 768), {len(LABELS)} labels; device {device}, {classifier.dtype}")
@@ -100,7 +128,35 @@ def main() -> int:
         print(f"(a') affalign batched, dtype qint8: {rate:8.1f} texts/s ({quantised_s:.1f} s), "
               f"max |p - p_float32| = {difference:.3f}")  # fmt: skip
         print(f"ratio (a')/(b): {rate / theirs_rate:.2f}")
+    # Roofline: the work is ~2 x (weights outside the embeddings) FLOPs per token; compare
+    # what each path achieves with a large matmul measured now on the same device.
+    work = 2 * weights * tokens / 1e9
+    peak = gemm_peak_gflops(device)
+    print(f"work: {tokens} tokens x {weights / 1e6:.1f} M weights = {work:.0f} GFLOP")
+    print(f"matmul ceiling ({'float16' if device == 'cuda' else 'float32'}): {peak:.0f} GFLOP/s")
+    print(f"(a) achieves {work / ours_s:.0f} GFLOP/s ({work / ours_s / peak:.0%} of the ceiling), "
+          f"(b) {work / theirs_s:.0f} GFLOP/s ({work / theirs_s / peak:.0%})")  # fmt: skip
+    print(f"highest ratio any batched path could reach here: {peak / (work / theirs_s):.2f}")
+    if quantised_s is not None:
+        peak_int8 = gemm_peak_gflops(device, quantised=True)
+        achieved = work / quantised_s
+        print(f"int8 matmul ceiling: {peak_int8:.0f} GOP/s; (a') achieves {achieved:.0f} "
+              f"({achieved / peak_int8:.0%}); highest int8 ratio: "
+              f"{peak_int8 * theirs_s / work:.2f}")  # fmt: skip
     return 0
+
+
+def classifier_tokens(folder: Path, texts: list[str]) -> list[list[int]]:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder)(texts, truncation=True, max_length=128)["input_ids"]
+
+
+def parameters_outside_embeddings(folder: Path) -> int:
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    return sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
 
 
 if __name__ == "__main__":
