@@ -20,6 +20,21 @@ import polars as pl
 BASELINE_ROW = "partisan baseline"
 
 
+def matrix_with_reference_row(
+    rows: list[str], columns: list[str], cells: dict[tuple[str, str], float], reference: dict[str, float]
+) -> np.ndarray:
+    """A (rows + 1) × columns matrix of ``cells[(row, column)]`` whose last row holds
+    ``reference[column]`` (a baseline); NaN where a value is missing or undefined."""
+    matrix = np.full((len(rows) + 1, len(columns)), np.nan)
+    for c, column in enumerate(columns):
+        for r, row in enumerate(rows):
+            value = cells.get((row, column))
+            matrix[r, c] = np.nan if value is None else value
+        value = reference.get(column)
+        matrix[len(rows), c] = np.nan if value is None else value
+    return matrix
+
+
 def heatmap_panels(alignment: pl.DataFrame, baseline: pl.DataFrame, groups: list[str]):
     """Per group: row labels, column labels and the score matrix (NaN where undefined)."""
     columns = sorted((alignment["issue"] + "/" + alignment["topic"]).unique().to_list())
@@ -39,14 +54,7 @@ def heatmap_panels(alignment: pl.DataFrame, baseline: pl.DataFrame, groups: list
                 "model", "prompt_type", "issue", "topic", "alignment"
             ).iter_rows()
         }
-        matrix = np.full((len(rows) + 1, len(columns)), np.nan)
-        for r, row in enumerate(rows):
-            for c, column in enumerate(columns):
-                value = lookup.get((row, column))
-                matrix[r, c] = np.nan if value is None else value
-        for c, column in enumerate(columns):
-            value = base_values.get(column)
-            matrix[len(rows), c] = np.nan if value is None else value
+        matrix = matrix_with_reference_row(rows, columns, lookup, base_values)
         panels.append((group, [*rows, BASELINE_ROW], columns, matrix))
     return panels
 
@@ -238,14 +246,7 @@ def representativeness_matrix(table: pl.DataFrame, baselines: pl.DataFrame):
         for b, g, r in baselines.select("baseline", "group", "representativeness").iter_rows()
         if b == "group vs overall"
     }
-    matrix = np.full((len(rows) + 1, len(groups)), np.nan)
-    for r, row in enumerate(rows):
-        for c, group in enumerate(groups):
-            value = lookup.get((row, group))
-            matrix[r, c] = np.nan if value is None else value
-    for c, group in enumerate(groups):
-        value = human.get(group)
-        matrix[len(rows), c] = np.nan if value is None else value
+    matrix = matrix_with_reference_row(rows, groups, lookup, human)
     return [*rows, HUMAN_BASELINE_ROW], groups, matrix
 
 
