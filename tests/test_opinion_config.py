@@ -15,22 +15,22 @@ from affalign.config_checks import ConfigError, check_config
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
 
 
-def test_demo_opinions_pass_the_checks():
-    config = demo_config()
+def test_demo_opinions_pass_the_checks(study):
+    config = study[1]
     validate(config, SCHEMA, set_default=True)
     check_config(config, "study.yaml")
     assert config["opinions"]["logprobs"] == "exact" and config["opinions"]["top_logprobs"] == 20
 
 
-def test_qa_answer_must_be_one_of_its_options():
-    config = demo_config()
+def test_qa_answer_must_be_one_of_its_options(study):
+    config = study[1]
     config["opinions"]["groups"]["liberal"]["qa"]["answer"] = "Progressive"
     with pytest.raises(ConfigError, match=r"study.yaml: opinions.groups.liberal.qa.answer 'Progressive'"):
         check_config(config, "study.yaml")
 
 
-def test_missing_survey_file_is_named():
-    config = demo_config()
+def test_missing_survey_file_is_named(study):
+    config = study[1]
     config["opinions"]["surveys"]["economy"]["answers"] = "/no/such/answers.csv"
     with pytest.raises(
         ConfigError, match=r"opinions.surveys.economy.answers '/no/such/answers.csv' does not"
@@ -38,8 +38,8 @@ def test_missing_survey_file_is_named():
         check_config(config, "study.yaml")
 
 
-def test_survey_problems_surface_with_the_config_key(tmp_path):
-    config = demo_config()
+def test_survey_problems_surface_with_the_config_key(study, tmp_path):
+    config = study[1]
     answers = tmp_path / "responses.csv"
     answers.write_text(
         (REPO / "resources/demo/survey/economy-responses.csv").read_text().replace(",Poor,", ",Awful,", 1)
