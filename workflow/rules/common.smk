@@ -9,6 +9,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from affalign.config_checks import ConfigError, check_config
+from affalign.opinions import context_slug, parse_context_slug
 
 CONFIG_SOURCE = ", ".join(str(f) for f in workflow.configfiles) or "the config"
 
@@ -40,11 +41,9 @@ OPINIONS = config.get("opinions") or {}
 SURVEYS = list(OPINIONS.get("surveys", {}))
 OPINION_GROUPS = list(OPINIONS.get("groups", {}))
 OPINION_CONTEXTS = [
-    context
+    context_slug(method, group)
     for method in OPINIONS.get("contexts", [])
-    for context in (
-        [method] if method == "default" else [f"{method}-{g}" for g in OPINION_GROUPS]
-    )
+    for group in ([None] if method == "default" else OPINION_GROUPS)
 ]
 
 
@@ -294,7 +293,7 @@ def get_survey_settings(wildcards):
 def get_opinion_params(wildcards):
     """What determines an opinion shard's content; changing any of it rescores the shard."""
     model = config["models"][wildcards.model]
-    method, _, group = wildcards.context.partition("-")
+    _, group = parse_context_slug(wildcards.context)
     return {
         "model_source": model_source(wildcards.model),
         "revision": model.get("revision") if "hub_id" in model else None,
