@@ -220,6 +220,19 @@ async def _one(
     return _parse(style, body)
 
 
+def served_model_provenance(service: Mapping[str, Any], model_info: Mapping[str, Any]) -> dict[str, Any]:
+    """What a shard records of the server that answered it: model source and revision,
+    engine, device, engine options and the server's start-up time (seconds)."""
+    return {
+        "model_source": service.get("model_source"),
+        "revision": model_info.get("revision"),
+        "engine": service.get("engine"),
+        "device": service.get("device"),
+        "engine_options": service.get("engine_options"),
+        "server_healthy_after_s": service.get("healthy_after_s"),
+    }
+
+
 def service_problem(service_file: Path, service: Mapping[str, Any]) -> str | None:
     """Why the service that was ready when the shard started can no longer be used, if so."""
     current = _read_json(service_file)
@@ -402,14 +415,10 @@ def write_generation_shard(
     provenance = {
         "stage": "generate",
         "model": model,
-        "model_source": service.get("model_source"),
-        "revision": model_info.get("revision"),
+        **served_model_provenance(service, model_info),
         "kind": kind,
         "chat_template": style.chat,
         "chat_template_kwargs": dict(style.chat_template_kwargs),
-        "engine": service.get("engine"),
-        "device": service.get("device"),
-        "engine_options": service.get("engine_options"),
         "sampling": {
             "max_tokens": sampling.max_tokens,
             "temperature": sampling.temperature,
@@ -423,7 +432,6 @@ def write_generation_shard(
         ),
         "template_ids": sorted({r.template_id for r in requests}),
         "prompts_file": str(prompts_file),
-        "server_healthy_after_s": service.get("healthy_after_s"),
         "shard_wall_s": round(wall, 3),
         "output_tokens": int(frame["output_tokens"].sum()),
     }

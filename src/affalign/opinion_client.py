@@ -30,7 +30,13 @@ from typing import Any
 import aiohttp
 import polars as pl
 
-from affalign.generate import client_session, post_json, run_watched, wait_for_service
+from affalign.generate import (
+    client_session,
+    post_json,
+    run_watched,
+    served_model_provenance,
+    wait_for_service,
+)
 from affalign.opinions import Steering, context_text, opinion_prompt, option_distribution, parse_context_slug
 from affalign.shards import write_shard
 from affalign.survey import LETTERS, Question, read_questions
@@ -255,14 +261,10 @@ def write_opinion_shard(
     provenance = {
         "stage": "opinions",
         "model": shard.model,
-        "model_source": service.get("model_source"),
-        "revision": model_info.get("revision"),
+        **served_model_provenance(service, model_info),
         "kind": model_info.get("kind"),
         "chat_template": scoring.chat,
         "chat_template_kwargs": dict(scoring.chat_template_kwargs or {}),
-        "engine": service.get("engine"),
-        "device": service.get("device"),
-        "engine_options": service.get("engine_options"),
         "scoring": {
             "mode": scoring.mode,
             "top_logprobs": None if exact else scoring.top_logprobs,
@@ -278,7 +280,6 @@ def write_opinion_shard(
         "context_text": context_text(method, shard.steering),
         "questions_file": str(questions_file),
         "questions_sha256": hashlib.sha256(Path(questions_file).read_bytes()).hexdigest(),
-        "server_healthy_after_s": service.get("healthy_after_s"),
         "shard_wall_s": round(wall, 3),
     }
     write_shard(frame, output, provenance)
