@@ -38,6 +38,22 @@ def run_snakemake(
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir)
 
 
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run, as rule -> count."""
+    counts: dict[str, int] = {}
+    in_table = False
+    for line in output.splitlines():
+        if line.startswith("Job stats:"):
+            in_table = True
+            continue
+        fields = line.split()
+        if in_table and len(fields) == 2 and fields[1].isdigit():
+            counts[fields[0]] = int(fields[1])
+        elif in_table and line.strip() == "" and counts:
+            break
+    return counts
+
+
 def demo_config() -> dict:
     """The demo config with every path made absolute, ready to be edited by a test."""
     config = yaml.safe_load(DEMO_CONFIG.read_text())

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import REPO, demo_config, run_snakemake, write_config
+from conftest import REPO, demo_config, job_counts, run_snakemake, write_config
 from polars.testing import assert_frame_equal
 from slurm_cluster import PARTITION, LoopbackCluster, missing_requirements
-from test_workflow_e2e import job_counts
 
 pytestmark = pytest.mark.slow
 

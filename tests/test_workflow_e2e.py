@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import demo_config, run_snakemake, write_config
+from conftest import demo_config, job_counts, run_snakemake, write_config
 from scipy.spatial.distance import jensenshannon
 
 from affalign.alignment import ALIGNMENT_COLUMNS, INTERVAL_COLUMNS
@@ -282,22 +282,6 @@ def test_second_run_has_nothing_to_do(finished_run):
     assert rows and all(row[-1] == "no update" for row in rows if "results/services" not in row[0]), (
         summary.stdout
     )
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry run, as rule -> count."""
-    counts: dict[str, int] = {}
-    in_table = False
-    for line in output.splitlines():
-        if line.startswith("Job stats:"):
-            in_table = True
-            continue
-        fields = line.split()
-        if in_table and len(fields) == 2 and fields[1].isdigit():
-            counts[fields[0]] = int(fields[1])
-        elif in_table and line.strip() == "" and counts:
-            break
-    return counts
 
 
 def test_adding_a_model_schedules_only_its_jobs_and_the_joins(finished_run):
