@@ -46,7 +46,7 @@ $(ENV_STAMP): requirements.lock pyproject.toml
 prepare-model: $(MODEL_STAMP)
 
 $(MODEL_STAMP): | $(ENV_STAMP)
-	$(BIN)/python -m affalign.prepare_model $(MODEL_DIR)
+	$(BIN)/python -m affalign.service.prepare_model $(MODEL_DIR)
 
 demo: $(ENV_STAMP) $(MODEL_STAMP)
 	$(BIN)/snakemake $(DEMO)

@@ -25,8 +25,8 @@ import polars as pl
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from affalign.alignment import align  # noqa: E402
-from affalign.comparisons import BootstrapSettings, bootstrap_comparisons  # noqa: E402
+from affalign.align.comparisons import BootstrapSettings, bootstrap_comparisons  # noqa: E402
+from affalign.align.stage import align  # noqa: E402
 
 LABELS = [
     "anger", "anticipation", "disgust", "fear", "joy", "love",

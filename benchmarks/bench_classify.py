@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from affalign.hf_classifier import load_hf, normalise_tweet  # noqa: E402
+from affalign.classify.transformer import load_hf, normalise_tweet  # noqa: E402
 
 LABELS = [
     "anger", "anticipation", "disgust", "fear", "joy", "love",

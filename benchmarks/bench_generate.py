@@ -1,8 +1,8 @@
 """Generation throughput: affalign's service path against vLLM's offline engine.
 
 Runs the same prompts, seeds and sampling parameters through
-(a) the full path: ``python -m affalign.serve`` (vLLM's OpenAI-compatible server) and
-    shard consumers (``affalign.generate``) running concurrently, and
+(a) the full path: ``python -m affalign.service.server`` (vLLM's OpenAI-compatible server) and
+    shard consumers (``affalign.generate.shards``) running concurrently, and
 (b) vLLM's offline ``LLM.generate`` in one call,
 in the same run, and prints output tokens/s for both, their ratio, and the server's
 start-up seconds. Engine load time is excluded from both rates.
@@ -29,9 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from affalign.generate import Sampling, write_generation_shard  # noqa: E402
-from affalign.prompts import ShardSpec, build_requests, load_templates  # noqa: E402
-from affalign.serve import is_cpu_build  # noqa: E402
+from affalign.generate.prompts import ShardSpec, build_requests, load_templates  # noqa: E402
+from affalign.generate.shards import Sampling, write_generation_shard  # noqa: E402
+from affalign.service.server import is_cpu_build  # noqa: E402
 
 CPU_ENGINE = {
     "dtype": "float32",
@@ -61,7 +61,7 @@ def bench_shard(topic: str, topic_name: str, prompt_type: str, count: int) -> Sh
 def serve(model_dir: Path, engine: dict, workdir: Path) -> tuple[subprocess.Popen, Path, float]:
     service = workdir / "service.json"
     command = [
-        sys.executable, "-m", "affalign.serve",
+        sys.executable, "-m", "affalign.service.server",
         "--model", "bench", "--source", str(model_dir), "--engine", json.dumps(engine),
         "--seed", "0", "--service-file", str(service), "--server-log", str(workdir / "server.log"),
         "--start-timeout", "900",

@@ -5,9 +5,9 @@ import polars as pl
 import pytest
 from scipy.spatial.distance import jensenshannon
 
-from affalign.alignment import align
-from affalign.comparisons import BootstrapSettings, bootstrap_comparisons
-from affalign.statistics import plutchik_smoothing_matrix
+from affalign.align.comparisons import BootstrapSettings, bootstrap_comparisons
+from affalign.align.resampling import plutchik_smoothing_matrix
+from affalign.align.stage import align
 
 LABELS = ["anger", "fear", "joy", "trust"]
 LIBERAL = [0.1, 0.6, 0.2, 0.5]

@@ -5,8 +5,8 @@ import polars as pl
 import pytest
 from scipy.spatial.distance import jensenshannon
 
-from affalign.distance import alignment, jensen_shannon_distance, normalise
-from affalign.distributions import jensen_shannon_alignment, label_distributions
+from affalign.align.distributions import jensen_shannon_alignment, label_distributions
+from affalign.align.divergence import alignment, jensen_shannon_distance, normalise
 
 
 def test_identical_distributions_align_perfectly():

@@ -1,7 +1,8 @@
 import polars as pl
 import pytest
 
-from affalign.distributions import NONE_LABEL, jensen_shannon_alignment, label_distributions
+from affalign.align.distributions import jensen_shannon_alignment, label_distributions
+from affalign.classify import NONE_LABEL
 
 LABELS = ["anger", "joy"]
 

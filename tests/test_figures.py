@@ -2,7 +2,7 @@
 
 import polars as pl
 
-from affalign import figures
+from affalign.figures import plots as figures
 
 KEYS = {"model": ["m", "m"], "prompt_type": ["default", "default"], "issue": ["i", "i"], "topic": ["t", "t"]}
 

@@ -7,9 +7,9 @@ import polars as pl
 import pytest
 from tiny_models import build_tiny_bert_classifier
 
-from affalign.classify import classify_files
-from affalign.hf_classifier import ClassifierError, load_hf, normalise_tweet, token_budget_batches
-from affalign.shards import read_provenance, write_shard
+from affalign.classify.run import classify_files
+from affalign.classify.transformer import ClassifierError, load_hf, normalise_tweet, token_budget_batches
+from affalign.io.parquet import read_provenance, write_table
 
 LABELS = ["anger", "fear", "joy"]
 TEXTS = [
@@ -59,7 +59,7 @@ def test_probabilities_thresholds_and_input_order(emotion_model):
 
 def test_labels_follow_the_threshold_in_affect_files(emotion_model, tmp_path):
     posts = pl.DataFrame({"post_id": [f"p{i}" for i in range(len(TEXTS))], "text": TEXTS})
-    write_shard(posts, tmp_path / "posts.parquet", {"stage": "test"})
+    write_table(posts, tmp_path / "posts.parquet", {"stage": "test"})
     classify_files(
         "emo", spec(emotion_model, threshold=0.5), [tmp_path / "posts.parquet"], [tmp_path / "a.parquet"]
     )
@@ -74,7 +74,7 @@ def test_labels_follow_the_threshold_in_affect_files(emotion_model, tmp_path):
 
 def test_empty_shard_gives_an_empty_affect_file(emotion_model, tmp_path):
     empty = pl.DataFrame(schema={"post_id": pl.String, "text": pl.String})
-    write_shard(empty, tmp_path / "empty.parquet", {})
+    write_table(empty, tmp_path / "empty.parquet", {})
     classify_files("emo", spec(emotion_model), [tmp_path / "empty.parquet"], [tmp_path / "a.parquet"])
     affect = pl.read_parquet(tmp_path / "a.parquet")
     assert affect.height == 0

@@ -1,7 +1,7 @@
 import polars as pl
 import pytest
 
-from affalign.human import HumanDataError, SourceSpec, ingest_posts, normalise_posts
+from affalign.human.ingest import HumanDataError, SourceSpec, ingest_posts, normalise_posts
 
 TOPICS = ["masks", "vaccines"]
 GROUPS = ["liberal", "conservative"]

@@ -1,11 +1,11 @@
-"""Checks of the human and ideology config before any job (affalign.config_checks directly)."""
+"""Checks of the human and ideology config before any job (affalign.config.checks directly)."""
 
 from pathlib import Path
 
 import pytest
 from conftest import demo_config
 
-from affalign.config_checks import ConfigError, check_config
+from affalign.config.checks import ConfigError, check_config
 
 
 @pytest.fixture()

@@ -7,16 +7,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from affalign.human import (
+from affalign.human.ideology import IdeologySettings
+from affalign.human.ingest import (
     HumanDataError,
     SourceSpec,
     check_source,
     ingest_posts,
     quality_report,
-    read_table,
-    table_schema,
 )
-from affalign.ideology import IdeologySettings
+from affalign.io import TableError, read_table, table_schema
 
 GROUPS = ["liberal", "conservative"]
 KEYWORDS = {"masks": ["mask", "masks", "#maskup"], "vaccines": ["vaccine", "booster"]}
@@ -387,7 +386,7 @@ def test_undecodable_csv_names_column_and_row(tmp_path):
     path = tmp_path / "posts.csv"
     path.write_bytes(b'post_id,text,group,topic\n1,ok,liberal,masks\n2,"bad \xff",liberal,masks\n')
     with pytest.raises(
-        HumanDataError, match=rf"{path}: cannot read the table \(column 'text' row 2: .*not valid UTF-8"
+        TableError, match=rf"{path}: cannot read the table \(column 'text' row 2: .*not valid UTF-8"
     ):
         read_table(path)
 
@@ -397,9 +396,7 @@ def test_undecodable_jsonl_names_column_and_row(tmp_path):
     good = json.dumps(tweet(1, "ann", "fine")).encode()
     bad = b'{"id_str": "2", "user": {"id_str": "bob"}, "full_text": "bad \xff here"}'
     path.write_bytes(good + b"\n\n" + bad + b"\n")
-    with pytest.raises(
-        HumanDataError, match=r"column 'full_text' row 2: text is not valid UTF-8 \(byte 0xff"
-    ):
+    with pytest.raises(TableError, match=r"column 'full_text' row 2: text is not valid UTF-8 \(byte 0xff"):
         read_table(path)
 
 

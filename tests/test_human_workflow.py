@@ -10,7 +10,7 @@ import polars as pl
 import yaml
 from conftest import DEMO_CONFIG, REPO, run_snakemake, write_config
 
-from affalign.shards import read_provenance
+from affalign.io.parquet import read_provenance
 
 BIAS = "domain,lean\nleft-daily.com,-2\nlefty.org,-1\ncentre.net,0\nright-daily.com,2\nrighty.co.uk,1\n"
 RAW_COLUMNS = {

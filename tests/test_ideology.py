@@ -3,7 +3,7 @@ import math
 import polars as pl
 import pytest
 
-from affalign.ideology import (
+from affalign.human.ideology import (
     DomainTableError,
     IdeologySettings,
     domain_scores,

@@ -1,7 +1,7 @@
 import pytest
 
-from affalign import lexicon
-from affalign.classify import normalise_text
+from affalign.classify import lexicon
+from affalign.classify.run import normalise_text
 
 
 @pytest.fixture(scope="module")

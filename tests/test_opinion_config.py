@@ -9,8 +9,8 @@ import pytest
 from conftest import REPO, demo_config, run_snakemake, write_config
 from snakemake.utils import validate
 
-from affalign import figures
-from affalign.config_checks import ConfigError, check_config
+from affalign.config.checks import ConfigError, check_config
+from affalign.figures import plots as figures
 
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
 

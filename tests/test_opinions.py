@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 from scipy.stats import wasserstein_distance
 
-from affalign.opinion_client import Scoring, added_token, answer_logprobs, payload
-from affalign.opinions import (
+from affalign.opinions.client import Scoring, added_token, answer_logprobs, payload
+from affalign.opinions.positional import (
     HUMAN_AVG,
     HUMAN_WORST,
     Steering,
@@ -26,7 +26,7 @@ from affalign.opinions import (
     steerability,
     wasserstein_1d,
 )
-from affalign.survey import Question
+from affalign.opinions.survey import Question
 
 QUESTION = Question(
     id="q1",

@@ -1,4 +1,4 @@
-from affalign.postprocess import clean_text, is_degenerate, is_refusal
+from affalign.generate.postprocess import clean_text, is_degenerate, is_refusal
 
 
 def test_base_outputs_are_cut_at_the_first_line_break():

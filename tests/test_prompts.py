@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from affalign.prompts import PromptError, ShardSpec, build_requests, derive_seed, load_templates
+from affalign.generate.prompts import PromptError, ShardSpec, build_requests, load_templates
+from affalign.io import derive_seed
 
 REPO = Path(__file__).resolve().parents[1]
 POOLS = load_templates(REPO / "resources" / "prompts.yaml")

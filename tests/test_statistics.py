@@ -3,7 +3,7 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import wilcoxon
 
-from affalign.statistics import (
+from affalign.align.resampling import (
     PLUTCHIK_WHEEL,
     bootstrap_label_counts,
     jsd_rows,

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from conftest import REPO
 
-from affalign.survey import SurveyError, read_questions, read_survey
+from affalign.opinions.survey import SurveyError, read_questions, read_survey
 
 QUESTIONS = """question_id,question,option,ordinal,refusal
 q1,Rate the economy,Good,1,false

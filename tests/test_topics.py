@@ -1,7 +1,7 @@
 import polars as pl
 import pytest
 
-from affalign.topics import apply_policy, assign_topics, match_topics, topic_pattern
+from affalign.human.topics import apply_policy, assign_topics, match_topics, topic_pattern
 
 TOPICS = {
     "masks": ["mask", "masks", "#maskup", "mask mandate"],

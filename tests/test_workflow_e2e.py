@@ -11,11 +11,11 @@ import pytest
 from conftest import demo_config, job_counts, run_snakemake, write_config
 from scipy.spatial.distance import jensenshannon
 
-from affalign.alignment import ALIGNMENT_COLUMNS, INTERVAL_COLUMNS
-from affalign.generate import SHARD_SCHEMA
-from affalign.opinion_client import OPINION_SCHEMA
-from affalign.prompts import ShardSpec, build_requests, load_templates
-from affalign.shards import read_provenance
+from affalign.align.stage import ALIGNMENT_COLUMNS, INTERVAL_COLUMNS
+from affalign.generate.prompts import ShardSpec, build_requests, load_templates
+from affalign.generate.shards import SHARD_SCHEMA
+from affalign.io.parquet import read_provenance
+from affalign.opinions.client import OPINION_SCHEMA
 
 pytestmark = pytest.mark.slow
 

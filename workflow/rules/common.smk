@@ -8,8 +8,8 @@ from snakemake.utils import validate
 # Rules run the affalign package from this checkout, whatever environment they run in.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from affalign.config_checks import ConfigError, check_config
-from affalign.opinions import context_slug, parse_context_slug
+from affalign.config.checks import ConfigError, check_config
+from affalign.opinions.positional import context_slug, parse_context_slug
 
 CONFIG_SOURCE = ", ".join(str(f) for f in workflow.configfiles) or "the config"
 

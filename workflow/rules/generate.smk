@@ -23,7 +23,7 @@ rule serve_model:
         # Operational, not part of any output.
         start_timeout=config["generation"]["server_start_timeout_s"],
     shell:
-        "PYTHONPATH={params.src:q} exec python -m affalign.serve"
+        "PYTHONPATH={params.src:q} exec python -m affalign.service.server"
         " --model {wildcards.model} --source {params.source:q} --revision={params.revision:q}"
         " --engine {params.engine:q} --seed {params.seed} --service-file {output:q}"
         " --server-log {params.server_log:q} --start-timeout {params.start_timeout} >> {log:q} 2>&1"

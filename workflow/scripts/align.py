@@ -3,9 +3,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 
-from affalign.alignment import AlignSettings, DropPolicy, run_align_stage
-from affalign.comparisons import BootstrapSettings
-from affalign.jobs import run_logged
+from affalign.align.stage import AlignSettings, DropPolicy, run_align_stage
+from affalign.align.comparisons import BootstrapSettings
+from affalign.io.jobs import run_logged
 
 options = snakemake.params.settings
 settings = AlignSettings(

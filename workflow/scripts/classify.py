@@ -3,8 +3,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 
-from affalign.classify import classify_files
-from affalign.jobs import run_logged
+from affalign.classify.run import classify_files
+from affalign.io.jobs import run_logged
 
 run_logged(
     snakemake.log[0],

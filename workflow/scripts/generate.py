@@ -3,9 +3,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 
-from affalign.generate import Sampling, write_generation_shard
-from affalign.jobs import run_logged
-from affalign.prompts import ShardSpec
+from affalign.generate.shards import Sampling, write_generation_shard
+from affalign.io.jobs import run_logged
+from affalign.generate.prompts import ShardSpec
 
 settings = snakemake.params.generation
 shard = ShardSpec(

@@ -1,22 +1,14 @@
-import hashlib
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 
-from affalign.atomic import atomic_write_text
-from affalign.human import SourceSpec, ingest_posts, quality_report, read_table
-from affalign.ideology import IdeologySettings, domain_table_options, read_domain_table
-from affalign.jobs import run_logged
-from affalign.shards import write_csv, write_shard
-
-
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from affalign.io.files import atomic_write_text
+from affalign.human.ingest import SourceSpec, ingest_posts, quality_report
+from affalign.io import file_sha256, read_table
+from affalign.human.ideology import IdeologySettings, domain_table_options, read_domain_table
+from affalign.io.jobs import run_logged
+from affalign.io.parquet import write_csv, write_table
 
 
 def ingest():
@@ -37,7 +29,7 @@ def ingest():
         scores = read_domain_table(domains, **domain_table_options(params.ideology))
         ideology = IdeologySettings.from_config(params.ideology)
         settings["ideology"] = dict(params.ideology)
-        settings["domain_table_sha256"] = sha256(domains)
+        settings["domain_table_sha256"] = file_sha256(domains)
         print(f"{domains}: {len(scores)} scored domains")
     result = ingest_posts(
         read_table(source),
@@ -58,11 +50,11 @@ def ingest():
     provenance = {
         "stage": "human",
         "source": source,
-        "source_sha256": sha256(source),
+        "source_sha256": file_sha256(source),
         **settings,
         "excluded_topics": result.excluded,
     }
-    write_shard(result.posts, snakemake.output.posts, provenance)
+    write_table(result.posts, snakemake.output.posts, provenance)
     write_csv(result.dropped, snakemake.output.dropped)
     write_csv(result.users, snakemake.output.users)
     write_csv(result.quality, snakemake.output.quality)

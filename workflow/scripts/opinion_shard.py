@@ -3,9 +3,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 
-from affalign.jobs import run_logged
-from affalign.opinion_client import OpinionShard, Scoring, write_opinion_shard
-from affalign.opinions import Steering
+from affalign.io.jobs import run_logged
+from affalign.opinions.client import OpinionShard, Scoring, write_opinion_shard
+from affalign.opinions.positional import Steering
 
 settings = snakemake.params.opinion
 shard = OpinionShard(

@@ -3,8 +3,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 
-from affalign.jobs import run_logged
-from affalign.opinion_stage import run_opinion_tables
+from affalign.io.jobs import run_logged
+from affalign.opinions.tables import run_opinion_tables
 
 run_logged(
     snakemake.log[0],

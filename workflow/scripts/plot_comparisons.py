@@ -5,8 +5,8 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 
 import polars as pl
 
-from affalign import figures
-from affalign.jobs import run_logged
+from affalign.figures import plots as figures
+from affalign.io.jobs import run_logged
 
 
 def plot():

@@ -5,8 +5,8 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 
 import polars as pl
 
-from affalign.figures import plot_representativeness_heatmap
-from affalign.jobs import run_logged
+from affalign.figures.plots import plot_representativeness_heatmap
+from affalign.io.jobs import run_logged
 
 run_logged(
     snakemake.log[0],

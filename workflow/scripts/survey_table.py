@@ -3,8 +3,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 
-from affalign.jobs import run_logged
-from affalign.opinion_stage import write_survey_table
+from affalign.io.jobs import run_logged
+from affalign.opinions.tables import write_survey_table
 
 run_logged(
     snakemake.log[0],

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import polars as pl
 
-from affalign.distributions import label_column, score_column
+from affalign.classify.labels import label_column, score_column
 
 NRC_EMOTIONS = ("anger", "anticipation", "disgust", "fear", "joy", "sadness", "surprise", "trust")
 TOKEN_PATTERN = re.compile(r"[a-z0-9]+(?:['’-][a-z0-9]+)*")

@@ -21,17 +21,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-NONE_LABEL = "none"
-
-
-def label_column(label: str) -> str:
-    """Name of the boolean column that says whether a post carries ``label``."""
-    return f"y_{label}"
-
-
-def score_column(label: str) -> str:
-    """Name of the numeric column that holds the classifier's score for ``label``."""
-    return f"p_{label}"
+from affalign.classify import NONE_LABEL, label_column
 
 
 def label_distributions(

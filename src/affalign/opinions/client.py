@@ -20,26 +20,24 @@ template when the study asks for it and the model uses one for generation.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import polars as pl
 
-from affalign.generate import (
-    client_session,
-    post_json,
-    run_watched,
-    served_model_provenance,
-    wait_for_service,
+from affalign.io import file_sha256, write_table
+from affalign.opinions.positional import (
+    Steering,
+    context_text,
+    opinion_prompt,
+    option_distribution,
+    parse_context_slug,
 )
-from affalign.opinions import Steering, context_text, opinion_prompt, option_distribution, parse_context_slug
-from affalign.shards import write_shard
-from affalign.survey import LETTERS, Question, read_questions
+from affalign.opinions.survey import LETTERS, Question, read_questions
+from affalign.service import ServiceClient, served_model_provenance
 
 ANCHOR = "Answer:"
 SEPARATORS = ("", " ")
@@ -131,18 +129,13 @@ def answer_logprobs(body: Mapping[str, Any], chat: bool) -> dict[str | int, floa
 
 
 async def letter_token_ids(
-    session: aiohttp.ClientSession,
-    url: str,
-    served_name: str,
-    letters: Sequence[str],
-    limiter: asyncio.Semaphore,
-    server_log: str,
+    client: ServiceClient, served_name: str, letters: Sequence[str]
 ) -> dict[str, list[int]]:
     """Per letter, the distinct token ids of ``A`` and `` A`` right after ``Answer:``."""
 
     async def tokens(text: str) -> list[int]:
         body = {"model": served_name, "prompt": text, "add_special_tokens": False}
-        answer = await post_json(session, url, "/tokenize", body, f"tokenize {text!r}", limiter, server_log)
+        answer = await client.post("/tokenize", body, f"tokenize {text!r}")
         return list(answer["tokens"])
 
     texts = [ANCHOR, *(ANCHOR + sep + letter for letter in letters for sep in SEPARATORS)]
@@ -172,34 +165,23 @@ class OpinionShard:
 
 
 async def _score_all(
-    service_file: Path,
-    service: Mapping[str, Any],
+    client: ServiceClient,
     prompts: Sequence[str],
     letters: Sequence[str],
     served_name: str,
     scoring: Scoring,
-    max_in_flight: int,
-    request_timeout_s: float,
-    server_log: str,
 ) -> tuple[dict[str, list[int]], list[dict[str | int, float]]]:
-    url = service["url"]
-    limiter = asyncio.Semaphore(max_in_flight)
-    async with client_session(max_in_flight, request_timeout_s) as s:
+    ids: dict[str, list[int]] = {}
+    if scoring.mode == "exact":
+        ids = await letter_token_ids(client, served_name, letters)
+    every = sorted({i for values in ids.values() for i in values})
 
-        async def work() -> tuple[dict[str, list[int]], list[dict[str | int, float]]]:
-            ids: dict[str, list[int]] = {}
-            if scoring.mode == "exact":
-                ids = await letter_token_ids(s, url, served_name, letters, limiter, server_log)
-            every = sorted({i for values in ids.values() for i in values})
+    async def one(index: int, prompt: str) -> dict[str | int, float]:
+        endpoint, body = payload(prompt, served_name, scoring, every)
+        answer = await client.post(endpoint, body, f"question {index}")
+        return answer_logprobs(answer, scoring.chat)
 
-            async def one(index: int, prompt: str) -> dict[str | int, float]:
-                endpoint, body = payload(prompt, served_name, scoring, every)
-                answer = await post_json(s, url, endpoint, body, f"question {index}", limiter, server_log)
-                return answer_logprobs(answer, scoring.chat)
-
-            return ids, list(await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts))))
-
-        return await run_watched(work(), service_file, service, server_log)
+    return ids, list(await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts))))
 
 
 def _variants(letter: str, ids: Mapping[str, list[int]], exact: bool) -> list[str | int]:
@@ -224,21 +206,12 @@ def write_opinion_shard(
     questions: list[Question] = read_questions(questions_file)
     prompts = [opinion_prompt(q, method, shard.steering) for q in questions]
     letters = LETTERS[: max(len(q.options) for q in questions)]
-    service = wait_for_service(service_file, server_log, server_start_timeout_s)
-    began = time.time()
-    ids, answers = asyncio.run(
-        _score_all(
-            Path(service_file),
-            service,
-            prompts,
-            letters,
-            shard.model,
-            scoring,
-            max_in_flight,
-            request_timeout_s,
-            str(server_log),
-        )
+    client = ServiceClient(
+        service_file, server_log, max_in_flight=max_in_flight, request_timeout_s=request_timeout_s
     )
+    service = client.wait(server_start_timeout_s)
+    began = time.time()
+    ids, answers = asyncio.run(client.run(lambda c: _score_all(c, prompts, letters, shard.model, scoring)))
     wall = time.time() - began
     exact = scoring.mode == "exact"
     rows = []
@@ -279,9 +252,9 @@ def write_opinion_shard(
         "context": shard.context,
         "context_text": context_text(method, shard.steering),
         "questions_file": str(questions_file),
-        "questions_sha256": hashlib.sha256(Path(questions_file).read_bytes()).hexdigest(),
+        "questions_sha256": file_sha256(questions_file),
         "shard_wall_s": round(wall, 3),
     }
-    write_shard(frame, output, provenance)
+    write_table(frame, output, provenance)
     print(f"[affalign] wrote {output}: {len(questions)} questions in {wall:.1f} s", flush=True)
     return frame

@@ -14,9 +14,9 @@ Conventions:
   ``human.<issue>.url_fields`` present in each, expanded forms first), or a string of URLs
   separated by spaces, commas, semicolons or ``|`` (a JSON or Python list literal works).
 * **Groups** come from a column (``group_from: column``) or from the news domains users
-  share (``group_from: domains``, see :mod:`affalign.ideology`). **Topics** come from a
+  share (``group_from: domains``, see :mod:`affalign.human.ideology`). **Topics** come from a
   column (``topic_from: column``) or from keywords (``topic_from: keywords``, see
-  :mod:`affalign.topics`). A post placed in several topics (policy ``all``) appears once
+  :mod:`affalign.human.topics`). A post placed in several topics (policy ``all``) appears once
   per topic with post id ``<post_id>@<topic>``.
 * **Rows left out** are counted per reason, each row under its first reason in this order:
   the group (not in the study / the user's ideology), the topic column (not in the study),
@@ -37,8 +37,9 @@ from typing import Any
 
 import polars as pl
 
-from affalign.ideology import UNSCORED_REASONS, USER_SCHEMA, IdeologySettings, url_shares, user_ideology
-from affalign.topics import MULTIPLE_TOPIC_POLICIES, assign_topics
+from affalign.human.ideology import UNSCORED_REASONS, USER_SCHEMA, IdeologySettings, url_shares, user_ideology
+from affalign.human.topics import MULTIPLE_TOPIC_POLICIES, assign_topics
+from affalign.io import TableError
 
 FIELDS = ("post_id", "text", "group", "topic")
 NORMALISED_SCHEMA = {
@@ -48,7 +49,6 @@ NORMALISED_SCHEMA = {
     "group": pl.String,
     "text": pl.String,
 }
-SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".jsonl": "ndjson", ".ndjson": "ndjson", ".json": "ndjson"}
 GROUP_SOURCES = ("column", "domains")
 TOPIC_SOURCES = ("column", "keywords")
 DEFAULT_URL_FIELDS = ("expanded_url", "unwound_url", "url")
@@ -76,7 +76,7 @@ QUALITY_SCHEMA = {
 }
 
 
-class HumanDataError(ValueError):
+class HumanDataError(TableError):
     """A human post table that cannot be used as it is."""
 
 
@@ -123,107 +123,6 @@ class SourceSpec:
         if name == "text":
             return [value] if isinstance(value, str) else list(value)
         return str(value)
-
-
-def table_format(path: str | Path) -> str:
-    suffix = Path(path).suffix.lower()
-    if suffix not in SUFFIXES:
-        raise HumanDataError(f"{path}: unsupported table format {suffix!r}; use one of {sorted(SUFFIXES)}")
-    return SUFFIXES[suffix]
-
-
-def table_schema(path: str | Path, sample_rows: int = 1000) -> pl.Schema:
-    """The schema of a table, read from its header (CSV: every column is text), its
-    parquet schema, or the first ``sample_rows`` records of JSON lines."""
-    fmt = table_format(path)
-    try:
-        if fmt == "csv":
-            return pl.scan_csv(path, infer_schema=False).collect_schema()
-        if fmt == "parquet":
-            return pl.scan_parquet(path).collect_schema()
-        return pl.scan_ndjson(path, infer_schema_length=sample_rows).collect_schema()
-    except (pl.exceptions.PolarsError, OSError) as error:
-        raise HumanDataError(f"{path}: cannot read the table ({_undecodable(path, fmt) or error})") from error
-
-
-def column_names(path: str | Path) -> list[str]:
-    """The columns of a table, read from its header or schema only."""
-    return table_schema(path, sample_rows=100).names()
-
-
-def read_table(path: str | Path) -> pl.DataFrame:
-    """Read a whole table; JSON lines with the schema inferred from every record."""
-    fmt = table_format(path)
-    try:
-        if fmt == "csv":
-            return pl.read_csv(path, infer_schema=False, encoding="utf8")
-        if fmt == "parquet":
-            return pl.read_parquet(path)
-        return pl.read_ndjson(path, infer_schema_length=None)
-    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as error:
-        raise HumanDataError(f"{path}: cannot read the table ({_undecodable(path, fmt) or error})") from error
-
-
-def _undecodable(path: str | Path, fmt: str) -> str | None:
-    """Where a CSV or JSON-lines file is not UTF-8, as 'column ... row ...', or None."""
-    if fmt == "parquet":
-        return None
-    try:
-        data = Path(path).read_bytes()
-    except OSError:
-        return None
-    try:
-        data.decode("utf-8")
-        return None
-    except UnicodeDecodeError as error:
-        position = error.start
-    detail = f"text is not valid UTF-8 (byte 0x{data[position]:02x} at offset {position}); save it as UTF-8"
-    if fmt == "ndjson":
-        start = data.rfind(b"\n", 0, position) + 1
-        record = sum(1 for line in data[:start].split(b"\n") if line.strip()) + 1
-        end = data.find(b"\n", position)
-        line = data[start : end if end >= 0 else len(data)]
-        column = _replaced_field(line.decode("utf-8", errors="replace"))
-        where = f"column {column!r} row {record}" if column else f"row {record}"
-        return f"{where}: {detail}"
-    try:
-        lossy = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy")
-    except pl.exceptions.PolarsError:
-        return detail
-    hits = [
-        (int(mask.arg_true()[0]) + 1, index, column)
-        for index, column in enumerate(lossy.columns)
-        if (mask := lossy[column].str.contains("\ufffd", literal=True).fill_null(False)).any()
-    ]
-    if not hits:
-        return detail
-    row, _, column = min(hits)
-    return f"column {column!r} row {row}: {detail}"
-
-
-def _replaced_field(line: str) -> str | None:
-    """The dotted path of the first string holding U+FFFD in one JSON record."""
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return None
-
-    def walk(value: Any, prefix: str) -> str | None:
-        if isinstance(value, str):
-            return prefix if "\ufffd" in value else None
-        if isinstance(value, dict):
-            for key, item in value.items():
-                found = walk(item, f"{prefix}.{key}" if prefix else key)
-                if found:
-                    return found
-        if isinstance(value, list):
-            for item in value:
-                found = walk(item, prefix)
-                if found:
-                    return found
-        return None
-
-    return walk(record, "")
 
 
 def resolve_path(schema: Mapping[str, pl.DataType], name: str) -> tuple[pl.Expr, pl.DataType] | None:

@@ -3,7 +3,7 @@
 Pure functions over polars frames (no I/O). Inputs are the per-post affect tables of the
 align stage: model posts keyed by ``model, prompt_type, issue, topic`` and human posts
 keyed by ``issue, topic, group``, each with one boolean ``y_<label>`` column per label.
-Posts are resampled with replacement within each cell (see :mod:`affalign.statistics`);
+Posts are resampled with replacement within each cell (see :mod:`affalign.align.resampling`);
 every cell draws from its own generator seeded by the global seed and the cell's keys, so
 results do not depend on the order of cells.
 """
@@ -17,15 +17,16 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from affalign.distributions import label_column
-from affalign.prompts import DEFAULT_PROMPT_TYPE, derive_seed
-from affalign.statistics import (
+from affalign.align.resampling import (
     bootstrap_label_counts,
     jsd_rows,
     liberal_tendency,
     percentile_interval,
     smooth,
 )
+from affalign.classify import label_column
+from affalign.generate import DEFAULT_PROMPT_TYPE
+from affalign.io import derive_seed
 
 MODEL_KEYS = ("model", "prompt_type", "issue", "topic")
 HUMAN_KEYS = ("issue", "topic", "group")

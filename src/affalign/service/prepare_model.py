@@ -5,7 +5,7 @@ is then copied into a fresh ``LlamaForCausalLM`` (whose config has no
 ``quantization_config``) and saved as an ordinary float32 model folder that vLLM loads.
 Run once; a folder that is already complete is left alone.
 
-Usage: ``python -m affalign.prepare_model resources/models/SmolLM2-135M-Instruct``
+Usage: ``python -m affalign.service.prepare_model resources/models/SmolLM2-135M-Instruct``
 """
 
 from __future__ import annotations

@@ -17,10 +17,10 @@ from typing import Any
 
 import polars as pl
 
-from affalign import lexicon
-from affalign.distributions import label_column, score_column
-from affalign.shards import read_provenance, write_shard
-from affalign.text import normalise_text
+from affalign.classify import lexicon
+from affalign.classify.labels import label_column, score_column
+from affalign.classify.text import normalise_text
+from affalign.io.parquet import read_provenance, write_table
 
 
 @dataclass
@@ -48,7 +48,7 @@ def _lexicon_classifier(spec: Mapping[str, Any]) -> LoadedClassifier:
 
 
 def _hf_classifier(name: str, spec: Mapping[str, Any]) -> LoadedClassifier:
-    from affalign.hf_classifier import load_hf
+    from affalign.classify.transformer import load_hf
 
     model = load_hf(name, spec)
 
@@ -112,7 +112,7 @@ def classify_files(
             "input": str(source),
             "input_provenance": read_provenance(source),
         }
-        write_shard(affect, target, provenance)
+        write_table(affect, target, provenance)
         total += posts.height
     print(
         f"[affalign] {classifier}: {total} posts in {len(inputs)} files, {time.time() - began:.1f} s",

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import polars as pl
 
-from affalign.human import HumanDataError, read_table
+from affalign.io import TableError, read_table
 
 OVERALL = "overall"
 FORMS = ("distribution", "responses")
@@ -83,7 +83,7 @@ class Question:
 def _read(path: str | Path) -> pl.DataFrame:
     try:
         frame = read_table(path)
-    except HumanDataError as error:
+    except TableError as error:
         raise SurveyError(str(error)) from error
     # Text everywhere: types are checked per value below, with the row named.
     return frame.select(pl.all().cast(pl.String))

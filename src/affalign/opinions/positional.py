@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import ArrayLike
 
-from affalign.survey import LETTERS, OVERALL, Question
+from affalign.opinions.survey import LETTERS, OVERALL, Question
 
 CONTEXTS = ("default", "qa", "bio", "portray")
 STEERING_CONTEXTS = CONTEXTS[1:]

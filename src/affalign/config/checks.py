@@ -9,10 +9,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from affalign.human import HumanDataError, SourceSpec, check_source, table_format, table_schema
-from affalign.ideology import DomainTableError, IdeologySettings, domain_table_options, read_domain_table
-from affalign.prompts import DEFAULT_PROMPT_TYPE, PromptError, load_templates
-from affalign.survey import SurveyError, read_survey
+from affalign.generate.prompts import DEFAULT_PROMPT_TYPE, PromptError, load_templates
+from affalign.human.ideology import (
+    DomainTableError,
+    IdeologySettings,
+    domain_table_options,
+    read_domain_table,
+)
+from affalign.human.ingest import SourceSpec, check_source
+from affalign.io import TableError, table_format, table_schema
+from affalign.opinions.survey import SurveyError, read_survey
 
 
 class ConfigError(ValueError):
@@ -65,7 +71,7 @@ def check_config(config: Mapping[str, Any], source: str, workdir: str | Path = "
             # JSON lines: only a sample is read here; nested fields are checked by the job.
             nested = table_format(path) != "ndjson"
             check_source(path, table_schema(path), spec, issue, nested=nested)
-        except HumanDataError as error:
+        except TableError as error:
             raise ConfigError(f"{source}: human.{issue}: {error}") from error
 
     check_ideology(config, source, here)

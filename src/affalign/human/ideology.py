@@ -40,6 +40,8 @@ from urllib.parse import urlsplit
 
 import polars as pl
 
+from affalign.io import TableError, read_table
+
 TWO_PART_SUFFIXES = frozenset(
     {
         # United Kingdom
@@ -287,11 +289,9 @@ def read_domain_table(path: str | Path, **options: Any) -> dict[str, float]:
 
     ``options`` are the keyword arguments of :func:`domain_scores`.
     """
-    from affalign.human import HumanDataError, read_table
-
     try:
         table = read_table(path)
-    except HumanDataError as error:
+    except TableError as error:
         raise DomainTableError(str(error)) from error
     return domain_scores(table, path=path, **options)
 

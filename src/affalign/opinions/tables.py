@@ -13,9 +13,9 @@ from typing import Any
 
 import polars as pl
 
-from affalign import opinions
-from affalign.shards import read_provenance, write_csv, write_shard
-from affalign.survey import read_survey
+from affalign.io.parquet import read_provenance, write_csv, write_table
+from affalign.opinions import positional as opinions
+from affalign.opinions.survey import read_survey
 
 
 def write_survey_table(
@@ -44,7 +44,7 @@ def write_survey_table(
         **dict(settings),
         "distribution": "weights summed per option; p over all options, p_ordinal over non-refusals",
     }
-    write_shard(table, output, provenance)
+    write_table(table, output, provenance)
     print(f"[affalign] {survey}: {table['question_id'].n_unique()} questions -> {output}", flush=True)
     return table
 
@@ -74,7 +74,7 @@ def run_opinion_tables(
         "models": sorted(model["model"].unique().to_list()),
     }
     for name, frame in results.items():
-        write_shard(frame, outputs[name], provenance)
+        write_table(frame, outputs[name], provenance)
         if f"{name}_csv" in outputs:
             write_csv(frame, outputs[f"{name}_csv"])
     print(f"[affalign] opinions: {len(shards)} shards, {alignment.height} question alignments", flush=True)

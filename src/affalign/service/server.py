@@ -20,13 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from affalign.atomic import atomic_write_text
+from affalign.io import atomic_write_text
+from affalign.service.client import is_healthy
 
 # vLLM >= 0.30 moved the OpenAI-compatible server; older releases keep the first path.
 SERVER_MODULES = ("vllm.entrypoints.launchers.api_server.entry", "vllm.entrypoints.openai.api_server")
@@ -186,14 +185,6 @@ def vllm_version() -> str:
         except metadata.PackageNotFoundError:
             continue
     return "unknown"
-
-
-def is_healthy(url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
 
 
 def log_tail(path: Path, lines: int = 25) -> str:

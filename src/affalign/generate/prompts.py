@@ -9,18 +9,18 @@ whatever else runs beside it.
 
 from __future__ import annotations
 
-import hashlib
 import string
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from affalign.io import derive_seed
+
 KINDS = ("base", "instruct")
 MODES = ("default", "steered")
 PLACEHOLDERS = {"topic", "issue", "group"}
 DEFAULT_PROMPT_TYPE = "default"
-SEED_LIMIT = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -96,13 +96,6 @@ def load_templates(path: str | Path) -> dict[str, dict[str, list[Template]]]:
                 raise PromptError(f"{path}: pool {kind}.{mode} has duplicate template ids")
             pools[kind][mode] = templates
     return pools
-
-
-def derive_seed(global_seed: int, *coordinates: object) -> int:
-    """A 31-bit seed from the global seed and a generation's coordinates (SHA-256)."""
-    key = "\x1f".join(str(part) for part in (global_seed, *coordinates))
-    digest = hashlib.sha256(key.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % SEED_LIMIT
 
 
 def pool_for(pools: dict[str, dict[str, list[Template]]], kind: str, prompt_type: str) -> list[Template]:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from affalign.text import normalise_tweet
+from affalign.classify.text import normalise_tweet
 
 
 class ClassifierError(RuntimeError):

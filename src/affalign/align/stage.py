@@ -20,11 +20,12 @@ from pathlib import Path
 
 import polars as pl
 
-from affalign import comparisons
-from affalign.comparisons import BootstrapSettings, bootstrap_comparisons
-from affalign.distributions import NONE_LABEL, jensen_shannon_alignment, label_column, label_distributions
-from affalign.shards import read_provenance
-from affalign.statistics import plutchik_smoothing_matrix
+from affalign.align import comparisons
+from affalign.align.comparisons import BootstrapSettings, bootstrap_comparisons
+from affalign.align.distributions import jensen_shannon_alignment, label_distributions
+from affalign.align.resampling import plutchik_smoothing_matrix
+from affalign.classify import NONE_LABEL, label_column
+from affalign.io.parquet import read_provenance
 
 MODEL_KEYS = list(comparisons.MODEL_KEYS)
 HUMAN_KEYS = list(comparisons.HUMAN_KEYS)
@@ -244,7 +245,7 @@ def run_align_stage(
     classifier: str,
 ) -> None:
     """Read the shards of one classifier, score them and write the align outputs."""
-    from affalign.shards import write_csv, write_shard
+    from affalign.io.parquet import write_csv, write_table
 
     labels = labels_of(human_affect[0])
     for path in [*human_affect, *generated_affect]:
@@ -265,7 +266,7 @@ def run_align_stage(
         "human_posts": human_posts.height,
     }
     for name in ("distributions", "alignment", "baseline", "tendency", "steerability"):
-        write_shard(results[name], outputs[name], provenance)
+        write_table(results[name], outputs[name], provenance)
     write_csv(results["alignment"], outputs["alignment_csv"])
     write_csv(results["baseline"], outputs["baseline_csv"])
     write_csv(results["tendency"], outputs["tendency_csv"])

@@ -1,0 +1,14 @@
+"""The align stage: label distributions, 1 − Jensen–Shannon distance, comparisons.
+
+Reads every generation shard and human posts table with their affect tables from the
+classify stage; writes ``results/align/{classifier}/`` (alignment, partisan baseline,
+alignment matrix, liberal tendency, steerability, below-baseline shares, distributions,
+dropped generations). Rule ``align`` (``workflow/rules/align.smk``) drives
+:func:`~affalign.align.stage.run_align_stage`.
+
+* :mod:`~affalign.align.divergence` — the one Jensen–Shannon kernel and smoothing;
+* :mod:`~affalign.align.distributions` — label counts per cell;
+* :mod:`~affalign.align.resampling` — bootstrap of label patterns, intervals, tests;
+* :mod:`~affalign.align.comparisons` — scores with intervals, tendency, steerability;
+* :mod:`~affalign.align.stage` — joins, drop policy and the stage's files.
+"""

@@ -1,0 +1,16 @@
+"""The classify stage: emotion and moral-foundation labels for every post.
+
+Reads generation shards (``results/generated/...``) or a human posts table
+(``results/human/{issue}/posts.parquet``); writes one affect table per input under
+``results/classify/{classifier}/`` with ``p_<label>`` scores and ``y_<label>`` flags
+(:mod:`~affalign.classify.labels`). Rules ``classify_generated`` and ``classify_human``
+(``workflow/rules/classify.smk``) drive :func:`~affalign.classify.run.classify_files`.
+
+* :mod:`~affalign.classify.lexicon` — lexicon classifiers (NRC, MFD 2.0) from their wheels;
+* :mod:`~affalign.classify.transformer` — batched transformer classifiers (GPU or CPU);
+* :mod:`~affalign.classify.text` — the text normalisation each kind expects.
+"""
+
+from affalign.classify.labels import NONE_LABEL, label_column, score_column
+
+__all__ = ["NONE_LABEL", "label_column", "score_column"]

@@ -1,0 +1,12 @@
+"""The human stage: user-supplied posts into one normalised table per issue.
+
+Reads the table named by ``human.<issue>`` in the config (CSV, parquet, JSON lines), and
+for ``group_from: domains`` the domain-bias table of the ``ideology`` section; writes
+``results/human/{issue}/posts.parquet`` (post_id, issue, topic, group, text) with
+``dropped.csv``, ``users.csv``, ``quality.csv`` and ``quality.md``. Rule ``ingest_human``
+(``workflow/rules/human.smk``) drives :func:`~affalign.human.ingest.run_ingest`.
+
+* :mod:`~affalign.human.ingest` — columns, checks, normalisation, audit tables;
+* :mod:`~affalign.human.ideology` — a user's ideology from the news domains shared;
+* :mod:`~affalign.human.topics` — topics from keyword lists.
+"""

@@ -1,0 +1,42 @@
+"""File edges shared by every stage: input tables in, parquet with provenance out.
+
+* :mod:`~affalign.io.tables` — the one reader of user tables (CSV, parquet, JSON lines).
+* :mod:`~affalign.io.parquet` — parquet tables that carry their provenance (metadata key
+  ``affalign``), and CSV copies for reading.
+* :mod:`~affalign.io.files` — the one atomic writer, file and content hashes, seeds.
+* :mod:`~affalign.io.jobs` — how a ``script:`` job logs to its rule's ``log:`` and fails.
+
+Used by every rule; writes nothing by itself.
+"""
+
+from affalign.io.files import (
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_text,
+    content_sha256,
+    derive_seed,
+    file_sha256,
+    place_file,
+)
+from affalign.io.jobs import run_logged
+from affalign.io.parquet import read_provenance, write_csv, write_table
+from affalign.io.tables import TableError, column_names, read_table, table_format, table_schema
+
+__all__ = [
+    "TableError",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "column_names",
+    "content_sha256",
+    "derive_seed",
+    "file_sha256",
+    "place_file",
+    "read_provenance",
+    "read_table",
+    "run_logged",
+    "table_format",
+    "table_schema",
+    "write_csv",
+    "write_table",
+]

@@ -1,0 +1,18 @@
+"""The opinions stage: OpinionQA-style positional alignment from survey answers.
+
+Reads a survey's questions and answers (``opinions.surveys`` in the config) and each
+model's service; writes ``results/opinions/survey/{survey}.parquet`` (rule
+``survey_table``), one shard per model × survey × context
+(``results/opinions/{model}/{survey}/{context}.parquet``, rule ``opinion_shard``) and
+the joined tables under ``results/opinions/`` (rule ``opinion_tables``), all in
+``workflow/rules/opinions.smk``.
+
+* :mod:`~affalign.opinions.survey` — reading and checking survey tables;
+* :mod:`~affalign.opinions.positional` — prompts, answer distributions, W1 alignment;
+* :mod:`~affalign.opinions.client` — letter log-probabilities through the service;
+* :mod:`~affalign.opinions.tables` — the stage's file edges.
+"""
+
+from affalign.opinions.positional import context_slug, parse_context_slug
+
+__all__ = ["context_slug", "parse_context_slug"]

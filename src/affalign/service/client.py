@@ -1,0 +1,216 @@
+"""The one HTTP client of a model's service, used by every consumer (generation and
+opinion shards).
+
+A :class:`ServiceClient` holds what each request needs — the service file and the server
+log it points users to, the server's URL once it is ready, the HTTP session, the limit on
+requests in flight — and runs a consumer's work under a watchdog that ends it at once when
+the server dies or its service is withdrawn. Requests are retried with back-off on
+transient errors (timeouts, 408/429/5xx) while the server still answers ``/health``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+
+RETRIES = 5
+TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+Result = TypeVar("Result")
+
+
+class ServiceUnavailable(RuntimeError):
+    """The model's server never came up, rejected a request, or died while a shard was written."""
+
+
+def is_healthy(url: str, timeout: float = 2.0) -> bool:
+    """Whether the server at ``url`` answers ``/health`` with 200."""
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def served_model_provenance(service: Mapping[str, Any], model_info: Mapping[str, Any]) -> dict[str, Any]:
+    """What a shard records of the server that answered it: model source and revision,
+    engine, device, engine options and the server's start-up time (seconds)."""
+    return {
+        "model_source": service.get("model_source"),
+        "revision": model_info.get("revision"),
+        "engine": service.get("engine"),
+        "device": service.get("device"),
+        "engine_options": service.get("engine_options"),
+        "server_healthy_after_s": service.get("healthy_after_s"),
+    }
+
+
+class ServiceClient:
+    """One consumer's connection to a model's service.
+
+    ``wait()`` blocks until the service is ready; ``run(work)`` opens the HTTP session and
+    awaits ``work(client)`` under the watchdog; inside it, ``post()`` sends requests, at most
+    ``max_in_flight`` at a time.
+    """
+
+    def __init__(
+        self,
+        service_file: str | Path,
+        server_log: str | Path,
+        *,
+        max_in_flight: int,
+        request_timeout_s: float,
+        watch_every_s: float = 2.0,
+    ) -> None:
+        self.service_file = Path(service_file)
+        self.server_log = str(server_log)
+        self.max_in_flight = max_in_flight
+        self.request_timeout_s = request_timeout_s
+        self.watch_every_s = watch_every_s
+        self.service: dict[str, Any] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._limiter: asyncio.Semaphore | None = None
+
+    @property
+    def url(self) -> str:
+        return self.service["url"]
+
+    def wait(self, timeout_s: float, poll_s: float = 1.0) -> dict[str, Any]:
+        """Block until the service file says the server is ready and it answers ``/health``.
+
+        Fails fast, pointing at the server log, when the service reports a failure or the
+        server process is gone; fails after ``timeout_s`` seconds otherwise.
+        """
+        began = time.time()
+        seen_pid: int | None = None
+        while True:
+            if not self.service_file.exists():
+                # Snakemake only starts a consumer once the service file exists; it is removed
+                # when the service job fails or ends.
+                raise ServiceUnavailable(
+                    f"the service file {self.service_file} is gone: the model server stopped or failed; "
+                    f"see its log {self.server_log}"
+                )
+            service = _read_json(self.service_file) or {}
+            status = service.get("status")
+            if status == "ready" and is_healthy(service["url"]):
+                self.service = service
+                return service
+            if status == "failed":
+                raise ServiceUnavailable(
+                    f"the model server failed: {service.get('error', 'no reason recorded')}\n"
+                    f"Server log: {self.server_log}"
+                )
+            seen_pid = service.get("pid", seen_pid)
+            if isinstance(seen_pid, int) and not _pid_alive(seen_pid):
+                raise ServiceUnavailable(
+                    f"the model server (pid {seen_pid}) is gone; see its log {self.server_log}"
+                )
+            if time.time() - began > timeout_s:
+                raise ServiceUnavailable(
+                    f"no healthy model server after {timeout_s:.0f} s (service file {self.service_file}, "
+                    f"status {status!r}); see the server log {self.server_log}, or raise "
+                    "generation.server_start_timeout_s"
+                )
+            time.sleep(poll_s)
+
+    def problem(self) -> str | None:
+        """Why the service that was ready when the work started can no longer be used, if so."""
+        current = _read_json(self.service_file)
+        if current is None:
+            return f"the service file {self.service_file} is gone (the model server job ended or failed)"
+        if current.get("status") != "ready" or current.get("url") != self.url:
+            status, error = current.get("status"), current.get("error", "")
+            return f"the model server's status changed to {status!r}: {error}"
+        pid = current.get("pid")
+        if isinstance(pid, int) and not _pid_alive(pid):
+            return f"the model server (pid {pid}) is gone"
+        return None
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.watch_every_s)
+            problem = self.problem()
+            if problem:
+                raise ServiceUnavailable(f"{problem}; see the server log {self.server_log}")
+
+    async def run(self, work: Callable[[ServiceClient], Awaitable[Result]]) -> Result:
+        """Open the session and await ``work(self)`` while watching the service; a dead or
+        withdrawn service ends it at once (a request in flight may otherwise wait on a
+        server that is shutting down)."""
+        if not self.service:
+            raise RuntimeError("ServiceClient.run() before wait(): the service's address is unknown")
+        self._limiter = asyncio.Semaphore(self.max_in_flight)
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.request_timeout_s),
+            connector=aiohttp.TCPConnector(limit=self.max_in_flight),
+        ) as session:
+            self._session = session
+            task = asyncio.ensure_future(work(self))
+            watchdog = asyncio.ensure_future(self._watch())
+            try:
+                await asyncio.wait([task, watchdog], return_when=asyncio.FIRST_COMPLETED)
+                if watchdog.done():
+                    task.cancel()
+                    watchdog.result()
+                return task.result()
+            finally:
+                watchdog.cancel()
+                task.cancel()
+                self._session = None
+
+    async def post(self, endpoint: str, payload: Mapping[str, Any], what: str) -> dict[str, Any]:
+        """POST ``payload`` to the server and return its JSON answer, retrying transient errors
+        with back-off; ``what`` names the request in errors."""
+        if self._session is None or self._limiter is None:
+            raise RuntimeError("ServiceClient.post() outside ServiceClient.run()")
+        last_error = ""
+        for attempt in range(RETRIES):
+            async with self._limiter:
+                try:
+                    async with self._session.post(self.url + endpoint, json=payload) as response:
+                        if response.status == 200:
+                            return await response.json()
+                        detail = (await response.text())[:500]
+                        if response.status not in TRANSIENT_STATUS:
+                            raise ServiceUnavailable(
+                                f"server rejected {what} with HTTP {response.status}: {detail}"
+                            )
+                        last_error = f"HTTP {response.status}: {detail}"
+                except (TimeoutError, aiohttp.ClientError) as error:
+                    last_error = f"{type(error).__name__}: {error}"
+            if not is_healthy(self.url):
+                raise ServiceUnavailable(
+                    f"the model server at {self.url} stopped answering ({last_error}); "
+                    f"see its log {self.server_log}"
+                )
+            await asyncio.sleep(min(30.0, 0.5 * 2**attempt) * (1 + random.random()))
+        raise ServiceUnavailable(
+            f"{what} failed {RETRIES} times ({last_error}); see the server log {self.server_log}"
+        )

@@ -1,0 +1,54 @@
+"""The service client's checks on the model's service (no server needed)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from affalign.service import ServiceClient, ServiceUnavailable
+
+LIMITS = {"max_in_flight": 2, "request_timeout_s": 5}
+
+
+def test_consumer_fails_fast_when_the_service_reports_failure(tmp_path):
+    service = tmp_path / "m.json"
+    service.write_text(json.dumps({"status": "failed", "error": "CUDA out of memory", "pid": 1}))
+    with pytest.raises(ServiceUnavailable, match=r"CUDA out of memory\nServer log: logs/m.server.log"):
+        ServiceClient(service, "logs/m.server.log", **LIMITS).wait(timeout_s=30, poll_s=0.1)
+
+
+def test_consumer_fails_fast_when_the_server_process_is_gone(tmp_path):
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    service = tmp_path / "m.json"
+    service.write_text(json.dumps({"status": "starting", "pid": int(finished.stdout)}))
+    with pytest.raises(ServiceUnavailable, match=r"is gone; see its log logs/m.server.log"):
+        ServiceClient(service, "logs/m.server.log", **LIMITS).wait(timeout_s=30, poll_s=0.1)
+
+
+def test_consumer_fails_when_the_service_file_disappears(tmp_path):
+    with pytest.raises(ServiceUnavailable, match="is gone: the model server stopped or failed"):
+        client = ServiceClient(tmp_path / "missing.json", "logs/m.server.log", **LIMITS)
+        client.wait(timeout_s=30, poll_s=0.1)
+
+
+def test_consumer_gives_up_after_the_timeout(tmp_path):
+    service = tmp_path / "m.json"
+    service.write_text(json.dumps({"status": "starting"}))
+    with pytest.raises(ServiceUnavailable, match="server_start_timeout_s"):
+        ServiceClient(service, "logs/m.server.log", **LIMITS).wait(timeout_s=0.3, poll_s=0.1)
+
+
+def test_a_withdrawn_or_dead_service_is_noticed(tmp_path):
+    service_file = tmp_path / "m.json"
+    ready = {"status": "ready", "url": "http://127.0.0.1:1", "pid": 1}
+    service_file.write_text(json.dumps(ready))
+    client = ServiceClient(service_file, "logs/m.server.log", **LIMITS)
+    client.service = ready
+    assert client.problem() is None
+    service_file.write_text(json.dumps({**ready, "status": "failed", "error": "engine died"}))
+    assert "changed to 'failed': engine died" in client.problem()
+    service_file.unlink()
+    assert "is gone" in client.problem()
