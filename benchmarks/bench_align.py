@@ -26,7 +26,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from affalign.align.comparisons import BootstrapSettings, bootstrap_comparisons  # noqa: E402
-from affalign.align.stage import align  # noqa: E402
 
 LABELS = [
     "anger", "anticipation", "disgust", "fear", "joy", "love",
@@ -96,10 +95,11 @@ def main() -> int:
     )
 
     began = time.perf_counter()
-    points = align(model, human, LABELS, GROUPS)
+    points = bootstrap_comparisons(model, human, LABELS, GROUPS, BootstrapSettings(0, 0.95, 1))
     point_s = time.perf_counter() - began
+    began = time.perf_counter()
     results = bootstrap_comparisons(model, human, LABELS, GROUPS, BootstrapSettings(args.replicates, 0.95, 1))
-    ours_s = time.perf_counter() - began
+    ours_s = time.perf_counter() - began + point_s
     peak_after_ours = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     model_pd, human_pd = model.to_pandas(), human.to_pandas()

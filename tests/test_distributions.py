@@ -1,7 +1,7 @@
 import polars as pl
 import pytest
 
-from affalign.align.distributions import jensen_shannon_alignment, label_distributions
+from affalign.align.distributions import label_distributions
 from affalign.classify import NONE_LABEL
 
 LABELS = ["anger", "joy"]
@@ -32,15 +32,6 @@ def test_none_bin_counts_unlabelled_posts():
     assert table["p"].sum() == pytest.approx(1.0)
 
 
-def test_cell_without_labels_has_no_distribution_and_null_score():
+def test_cell_without_labels_has_no_distribution():
     empty = label_distributions(posts([(0, 0), (0, 0)]), ["topic"], LABELS)
     assert empty["p"].null_count() == 2
-    other = label_distributions(posts([(1, 0)]), ["topic"], LABELS).rename({"topic": "topic"})
-    scores = jensen_shannon_alignment(
-        empty.with_columns(pl.lit("m").alias("model")),
-        other.with_columns(pl.lit("g").alias("group")),
-        on=["topic"],
-        left_keys=["model"],
-        right_keys=["group"],
-    )
-    assert scores["alignment"].to_list() == [None]

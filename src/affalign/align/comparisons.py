@@ -17,19 +17,15 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from affalign.align.resampling import (
-    bootstrap_label_counts,
-    jsd_rows,
-    liberal_tendency,
-    percentile_interval,
-    smooth,
-)
+from affalign.align.divergence import jensen_shannon_distance, smooth
+from affalign.align.resampling import bootstrap_label_counts, liberal_tendency, percentile_interval
 from affalign.classify import label_column
 from affalign.generate import DEFAULT_PROMPT_TYPE
 from affalign.io import derive_seed
 
 MODEL_KEYS = ("model", "prompt_type", "issue", "topic")
 HUMAN_KEYS = ("issue", "topic", "group")
+INTERVAL = ("alignment_low", "alignment_high")
 
 
 @dataclass(frozen=True)
@@ -84,8 +80,11 @@ def bootstrap_comparisons(
     def prepared(counts: np.ndarray) -> np.ndarray:
         return smooth(counts, smoothing) if smoothing is not None else counts
 
+    def distance(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        return jensen_shannon_distance(prepared(left), prepared(right))
+
     def score(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-        return 1.0 - jsd_rows(prepared(left), prepared(right))
+        return 1.0 - distance(left, right)
 
     alignment_rows, replicate_scores = [], {}
     for (model, prompt_type, issue, topic), (observed, replicates) in model_cells.items():
@@ -93,14 +92,14 @@ def bootstrap_comparisons(
             human = human_cells.get((issue, topic, group))
             if human is None:
                 continue
-            point = float(score(observed[None], human[0][None])[0])
+            jsd = float(distance(observed, human[0]))
             draws = score(replicates, human[1])
             replicate_scores[(model, prompt_type, issue, topic, group)] = draws
             low, high = percentile_interval(draws, settings.confidence)
-            alignment_rows.append((model, prompt_type, issue, topic, group, point, low, high))
+            alignment_rows.append((model, prompt_type, issue, topic, group, jsd, 1.0 - jsd, low, high))
     alignment = pl.DataFrame(
         alignment_rows,
-        schema=[*MODEL_KEYS, "group", "alignment", "alignment_low", "alignment_high"],
+        schema=[*MODEL_KEYS, "group", "jsd", "alignment", *INTERVAL],
         orient="row",
     ).sort([*MODEL_KEYS, "group"])
 
@@ -111,13 +110,24 @@ def bootstrap_comparisons(
         if a is None or b is None:
             continue
         low, high = percentile_interval(score(a[1], b[1]), settings.confidence)
-        point = float(score(a[0][None], b[0][None])[0])
-        baseline_rows.append((issue, topic, group_a, group_b, point, low, high))
+        jsd = float(distance(a[0], b[0]))
+        baseline_rows.append((issue, topic, group_a, group_b, jsd, 1.0 - jsd, low, high))
     baseline = pl.DataFrame(
         baseline_rows,
-        schema=["issue", "topic", "group_a", "group_b", "alignment", "alignment_low", "alignment_high"],
+        schema=[
+            "issue",
+            "topic",
+            "group_a",
+            "group_b",
+            "jsd",
+            "alignment",
+            "alignment_low",
+            "alignment_high",
+        ],
         orient="row",
     )
+    # An undefined score (a cell without labelled posts) is null, not NaN.
+    alignment, baseline = (frame.fill_nan(None) for frame in (alignment, baseline))
 
     return {
         "alignment": alignment,

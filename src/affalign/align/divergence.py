@@ -1,54 +1,77 @@
-"""Distances between label distributions and the alignment score built on them.
+"""The one Jensen–Shannon kernel of the align stage, and neighbour smoothing.
 
-Conventions: distributions are non-negative vectors over the same ordered label set;
-they are normalised to sum to 1 before comparison. The Jensen–Shannon *distance* is the
-square root of the Jensen–Shannon divergence with logarithms in base 2, so it lies in
-[0, 1]; ``alignment = 1 − distance`` therefore also lies in [0, 1] (1 = identical).
+Conventions: the last axis of an array holds a count (or probability) vector over one
+ordered label set; vectors are normalised to sum to 1 before comparison. The
+Jensen–Shannon *distance* is the square root of the Jensen–Shannon divergence with
+logarithms in base 2, so it lies in [0, 1]; ``alignment = 1 − distance`` therefore also
+lies in [0, 1] (1 = identical). ``scipy.spatial.distance.jensenshannon(p, q, base=2)`` is
+the test oracle.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import ArrayLike
 
+# Plutchik's wheel of the eight primary emotions, in order around the wheel.
+PLUTCHIK_WHEEL = ("joy", "trust", "fear", "surprise", "sadness", "disgust", "anger", "anticipation")
 
-def normalise(counts: ArrayLike) -> np.ndarray:
-    """Scale a vector of non-negative counts to sum to 1.
 
-    Raises ``ValueError`` for negative entries or an all-zero vector (no distribution).
+def jensen_shannon_distance(p: ArrayLike, q: ArrayLike) -> np.ndarray:
+    """Base-2 Jensen–Shannon distance along the last axis of two broadcastable count arrays.
+
+    Each vector is normalised first; a vector whose counts sum to zero has no distribution
+    and gives NaN.
     """
-    vector = np.asarray(counts, dtype=float)
-    if vector.ndim != 1:
-        raise ValueError(f"expected a 1-D vector of counts, got shape {vector.shape}")
-    if np.any(vector < 0) or not np.all(np.isfinite(vector)):
-        raise ValueError("counts must be finite and non-negative")
-    total = vector.sum()
-    if total <= 0:
-        raise ValueError("counts sum to zero: there is no distribution to normalise")
-    return vector / total
-
-
-def _kl_base2(p: np.ndarray, m: np.ndarray) -> float:
-    support = p > 0
-    return float(np.sum(p[support] * np.log2(p[support] / m[support])))
-
-
-def jensen_shannon_distance(p: ArrayLike, q: ArrayLike) -> float:
-    """Jensen–Shannon distance (log base 2) between two count or probability vectors.
-
-    Both vectors are normalised first. Equals
-    ``scipy.spatial.distance.jensenshannon(p, q, base=2)``; 0 for identical
-    distributions, 1 for distributions with disjoint support.
-    """
-    p_norm, q_norm = normalise(p), normalise(q)
-    if p_norm.shape != q_norm.shape:
-        raise ValueError(f"label sets differ in length: {p_norm.shape} vs {q_norm.shape}")
-    mixture = 0.5 * (p_norm + q_norm)
-    divergence = 0.5 * _kl_base2(p_norm, mixture) + 0.5 * _kl_base2(q_norm, mixture)
+    p = np.asarray(p, dtype=float)
+    q = np.asarray(q, dtype=float)
+    p_total = p.sum(axis=-1, keepdims=True)
+    q_total = q.sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = p / p_total
+        q = q / q_total
+        m = 0.5 * (p + q)
+        left = np.where(p > 0, p * np.log2(p / m), 0.0)
+        right = np.where(q > 0, q * np.log2(q / m), 0.0)
+    divergence = 0.5 * left.sum(axis=-1) + 0.5 * right.sum(axis=-1)
     # Rounding can leave a tiny negative divergence for identical inputs.
-    return float(np.sqrt(min(max(divergence, 0.0), 1.0)))
+    distance = np.sqrt(np.clip(divergence, 0.0, 1.0))
+    undefined = (p_total[..., 0] <= 0) | (q_total[..., 0] <= 0)
+    return np.where(undefined, np.nan, distance)
 
 
-def alignment(p: ArrayLike, q: ArrayLike) -> float:
-    """Affective alignment ``1 − JSD(p, q)`` with the base-2 Jensen–Shannon distance, in [0, 1]."""
+def alignment(p: ArrayLike, q: ArrayLike) -> np.ndarray:
+    """Affective alignment ``1 − JSD(p, q)`` along the last axis, in [0, 1] (NaN where undefined)."""
     return 1.0 - jensen_shannon_distance(p, q)
+
+
+def plutchik_smoothing_matrix(labels: Sequence[str], weight: float) -> np.ndarray:
+    """Column-stochastic matrix that moves ``weight`` of each wheel emotion's mass to each of
+    its two neighbours on Plutchik's wheel: ``p'_i = (1 − 2w) p_i + w p_{i−1} + w p_{i+1}``.
+
+    Labels that are not wheel emotions keep their mass; a wheel emotion whose neighbour is
+    not among ``labels`` keeps that share. Identical distributions stay identical.
+    """
+    if not 0.0 <= weight <= 0.5:
+        raise ValueError("the smoothing weight must lie in [0, 0.5]")
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = np.eye(len(labels))
+    for position, emotion in enumerate(PLUTCHIK_WHEEL):
+        if emotion not in index:
+            continue
+        source = index[emotion]
+        for neighbour in (
+            PLUTCHIK_WHEEL[(position - 1) % len(PLUTCHIK_WHEEL)],
+            PLUTCHIK_WHEEL[(position + 1) % len(PLUTCHIK_WHEEL)],
+        ):
+            if neighbour in index:
+                matrix[source, source] -= weight
+                matrix[index[neighbour], source] += weight
+    return matrix
+
+
+def smooth(counts: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Apply a smoothing matrix to (… × labels) counts or distributions (mass is preserved)."""
+    return np.asarray(counts, dtype=float) @ matrix.T

@@ -1,4 +1,4 @@
-"""Uncertainty and comparisons for alignment scores (pure functions, no I/O).
+"""Resampling and tests for alignment scores (pure functions, no I/O).
 
 Conventions
 -----------
@@ -24,30 +24,6 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy.stats import wilcoxon
-
-# Plutchik's wheel of the eight primary emotions, in order around the wheel.
-PLUTCHIK_WHEEL = ("joy", "trust", "fear", "surprise", "sadness", "disgust", "anger", "anticipation")
-
-
-def jsd_rows(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Row-wise base-2 Jensen–Shannon distance between two (rows × labels) count arrays.
-
-    Rows are normalised first; a row whose counts sum to zero gives NaN.
-    """
-    p = np.asarray(p, dtype=float)
-    q = np.asarray(q, dtype=float)
-    p_total = p.sum(axis=-1, keepdims=True)
-    q_total = q.sum(axis=-1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = p / p_total
-        q = q / q_total
-        m = 0.5 * (p + q)
-        left = np.where(p > 0, p * np.log2(p / m), 0.0)
-        right = np.where(q > 0, q * np.log2(q / m), 0.0)
-    divergence = 0.5 * left.sum(axis=-1) + 0.5 * right.sum(axis=-1)
-    distance = np.sqrt(np.clip(divergence, 0.0, 1.0))
-    undefined = (p_total[..., 0] <= 0) | (q_total[..., 0] <= 0)
-    return np.where(undefined, np.nan, distance)
 
 
 def label_patterns(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -106,33 +82,3 @@ def liberal_tendency(liberal: Sequence[float], conservative: Sequence[float]) ->
         result["wilcoxon_statistic"] = float(test.statistic)
         result["p_value"] = float(test.pvalue)
     return result
-
-
-def plutchik_smoothing_matrix(labels: Sequence[str], weight: float) -> np.ndarray:
-    """Column-stochastic matrix that moves ``weight`` of each wheel emotion's mass to each of
-    its two neighbours on Plutchik's wheel: ``p'_i = (1 − 2w) p_i + w p_{i−1} + w p_{i+1}``.
-
-    Labels that are not wheel emotions keep their mass; a wheel emotion whose neighbour is
-    not among ``labels`` keeps that share. Identical distributions stay identical.
-    """
-    if not 0.0 <= weight <= 0.5:
-        raise ValueError("the smoothing weight must lie in [0, 0.5]")
-    index = {label: i for i, label in enumerate(labels)}
-    matrix = np.eye(len(labels))
-    for position, emotion in enumerate(PLUTCHIK_WHEEL):
-        if emotion not in index:
-            continue
-        source = index[emotion]
-        for neighbour in (
-            PLUTCHIK_WHEEL[(position - 1) % len(PLUTCHIK_WHEEL)],
-            PLUTCHIK_WHEEL[(position + 1) % len(PLUTCHIK_WHEEL)],
-        ):
-            if neighbour in index:
-                matrix[source, source] -= weight
-                matrix[index[neighbour], source] += weight
-    return matrix
-
-
-def smooth(counts: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Apply a smoothing matrix to (… × labels) counts or distributions (mass is preserved)."""
-    return np.asarray(counts, dtype=float) @ matrix.T

@@ -22,10 +22,10 @@ import polars as pl
 
 from affalign.align import comparisons
 from affalign.align.comparisons import BootstrapSettings, bootstrap_comparisons
-from affalign.align.distributions import jensen_shannon_alignment, label_distributions
-from affalign.align.resampling import plutchik_smoothing_matrix
+from affalign.align.distributions import label_distributions
+from affalign.align.divergence import plutchik_smoothing_matrix
 from affalign.classify import NONE_LABEL, label_column
-from affalign.io.parquet import read_provenance
+from affalign.io import read_provenance, write_csv, write_table
 
 MODEL_KEYS = list(comparisons.MODEL_KEYS)
 HUMAN_KEYS = list(comparisons.HUMAN_KEYS)
@@ -41,6 +41,17 @@ ALIGNMENT_COLUMNS = [
     "n_human_posts",
 ]
 INTERVAL_COLUMNS = ["alignment_low", "alignment_high"]
+BASELINE_COLUMNS = [
+    "issue",
+    "topic",
+    "group_a",
+    "group_b",
+    "jsd",
+    "alignment",
+    "n_posts_a",
+    "n_posts_b",
+    *INTERVAL_COLUMNS,
+]
 FLAGS = {"is_empty": "empty text", "is_refusal": "refusal", "is_degenerate": "degenerate"}
 
 
@@ -91,36 +102,12 @@ def apply_drop_policy(generated: pl.DataFrame, policy: DropPolicy) -> tuple[pl.D
     return marked.filter(pl.col("drop_reason").is_null()).drop("drop_reason"), dropped
 
 
-def align(
-    generated: pl.DataFrame,
-    human: pl.DataFrame,
-    labels: Sequence[str],
-    groups: Sequence[str],
-    none_bin: bool = False,
+def distributions_of(
+    generated: pl.DataFrame, human: pl.DataFrame, labels: Sequence[str], none_bin: bool = False
 ) -> dict[str, pl.DataFrame]:
-    """Distributions, model-vs-group alignment and the partisan baseline (pure)."""
+    """Label distributions of every model cell and human group cell (pure)."""
     model_dist = label_distributions(generated, MODEL_KEYS, labels, none_bin)
     human_dist = label_distributions(human, HUMAN_KEYS, labels, none_bin)
-    scores = jensen_shannon_alignment(
-        model_dist,
-        human_dist,
-        on=["issue", "topic"],
-        left_keys=["model", "prompt_type"],
-        right_keys=["group"],
-    ).rename({"n_left": "n_model_posts", "n_right": "n_human_posts"})
-    alignment = scores.select(ALIGNMENT_COLUMNS).sort(["model", "prompt_type", "issue", "topic", "group"])
-
-    group_a, group_b = groups
-    side_a = human_dist.filter(pl.col("group") == group_a).rename({"group": "group_a"})
-    side_b = human_dist.filter(pl.col("group") == group_b).rename({"group": "group_b"})
-    baseline = (
-        jensen_shannon_alignment(
-            side_a, side_b, on=["issue", "topic"], left_keys=["group_a"], right_keys=["group_b"]
-        )
-        .rename({"n_left": "n_posts_a", "n_right": "n_posts_b"})
-        .select(["issue", "topic", "group_a", "group_b", "jsd", "alignment", "n_posts_a", "n_posts_b"])
-    )
-
     distributions = pl.concat(
         [
             model_dist.rename({"model": "source"}).with_columns(pl.lit(None, pl.String).alias("group")),
@@ -132,9 +119,13 @@ def align(
     ).select(["source", "prompt_type", "issue", "topic", "group", "label", "count", "n_posts", "total", "p"])
     return {
         "distributions": distributions.with_columns(pl.col("label").cast(pl.String)),
-        "alignment": alignment,
-        "baseline": baseline,
+        "model": model_dist,
+        "human": human_dist,
     }
+
+
+def _cell_sizes(distribution: pl.DataFrame, keys: Sequence[str], name: str) -> pl.DataFrame:
+    return distribution.group_by(list(keys)).agg(pl.col("n_posts").first().alias(name))
 
 
 def alignment_matrix(alignment: pl.DataFrame, baseline: pl.DataFrame) -> pl.DataFrame:
@@ -197,8 +188,8 @@ def with_none_label(frame: pl.DataFrame, labels: Sequence[str]) -> pl.DataFrame:
 def compare(
     model_posts: pl.DataFrame, human_posts: pl.DataFrame, labels: Sequence[str], settings: AlignSettings
 ) -> dict[str, pl.DataFrame]:
-    """Point estimates (``align``) joined with bootstrap intervals and the derived comparisons."""
-    results = align(model_posts, human_posts, labels, settings.groups, settings.none_bin)
+    """Distributions, scores with their intervals (one computation) and the comparisons."""
+    found = distributions_of(model_posts, human_posts, labels, settings.none_bin)
     compared_labels = [*labels, NONE_LABEL] if settings.none_bin else list(labels)
     if settings.none_bin:
         model_posts, human_posts = with_none_label(model_posts, labels), with_none_label(human_posts, labels)
@@ -207,30 +198,37 @@ def compare(
         if settings.plutchik_weight is not None
         else None
     )
-    extra = bootstrap_comparisons(
+    scored = bootstrap_comparisons(
         model_posts, human_posts, compared_labels, settings.groups, settings.bootstrap, smoothing
     )
-    keys = [*MODEL_KEYS, "group"]
-    intervals = extra["alignment"].rename({"alignment": "alignment_smoothed"})
-    alignment = results["alignment"].join(intervals, on=keys, how="left")
-    baseline = results["baseline"].join(
-        extra["baseline"].rename({"alignment": "alignment_smoothed"}),
-        on=["issue", "topic", "group_a", "group_b"],
-        how="left",
+    model_sizes = _cell_sizes(found["model"], MODEL_KEYS, "n_model_posts")
+    human_sizes = _cell_sizes(found["human"], HUMAN_KEYS, "n_human_posts")
+    alignment = (
+        scored["alignment"]
+        .join(model_sizes, on=MODEL_KEYS, how="left")
+        .join(human_sizes, on=HUMAN_KEYS, how="left")
+        .select([*ALIGNMENT_COLUMNS, *INTERVAL_COLUMNS])
+        .sort(["model", "prompt_type", "issue", "topic", "group"])
     )
-    if smoothing is not None:
-        # Scores are computed on the smoothed distributions.
-        alignment = alignment.with_columns(pl.col("alignment_smoothed").alias("alignment"))
-        baseline = baseline.with_columns(pl.col("alignment_smoothed").alias("alignment"))
-        alignment = alignment.with_columns((1 - pl.col("alignment")).alias("jsd"))
-        baseline = baseline.with_columns((1 - pl.col("alignment")).alias("jsd"))
+    side_sizes = human_sizes.rename({"n_human_posts": "n_posts"})
+    baseline = (
+        scored["baseline"]
+        .join(
+            side_sizes.rename({"group": "group_a", "n_posts": "n_posts_a"}), on=["issue", "topic", "group_a"]
+        )
+        .join(
+            side_sizes.rename({"group": "group_b", "n_posts": "n_posts_b"}), on=["issue", "topic", "group_b"]
+        )
+        .select(BASELINE_COLUMNS)
+        .sort(["issue", "topic"])
+    )
     return {
-        "distributions": results["distributions"],
-        "alignment": alignment.drop("alignment_smoothed").select([*ALIGNMENT_COLUMNS, *INTERVAL_COLUMNS]),
-        "baseline": baseline.drop("alignment_smoothed"),
-        "tendency": extra["tendency"],
-        "steerability": extra["steerability"],
-        "below_baseline": extra["below_baseline"],
+        "distributions": found["distributions"],
+        "alignment": alignment,
+        "baseline": baseline,
+        "tendency": scored["tendency"],
+        "steerability": scored["steerability"],
+        "below_baseline": scored["below_baseline"],
     }
 
 
@@ -245,8 +243,6 @@ def run_align_stage(
     classifier: str,
 ) -> None:
     """Read the shards of one classifier, score them and write the align outputs."""
-    from affalign.io.parquet import write_csv, write_table
-
     labels = labels_of(human_affect[0])
     for path in [*human_affect, *generated_affect]:
         if labels_of(path) != labels:

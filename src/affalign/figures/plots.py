@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 
+from affalign.io import atomic_write
+
 BASELINE_ROW = "partisan baseline"
 
 
@@ -89,12 +91,14 @@ GROUP_COLOURS = {"liberal": "#3b6fb6", "conservative": "#c0392b"}
 
 
 def _save(figure, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary, dpi=120, metadata={"Software": None})
-    plt.close(figure)
-    temporary.replace(path)
+    try:
+        # matplotlib picks the format from the name; the temporary file's is ".tmp".
+        atomic_write(
+            path,
+            lambda temporary: figure.savefig(temporary, format="png", dpi=120, metadata={"Software": None}),
+        )
+    finally:
+        plt.close(figure)
 
 
 def _panels(count: int, width_each: float, height: float):
