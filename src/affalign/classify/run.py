@@ -20,7 +20,7 @@ import polars as pl
 from affalign.classify import lexicon
 from affalign.classify.labels import label_column, score_column
 from affalign.classify.text import normalise_text
-from affalign.io.parquet import read_provenance, write_table
+from affalign.io import read_provenance, write_table
 
 
 @dataclass

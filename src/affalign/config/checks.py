@@ -9,16 +9,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from affalign.generate.prompts import DEFAULT_PROMPT_TYPE, PromptError, load_templates
-from affalign.human.ideology import (
+from affalign.generate import DEFAULT_PROMPT_TYPE, PromptError, load_templates
+from affalign.human import (
     DomainTableError,
     IdeologySettings,
+    SourceSpec,
+    check_source,
     domain_table_options,
     read_domain_table,
 )
-from affalign.human.ingest import SourceSpec, check_source
 from affalign.io import TableError, table_format, table_schema
-from affalign.opinions.survey import SurveyError, read_survey
+from affalign.opinions import SurveyError, read_survey
 
 
 class ConfigError(ValueError):

@@ -2,7 +2,7 @@
 
 Reads the prompt templates (``prompts:`` in the config) and the model's service file;
 writes ``results/generated/{model}/{issue}/{topic}/{prompt_type}.parquet`` and keeps a
-copy of every finished shard in the shard store (``results/store/generated/``). Rule
+copy of every finished shard in the shard store (``results/.shard-store/generated/{model}/``). Rule
 ``generate`` (``workflow/rules/generate.smk``) drives
 :func:`~affalign.generate.shards.write_generation_shard`.
 
@@ -11,6 +11,6 @@ copy of every finished shard in the shard store (``results/store/generated/``). 
 * :mod:`~affalign.generate.postprocess` — cleaning, empty / degenerate / refusal flags.
 """
 
-from affalign.generate.prompts import DEFAULT_PROMPT_TYPE
+from affalign.generate.prompts import DEFAULT_PROMPT_TYPE, PromptError, load_templates
 
-__all__ = ["DEFAULT_PROMPT_TYPE"]
+__all__ = ["DEFAULT_PROMPT_TYPE", "PromptError", "load_templates"]

@@ -10,3 +10,20 @@ for ``group_from: domains`` the domain-bias table of the ``ideology`` section; w
 * :mod:`~affalign.human.ideology` — a user's ideology from the news domains shared;
 * :mod:`~affalign.human.topics` — topics from keyword lists.
 """
+
+from affalign.human.ideology import (
+    DomainTableError,
+    IdeologySettings,
+    domain_table_options,
+    read_domain_table,
+)
+from affalign.human.ingest import SourceSpec, check_source
+
+__all__ = [
+    "DomainTableError",
+    "IdeologySettings",
+    "SourceSpec",
+    "check_source",
+    "domain_table_options",
+    "read_domain_table",
+]

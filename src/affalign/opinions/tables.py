@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from affalign.io.parquet import read_provenance, write_csv, write_table
+from affalign.io import read_provenance, write_csv, write_table
 from affalign.opinions import positional as opinions
 from affalign.opinions.survey import read_survey
 

@@ -1,0 +1,126 @@
+"""The package mirrors the workflow: every stage reaches another only through its package,
+and the import graph has no cycles."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+PACKAGE = REPO / "src" / "affalign"
+RULES = REPO / "workflow" / "rules"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every affalign module a file imports, at any depth (imports inside functions too)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("affalign")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("affalign"):
+            found.add(node.module)
+            # `from affalign.x import y` may name the module affalign.x.y.
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    return {name: imports_of(path) & modules.keys() - {name} for name, path in modules.items()}
+
+
+def stage_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def test_every_module_lives_in_a_stage_package_with_a_docstring():
+    loose = [path.name for path in PACKAGE.glob("*.py") if path.name != "__init__.py"]
+    assert loose == [], f"modules outside a stage subpackage: {loose}"
+    for package in (path for path in PACKAGE.iterdir() if path.is_dir() and path.name != "__pycache__"):
+        init = package / "__init__.py"
+        assert init.is_file(), f"{package} is not a package"
+        docstring = ast.get_docstring(ast.parse(init.read_text()))
+        assert docstring and len(docstring) > 80, f"{init}: say what the stage reads, writes, which rule"
+
+
+def test_every_rule_file_has_its_stage_package():
+    stages = {path.name for path in PACKAGE.iterdir() if (path / "__init__.py").is_file()}
+    for rule_file in RULES.glob("*.smk"):
+        stage = {"common": "config", "report": "figures"}.get(rule_file.stem, rule_file.stem)
+        assert stage in stages, f"{rule_file.name} has no package affalign.{stage}"
+
+
+def test_stages_import_each_other_only_through_their_packages():
+    offenders = []
+    for module, targets in import_graph().items():
+        for target in targets:
+            source_stage, target_stage = stage_of(module), stage_of(target)
+            if target_stage and source_stage != target_stage and target.count(".") > 1:
+                offenders.append(f"{module} -> {target}")
+    assert offenders == [], "import another stage's package, not its modules:\n" + "\n".join(offenders)
+
+
+def test_the_import_graph_has_no_cycles():
+    graph = import_graph()
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for target in sorted(graph[node]):
+            if state.get(target) == 1:
+                cycles.append([*trail[trail.index(target) :], target] if target in trail else [node, target])
+            elif target not in state:
+                visit(target, [*trail, target])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == [], "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_cycle_check_finds_a_cycle(tmp_path, monkeypatch):
+    # The checker itself must be able to fail: two modules that import each other.
+    package = tmp_path / "affalign"
+    (package / "a").mkdir(parents=True)
+    (package / "__init__.py").write_text('"""x"""')
+    (package / "a" / "__init__.py").write_text('"""x"""')
+    (package / "a" / "one.py").write_text("from affalign.a.two import f\n")
+    (package / "a" / "two.py").write_text("from affalign.a.one import g\n")
+    monkeypatch.setattr(__import__(__name__), "PACKAGE", package)
+    graph = import_graph()
+    assert "affalign.a.two" in graph["affalign.a.one"] and "affalign.a.one" in graph["affalign.a.two"]
+    with pytest.raises(AssertionError, match="import cycles"):
+        test_the_import_graph_has_no_cycles()
+
+
+def test_results_trees_compare_equal_within_tolerance_and_name_what_differs(tmp_path):
+    import polars as pl
+
+    from affalign.io import write_csv, write_table
+    from affalign.io.compare import compare_trees
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    frame = pl.DataFrame({"model": ["m", "n"], "alignment": [0.5, None]})
+    write_table(frame, old / "affect" / "a.parquet", {"stage": "x", "shard_wall_s": 1.0})
+    write_table(frame, new / "classify" / "a.parquet", {"stage": "x", "shard_wall_s": 2.0})
+    write_csv(frame, old / "t.csv")
+    write_csv(frame.with_columns(pl.col("alignment") + 1e-15), new / "t.csv")
+    assert compare_trees(old, new, renames={"affect/": "classify/"}) == (2, [])
+    write_csv(frame.with_columns(pl.col("alignment") + 1e-6), new / "t.csv")
+    write_table(frame, new / "classify" / "a.parquet", {"stage": "y"})
+    compared, problems = compare_trees(old, new, renames={"affect/": "classify/"})
+    assert compared == 2
+    assert problems == [
+        "classify/a.parquet: provenance 'stage': 'x' != 'y'",
+        "t.csv: column 'alignment' row 1: '0.5' != '0.500001'",
+    ]
