@@ -19,7 +19,7 @@ help:
 	@echo "make demo   - set up, prepare the embedded model, run the study on config/demo.yaml"
 	@echo "make test   - set up and run the test suite"
 	@echo "make lint   - ruff, snakefmt --check, snakemake --lint"
-	@echo "make bench-generate - service path vs offline vLLM, tokens/s and ratio"
+	@echo "make bench-generate - service path vs offline vLLM, tokens/s and ratio (3 runs, ~10 min)"
 	@echo "make bench-classify - batched classifier vs transformers.pipeline, texts/s and ratio"
 	@echo "make bench-align    - align stage at the paper's scale with bootstrap vs pandas"
 	@echo "make bench-dag      - seconds for Snakemake to plan the paper-sized study"
@@ -62,14 +62,14 @@ test: $(ENV_STAMP) system-deps
 	AFFALIGN_REQUIRE_SLURM=1 $(BIN)/python -m pytest
 
 lint: $(ENV_STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks workflow/scripts
+	$(BIN)/ruff format --check src tests benchmarks workflow/scripts
 	$(BIN)/snakefmt --check Snakefile workflow
 	$(BIN)/snakemake --lint --configfile config/config.yaml
 
 format: $(ENV_STAMP)
-	$(BIN)/ruff check --fix src tests benchmarks
-	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks workflow/scripts
+	$(BIN)/ruff format src tests benchmarks workflow/scripts
 	$(BIN)/snakefmt Snakefile workflow
 
 bench-generate: $(ENV_STAMP)

@@ -3,7 +3,7 @@
 # Output contract (paths and columns; later stages extend it, never change it silently).
 # Names in braces are config slugs: {model}, {issue}, {topic}, {classifier}; {prompt_type}
 # is "default" or the group a prompt steers towards. Every parquet file carries its
-# provenance as JSON under the metadata key "affalign" (see src/affalign/shards.py).
+# provenance as JSON under the metadata key "affalign" (see src/affalign/io/parquet.py).
 #
 #   results/human/{issue}/posts.parquet
 #       post_id, issue, topic, group, text
@@ -18,8 +18,8 @@
 #   results/generated/{model}/{issue}/{topic}/{prompt_type}.parquet
 #       post_id, model, issue, topic, prompt_type, index, template_id, seed, prompt,
 #       raw_text, text, finish_reason, output_tokens, is_empty, is_degenerate, is_refusal
-#   results/affect/{classifier}/generated/{model}/{issue}/{topic}/{prompt_type}.parquet
-#   results/affect/{classifier}/human/{issue}.parquet
+#   results/classify/{classifier}/generated/{model}/{issue}/{topic}/{prompt_type}.parquet
+#   results/classify/{classifier}/human/{issue}.parquet
 #       post_id, p_<label> (score), y_<label> (bool) for each of the classifier's labels
 #   results/align/{classifier}/distributions.parquet
 #       source, prompt_type, issue, topic, group, label, count, n_posts, total, p
@@ -48,30 +48,47 @@
 # topic slug, {context} is "default" or <qa|bio|portray>-<group> (steered towards a group).
 # Option rows are one per answer option, letters A, B, ... in display order.
 #   results/opinions/survey/{survey}.parquet
-#       survey, question_id, group (incl. "overall"), letter, option, ordinal, is_refusal,
-#       weight, p, p_ordinal, refusal_rate, n_responses (null for the distribution form)
+#       survey, question_id, group (every steered and compare-only group, and "overall"),
+#       letter, option, ordinal, is_refusal, weight, p, p_ordinal, refusal_rate,
+#       n_responses (null for the distribution form)
 #   results/opinions/{model}/{survey}/{context}.parquet
 #       model, survey, context, method, steered_group, question_id, letter, option, ordinal,
 #       is_refusal, logprob, floored, p, p_ordinal, refusal_mass, prompt
 #   results/opinions/question_alignment.parquet
 #       model, context, method, steered_group, survey, question_id, group, alignment
 #   results/opinions/representativeness.parquet  (+ .csv)
-#       model, context, method, steered_group, group, representativeness, n_questions
+#       model, context, method, steered_group, group, representativeness, n_questions,
+#       representativeness_low, representativeness_high
 #   results/opinions/human_baselines.parquet  (+ .csv)
 #       baseline ("group vs overall", "human (avg)", "human (worst)"), group,
-#       representativeness, n_questions
-#   results/opinions/steerability.parquet  (+ .csv)
+#       representativeness, n_questions, representativeness_low, representativeness_high
+#   results/opinions/steerability.parquet  (+ .csv)       (best of three, as in the paper)
 #       model, group, default_representativeness, best_context,
-#       steered_representativeness, steerability, n_questions
+#       steered_representativeness, steerability, n_questions, steerability_low,
+#       steerability_high
+#   results/opinions/steerability_slope.parquet  (+ .csv)
+#       model, slope (OLS of steered on default representativeness, no intercept),
+#       slope_low, slope_high, n_groups
+#   results/opinions/differential_steerability.parquet  (+ .csv)
+#       model, method, group, default_representativeness, towards_representativeness,
+#       away_representativeness, differential_steerability (towards - away),
+#       differential_low, differential_high, p_value (paired sign-flip test), n_questions,
+#       n_other_groups
+#   results/opinions/consistency.parquet  (+ .csv)
+#       model, context, method, steered_group, best_group, consistency, n_surveys, n_groups
 #   results/opinions/refusals.parquet  (+ .csv)
 #       source (model or "human"), context, steered_group, group, refusal_rate, n_questions
-#   results/figures/opinions/representativeness_heatmap.png
+#   results/figures/opinions/representativeness_heatmap.png, steering.png
 # p sums to 1 over a question's options, p_ordinal over its non-refusal options; opinion
-# alignment = 1 - W1(model, group) / (max ordinal - min ordinal), in [0, 1].
+# alignment = 1 - W1(model, group) / (max ordinal - min ordinal), in [0, 1];
+# representativeness is its mean over questions. *_low/*_high: percentile intervals from
+# resampling questions (opinions.bootstrap_replicates, opinions.confidence).
 #
 # alignment = 1 - Jensen-Shannon distance (log base 2), in [0, 1]. Interval, smoothing and
 # "none"-bin settings are recorded in each align output's provenance.
-# Logs mirror outputs under logs/, benchmarks under benchmarks/.
+# Logs mirror outputs under logs/; Snakemake's benchmark tables (run time, memory) of the
+# classify and align jobs under results/benchmarks/ (the scripts in benchmarks/ are the
+# project's own performance benchmarks).
 
 from snakemake.utils import min_version
 

@@ -4,8 +4,15 @@ Runs the same prompts, seeds and sampling parameters through
 (a) the full path: ``python -m affalign.service.server`` (vLLM's OpenAI-compatible server) and
     shard consumers (``affalign.generate.shards``) running concurrently, and
 (b) vLLM's offline ``LLM.generate`` in one call,
-in the same run, and prints output tokens/s for both, their ratio, and the server's
-start-up seconds. Engine load time is excluded from both rates.
+and prints output tokens/s for both and their ratio. Engine load time is excluded from
+both rates. The pair is measured ``--repeats`` times (alternating which path goes first);
+the ratio is reported as the median with its range, since on a shared machine one pair
+can be off by several per cent.
+
+Each path runs in a child process in a session of its own, and the benchmark stops the
+whole session when the child has reported (vLLM's offline engine keeps its ``EngineCore``
+running after ``generate`` returns, and it ignores SIGTERM): the benchmark exits by itself
+and leaves nothing running.
 
 Usage (CPU, tiny random-weight model built on the fly)::
 
@@ -18,11 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +40,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from affalign.generate.prompts import ShardSpec, build_requests, load_templates  # noqa: E402
 from affalign.generate.shards import Sampling, write_generation_shard  # noqa: E402
-from affalign.service.server import is_cpu_build  # noqa: E402
+from affalign.service.server import is_cpu_build, stop_session  # noqa: E402
 
 CPU_ENGINE = {
     "dtype": "float32",
@@ -44,6 +53,9 @@ CPU_ENGINE = {
 GPU_ENGINE = {"dtype": "bfloat16", "max_model_len": 1024, "gpu_memory_utilization": 0.8}
 TOPICS = [("mask-mandates", "mask mandates and policies"), ("vaccines", "COVID-19 vaccines")]
 PROMPT_TYPES = ["default", "liberal", "conservative"]
+PATHS = {"service": "(a) service + consumers ", "offline": "(b) offline LLM.generate"}
+# Every process of a benchmark run carries this marker, so that none can be missed at the end.
+RUN_MARKER = "AFFALIGN_BENCH_RUN"
 
 
 def shard_keys(count: int) -> list[tuple[str, str, str]]:
@@ -56,6 +68,9 @@ def bench_shard(topic: str, topic_name: str, prompt_type: str, count: int) -> Sh
         global_seed=1, model="bench", kind="base", issue="covid-19", issue_name="COVID-19",
         topic=topic, topic_name=topic_name, prompt_type=prompt_type, count=count,
     )  # fmt: skip
+
+
+# --- One path, in its own process ------------------------------------------------------
 
 
 def serve(model_dir: Path, engine: dict, workdir: Path) -> tuple[subprocess.Popen, Path, float]:
@@ -103,7 +118,7 @@ def run_service_path(model_dir: Path, engine: dict, args: argparse.Namespace, wo
     for thread in threads:
         thread.join()
     wall = time.time() - began
-    process.terminate()
+    process.terminate()  # the wrapper stops the server's whole session
     process.wait(timeout=120)
     if errors:
         raise errors[0]
@@ -123,51 +138,119 @@ def run_offline(model_dir: Path, engine: dict, args: argparse.Namespace) -> dict
                     max_tokens=args.max_tokens, temperature=1.0, top_p=1.0, seed=request.seed, stop=["\n"]
                 )
             )
-    options = {key: value for key, value in engine.items() if key != "enable_chunked_prefill"}
-    if "enable_chunked_prefill" in engine:
-        options["enable_chunked_prefill"] = engine["enable_chunked_prefill"]
     began = time.time()
-    llm = LLM(model=str(model_dir), seed=0, **options)
+    llm = LLM(model=str(model_dir), seed=0, **engine)
     load = time.time() - began
     began = time.time()
     outputs = llm.generate(prompts, params, use_tqdm=False)
     wall = time.time() - began
-    return {"tokens": sum(len(o.outputs[0].token_ids) for o in outputs), "seconds": wall, "load_s": load}
+    return {"tokens": sum(len(o.outputs[0].token_ids) for o in outputs), "seconds": wall, "startup_s": load}
+
+
+def run_one_path(args: argparse.Namespace) -> int:
+    """The child: measure one path and write its figures to ``--result`` (then it may hang:
+    the parent stops its session)."""
+    engine = CPU_ENGINE if is_cpu_build() else GPU_ENGINE
+    workdir = Path(args.workdir)
+    if args.run == "service":
+        figures = run_service_path(args.model, engine, args, workdir)
+    else:
+        figures = run_offline(args.model, engine, args)
+    Path(args.result).write_text(json.dumps(figures))
+    return 0
+
+
+# --- The benchmark: each path in a child, the child's session stopped after it -------
+
+
+def measure(path: str, args: argparse.Namespace, model_dir: Path, scratch: Path, marker: str) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix=f"{path}-", dir=scratch))
+    result = workdir / "result.json"
+    log = workdir / "child.log"
+    command = [
+        sys.executable, __file__, "--run", path, "--workdir", str(workdir), "--result", str(result),
+        "--model", str(model_dir), "--shards", str(args.shards), "--per-shard", str(args.per_shard),
+        "--max-tokens", str(args.max_tokens), "--max-in-flight", str(args.max_in_flight),
+    ]  # fmt: skip
+    env = dict(os.environ, VLLM_NO_USAGE_STATS="1", HF_HUB_OFFLINE="1", **{RUN_MARKER: marker})
+    with open(log, "wb") as stream:
+        child = subprocess.Popen(
+            command, stdout=stream, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + args.timeout
+        while not result.exists():
+            if child.poll() is not None or time.monotonic() > deadline:
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+                raise SystemExit(f"the {path} path failed (code {child.poll()}); {log}:\n{tail}")
+            time.sleep(0.5)
+    finally:
+        stop_session(child.pid, child, grace_s=10.0)
+    return json.loads(result.read_text())
+
+
+def left_running(marker: str) -> dict[int, str]:
+    """Processes of this benchmark still running at its end (stopped now; there should be none)."""
+    from processes import processes_with_environment, stop_marked_processes
+
+    left = processes_with_environment(RUN_MARKER, marker)
+    if left:
+        stop_marked_processes(RUN_MARKER, marker, grace_s=10.0)
+    return left
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="model folder (default: a tiny random Llama built now)")
     parser.add_argument("--shards", type=int, default=6, help="concurrent shard consumers (max 6)")
-    parser.add_argument("--per-shard", type=int, default=48)
+    parser.add_argument("--per-shard", type=int, default=256)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--max-in-flight", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per path and run")
+    parser.add_argument("--run", choices=sorted(PATHS), help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    engine = CPU_ENGINE if is_cpu_build() else GPU_ENGINE
-    os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    with tempfile.TemporaryDirectory(prefix="affalign-bench-", dir="/tmp") as scratch:
-        workdir = Path(scratch)
+    if args.run:
+        return run_one_path(args)
+
+    marker = uuid.uuid4().hex
+    with tempfile.TemporaryDirectory(prefix="affalign-bench-", dir="/tmp") as scratch_name:
+        scratch = Path(scratch_name)
         model_dir = args.model
         if model_dir is None:
             from tiny_models import build_tiny_llama
 
-            model_dir = build_tiny_llama(workdir / "tiny-llama")
-        service = run_service_path(model_dir, engine, args, workdir)
-        offline = run_offline(model_dir, engine, args)
-    service_rate = service["tokens"] / service["seconds"]
-    offline_rate = offline["tokens"] / offline["seconds"]
-    print(f"model: {model_dir}  engine options: {engine}")
-    print(f"requests: {args.shards} shards x {args.per_shard}, max_tokens {args.max_tokens}")
-    for name, run, rate in [
-        ("(a) service + consumers ", service, service_rate),
-        ("(b) offline LLM.generate", offline, offline_rate),
-    ]:
-        print(f"{name}: {run['tokens']} tokens in {run['seconds']:.1f} s = {rate:.1f} tok/s")
-    print(f"ratio (a)/(b): {service_rate / offline_rate:.2f}")
-    print(f"server start-up to healthy: {service['startup_s']:.1f} s")
-    print(f"offline engine load: {offline['load_s']:.1f} s")
-    return 0
+            model_dir = build_tiny_llama(scratch / "tiny-llama")
+        engine = CPU_ENGINE if is_cpu_build() else GPU_ENGINE
+        print(f"model: {model_dir}  engine options: {engine}")
+        print(
+            f"requests: {args.shards} shards x {args.per_shard}, max_tokens {args.max_tokens}, "
+            f"{args.repeats} runs of both paths",
+            flush=True,
+        )
+        ratios = []
+        for run in range(1, args.repeats + 1):
+            order = ["service", "offline"] if run % 2 else ["offline", "service"]
+            figures = {path: measure(path, args, model_dir, scratch, marker) for path in order}
+            rates = {path: figures[path]["tokens"] / figures[path]["seconds"] for path in PATHS}
+            ratios.append(rates["service"] / rates["offline"])
+            for path, label in PATHS.items():
+                tokens, seconds, startup = (figures[path][key] for key in ("tokens", "seconds", "startup_s"))
+                print(
+                    f"run {run} {label}: {tokens} tokens in {seconds:.1f} s = {rates[path]:.1f} tok/s"
+                    f" (start-up {startup:.1f} s)"
+                )
+            print(f"run {run} ratio (a)/(b): {ratios[-1]:.3f}", flush=True)
+        left = left_running(marker)
+    spread = max(ratios) - min(ratios)
+    print(
+        f"ratio (a)/(b): median {statistics.median(ratios):.3f}, range {min(ratios):.3f}-{max(ratios):.3f} "
+        f"(spread {spread:.3f}) over {len(ratios)} runs"
+    )
+    print(f"processes left running: {', '.join(left.values()) or 'none'}")
+    return 1 if left else 0
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -10,15 +11,24 @@ from pathlib import Path
 
 import pytest
 import yaml
+from snakemake.utils import validate
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / "config" / "demo.yaml"
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+# Named scenarios a newcomer can run (.test/<name>/config.yaml); paths in them are relative
+# to the repository root. "demo" is config/demo.yaml.
+SCENARIOS = REPO / ".test"
 
 
 def run_snakemake(
-    workdir: Path, *args: str, configfile: Path | None = None, timeout: int = 1800
+    workdir: Path,
+    *args: str,
+    configfile: Path | None = None,
+    timeout: int = 1800,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run the workflow as ``make demo`` does: the command line and the local profile."""
+    """Run the workflow as ``make demo`` does: the command line and the local profile
+    (``env``: variables to set on top of this process's environment)."""
     command = [
         sys.executable,
         "-m",
@@ -34,8 +44,10 @@ def run_snakemake(
     ]
     # Shell rules call `python`: make it this environment's interpreter.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PATH=path)
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir)
+    environment = dict(os.environ, PYTHONUNBUFFERED="1", PATH=path, **(env or {}))
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, env=environment, cwd=workdir
+    )
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -54,16 +66,47 @@ def job_counts(output: str) -> dict[str, int]:
     return counts
 
 
-def demo_config() -> dict:
-    """The demo config with every path made absolute, ready to be edited by a test."""
-    config = yaml.safe_load(DEMO_CONFIG.read_text())
-    config["prompts"] = str(REPO / config["prompts"])
+def validated_config(config: dict) -> dict:
+    """A copy of ``config`` as the workflow reads it: schema-checked, every default filled in.
+
+    Snakemake's ``validate`` fills defaults in place and hands one default object to every
+    section that lacks the key; the JSON round trips keep the caller's config untouched and
+    give each section its own copy.
+    """
+    config = json.loads(json.dumps(config))
+    validate(config, str(SCHEMA), set_default=True)
+    return json.loads(json.dumps(config))
+
+
+def scenario_names() -> list[str]:
+    return sorted(path.parent.name for path in SCENARIOS.glob("*/config.yaml"))
+
+
+def scenario_config(name: str) -> dict:
+    """A .test scenario's config, validated, with every path made absolute (so that it runs
+    in any working folder), ready to be edited by a test."""
+    config = validated_config(yaml.safe_load((SCENARIOS / name / "config.yaml").read_text()))
+
+    def absolute(path: str) -> str:
+        return str(REPO / path)
+
+    config["prompts"] = absolute(config["prompts"])
+    for model in config["models"].values():
+        if "path" in model:
+            model["path"] = absolute(model["path"])
     for table in config["human"].values():
-        table["path"] = str(REPO / table["path"])
+        table["path"] = absolute(table["path"])
+    if "domain_table" in config["ideology"]:
+        config["ideology"]["domain_table"] = absolute(config["ideology"]["domain_table"])
     for survey in config.get("opinions", {}).get("surveys", {}).values():
-        survey["questions"] = str(REPO / survey["questions"])
-        survey["answers"] = str(REPO / survey["answers"])
+        survey["questions"] = absolute(survey["questions"])
+        survey["answers"] = absolute(survey["answers"])
     return config
+
+
+def demo_config() -> dict:
+    """The demo study (.test/demo, which is config/demo.yaml); see :func:`scenario_config`."""
+    return scenario_config("demo")
 
 
 def write_config(path: Path, config: dict) -> Path:
@@ -71,16 +114,26 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
-@pytest.fixture()
-def study(tmp_path: Path) -> tuple[Path, dict]:
-    """A working folder and the demo config whose model paths point at an existing folder
-    (the config check needs them to exist; the jobs tested with it never load a model)."""
-    config = demo_config()
-    model_dir = tmp_path / "model"
-    model_dir.mkdir()
+def stand_in_model(folder: Path) -> Path:
+    """A local model folder that passes the checks before any job; for tests whose jobs
+    never load a model."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def scenario_study(workdir: Path, name: str) -> tuple[Path, dict]:
+    """A working folder and a scenario's config whose model paths point at a stand-in."""
+    config = scenario_config(name)
+    model_dir = stand_in_model(workdir / "model")
     for model in config["models"].values():
         model["path"] = str(model_dir)
-    return tmp_path, config
+    return workdir, config
+
+
+@pytest.fixture()
+def study(tmp_path: Path) -> tuple[Path, dict]:
+    """A working folder and the demo config (see :func:`scenario_study`)."""
+    return scenario_study(tmp_path, "demo")
 
 
 @pytest.fixture(scope="session")
@@ -89,3 +142,35 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tiny_models import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+# Every process the suite starts inherits this variable (servers, their engines, guards,
+# SLURM and munge daemons): at the end of the session none of them may still run.
+SESSION_MARKER = "AFFALIGN_TEST_SESSION"
+LEFTOVER_WAIT_S = 90.0  # a server's guard gives it 30 s after SIGTERM, then uses SIGKILL
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import uuid
+
+    os.environ.setdefault(SESSION_MARKER, uuid.uuid4().hex)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_running():
+    """Fail the session if any process the suite started outlives it (and stop those)."""
+    from processes import wait_until_gone
+
+    yield
+    marker = os.environ[SESSION_MARKER]
+    left = wait_until_gone(SESSION_MARKER, marker, LEFTOVER_WAIT_S)
+    if left:
+        from processes import stop_marked_processes
+
+        stop_marked_processes(SESSION_MARKER, marker, grace_s=5.0)
+        listing = "\n".join(f"  {pid}: {command[:200]}" for pid, command in sorted(left.items()))
+        pytest.fail(
+            f"{len(left)} processes started by the test suite still ran {LEFTOVER_WAIT_S:.0f} s after "
+            f"its end (now killed):\n{listing}",
+            pytrace=False,
+        )

@@ -8,6 +8,11 @@ there carry a marker line; a configuration without it is never overwritten, and 
 removed on stop. The node declares one fake GPU (``File=/dev/null``) so that GPU requests
 are scheduled as on a cluster.
 
+Every daemon this cluster starts (slurmctld, slurmd and their slurmstepd, and munged when
+none was running) carries ``AFFALIGN_SLURM_CLUSTER=<its folder>`` in its environment;
+stopping the cluster ends all of them, SIGKILL after a grace period, and a start that
+fails half-way stops what it started.
+
 Usable from the command line too, to try the profile by hand:
 ``python tests/slurm_cluster.py start /tmp/slurm`` prints the ``SLURM_CONF`` to export;
 ``python tests/slurm_cluster.py stop /tmp/slurm`` ends the daemons.
@@ -24,11 +29,14 @@ import sys
 import time
 from pathlib import Path
 
+from processes import stop_marked_processes
+
 PARTITION = "affalign-ci"
 NODE = "localhost"
 CONF_DIR = Path("/etc/slurm")
 MARKER = "# written by affalign's tests/slurm_cluster.py; removed when its cluster stops"
 DAEMONS = ("slurmctld", "slurmd", "munged")
+CLUSTER_MARKER = "AFFALIGN_SLURM_CLUSTER"
 
 
 class ClusterError(RuntimeError):
@@ -70,6 +78,11 @@ class LoopbackCluster:
     def env(self) -> dict[str, str]:
         """The environment clients (sbatch, squeue, Snakemake's plugin) need."""
         return dict(os.environ, SLURM_CONF=str(self.conf))
+
+    @property
+    def daemon_env(self) -> dict[str, str]:
+        """The daemons' environment: the clients' and the marker that finds them on stop."""
+        return dict(self.env, **{CLUSTER_MARKER: str(self.root)})
 
     def write_config(self) -> None:
         for existing in (self.conf, self.gres_conf):
@@ -131,7 +144,9 @@ class LoopbackCluster:
             return
         Path("/run/munge").mkdir(parents=True, exist_ok=True)
         shutil.chown("/run/munge", "munge", "munge")
-        subprocess.run(["runuser", "-u", "munge", "--", shutil.which("munged")], check=True)
+        subprocess.run(
+            ["runuser", "-u", "munge", "--", shutil.which("munged")], check=True, env=self.daemon_env
+        )
         self._wait(lambda: subprocess.run(["munge", "-n"], capture_output=True).returncode == 0, "munged", 20)
 
     def _wait(self, ready, what: str, timeout: float) -> None:
@@ -162,16 +177,21 @@ class LoopbackCluster:
             raise ClusterError(
                 f"SLURM daemons already run here (pids {', '.join(running)}); one loopback cluster at a time"
             )
-        self.write_config()
-        self._start_munge()
-        env = self.env
-        subprocess.run([shutil.which("slurmctld"), "-f", str(self.conf)], check=True, env=env)
-        subprocess.run([shutil.which("slurmd"), "-f", str(self.conf), "-N", NODE], check=True, env=env)
-        self._wait(lambda: self.node_state() in {"idle", "mixed", "allocated"}, f"node {NODE}", 60)
+        try:
+            self.write_config()
+            self._start_munge()
+            env = self.daemon_env
+            subprocess.run([shutil.which("slurmctld"), "-f", str(self.conf)], check=True, env=env)
+            subprocess.run([shutil.which("slurmd"), "-f", str(self.conf), "-N", NODE], check=True, env=env)
+            self._wait(lambda: self.node_state() in {"idle", "mixed", "allocated"}, f"node {NODE}", 60)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
-        """Cancel what is left and end both daemons (munged stays: it may serve others)."""
+        """Cancel what is left and end every daemon this cluster started (munged too, unless
+        it ran before the cluster started: then it may serve others)."""
         subprocess.run(["scancel", "--partition", PARTITION], capture_output=True, env=self.env)
         for daemon in ("slurmd", "slurmctld"):
             pid_file = self.root / f"{daemon}.pid"
@@ -192,6 +212,8 @@ class LoopbackCluster:
                 time.sleep(0.2)
             else:
                 os.kill(pid, signal.SIGKILL)
+        # slurmstepd, munged and anything a pid file missed.
+        stop_marked_processes(CLUSTER_MARKER, str(self.root))
         for ours in (self.conf, self.gres_conf):
             if ours.exists() and MARKER in ours.read_text():
                 ours.unlink()

@@ -1,7 +1,7 @@
 import polars as pl
 import pytest
 
-from affalign.human.ingest import HumanDataError, SourceSpec, ingest_posts, normalise_posts
+from affalign.human.ingest import HumanDataError, SourceSpec, ingest_posts
 
 TOPICS = ["masks", "vaccines"]
 GROUPS = ["liberal", "conservative"]
@@ -19,12 +19,29 @@ def table(**overrides):
 
 
 COLUMNS = {"post_id": "id", "text": "body", "group": "side", "topic": "subject"}
+# Groups and topics from columns; every setting given, as the validated config gives them.
+SPEC = SourceSpec(
+    columns=COLUMNS, group_from="column", topic_from="column", url_fields=("expanded_url", "url")
+)
+
+
+def ingest(frame, **kwargs):
+    arguments = dict(
+        path="posts.csv",
+        issue="covid",
+        spec=SPEC,
+        topics=TOPICS,
+        groups=GROUPS,
+        multiple_topics=None,
+        min_posts_per_group=0,
+    )
+    arguments.update(kwargs)
+    return ingest_posts(frame, **arguments)
 
 
 def run(frame, **kwargs):
-    arguments = dict(path="posts.csv", issue="covid", columns=COLUMNS, topics=TOPICS, groups=GROUPS)
-    arguments.update(kwargs)
-    return normalise_posts(frame, **arguments)
+    result = ingest(frame, **kwargs)
+    return result.posts, result.dropped
 
 
 def test_normalises_and_counts_what_it_leaves_out():
@@ -61,15 +78,7 @@ def test_mistyped_column_is_an_error():
 
 def test_minimum_posts_per_group_excludes_a_topic_instead_of_failing():
     frame = table(side=["liberal", "liberal", "liberal", "conservative", "moderate", "liberal"])
-    result = ingest_posts(
-        frame,
-        path="posts.csv",
-        issue="covid",
-        spec=SourceSpec(columns=COLUMNS),
-        topics=TOPICS,
-        groups=GROUPS,
-        min_posts_per_group=1,
-    )
+    result = ingest(frame, min_posts_per_group=1)
     assert result.posts["topic"].unique().to_list() == ["vaccines"]
     assert result.excluded == {"masks": "conservative has 0 posts (minimum 1)"}
     assert dict(zip(result.dropped["reason"], result.dropped["rows"], strict=True)) == {

@@ -1,11 +1,14 @@
-"""Checks of the human and ideology config before any job (affalign.config.checks directly)."""
+"""Checks of the human and ideology config before any job (affalign.config.checks directly),
+and the settings the human stage reads from a validated config (the schema's defaults)."""
 
 from pathlib import Path
 
 import pytest
-from conftest import demo_config
+from conftest import demo_config, scenario_config, validated_config
 
 from affalign.config.checks import ConfigError, check_config
+from affalign.human.ideology import IdeologySettings, domain_table_options
+from affalign.human.ingest import SourceSpec
 
 
 @pytest.fixture()
@@ -41,7 +44,7 @@ def config(tmp_path: Path) -> dict:
 
 
 def test_a_valid_raw_setup_passes(config):
-    check_config(config, "study.yaml")
+    check_config(validated_config(config), "study.yaml")
 
 
 def test_the_current_column_format_still_passes():
@@ -91,7 +94,7 @@ def test_the_current_column_format_still_passes():
 def test_config_errors_name_the_key(config, change, message):
     change(config)
     with pytest.raises(ConfigError) as error:
-        check_config(config, "study.yaml")
+        check_config(validated_config(config), "study.yaml")
     assert message in str(error.value)
     assert str(error.value).startswith("study.yaml: ")
 
@@ -99,4 +102,44 @@ def test_config_errors_name_the_key(config, change, message):
 def test_domain_table_is_only_read_when_an_issue_uses_it(config):
     config["human"]["covid-19"] = demo_config()["human"]["covid-19"]
     config["ideology"]["domain_table"] = "/no/such/bias.csv"
-    check_config(config, "study.yaml")
+    check_config(validated_config(config), "study.yaml")
+
+
+def test_the_schema_supplies_every_human_and_ideology_default():
+    """The package has no defaults of its own: what a config leaves out comes from the schema."""
+    config = demo_config()  # column mode, no ideology section
+    assert SourceSpec.from_config(config["human"]["covid-19"]) == SourceSpec(
+        columns={"post_id": "post_id", "text": "text", "group": "group", "topic": "topic"},
+        group_from="column",
+        topic_from="column",
+        url_fields=("expanded_url", "unwound_url", "url"),
+    )
+    assert config["topic_assignment"] == {"multiple_topics": "all", "min_posts_per_group": 0}
+    assert IdeologySettings.from_config(config["ideology"]) == IdeologySettings(
+        scale=(-2.0, 2.0), min_scored_urls=1, liberal_max=-0.5, conservative_min=0.5
+    )
+    assert domain_table_options(config["ideology"]) == {
+        "domain_column": "domain",
+        "score_column": "score",
+        "category_column": None,
+        "categories": {},
+        "scale": (-2, 2),
+    }
+
+
+def test_a_category_column_leaves_the_score_column_unset():
+    config = demo_config()
+    config["ideology"] = {"domain_columns": {"domain": "site", "category": "bias"}, "categories": {"l": -1}}
+    options = domain_table_options(validated_config(config)["ideology"])
+    assert (options["domain_column"], options["score_column"], options["category_column"]) == (
+        "site",
+        None,
+        "bias",
+    )
+
+
+def test_the_raw_export_scenario_keeps_its_own_settings():
+    ideology = scenario_config("raw-export")["ideology"]
+    assert IdeologySettings.from_config(ideology).min_scored_urls == 2
+    assert domain_table_options(ideology)["category_column"] == "bias"
+    assert domain_table_options(ideology)["score_column"] is None

@@ -2,6 +2,7 @@
 quality counts and exclusions, and every validation error with file, column and row."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -26,7 +27,16 @@ RAW_COLUMNS = {
     "user": "user.id_str",
     "urls": "entities.urls",
 }
-RAW = SourceSpec(columns=RAW_COLUMNS, group_from="domains", topic_from="keywords")
+URL_FIELDS = ("expanded_url", "unwound_url", "url")
+# Every setting given, as the schema-validated config gives them (nothing here has a default).
+RAW = SourceSpec(columns=RAW_COLUMNS, group_from="domains", topic_from="keywords", url_fields=URL_FIELDS)
+COLUMN_MODE = SourceSpec(
+    columns={"post_id": "post_id", "text": "text", "group": "group", "topic": "topic"},
+    group_from="column",
+    topic_from="column",
+    url_fields=URL_FIELDS,
+)
+IDEOLOGY = IdeologySettings(scale=(-2.0, 2.0), min_scored_urls=1, liberal_max=-0.5, conservative_min=0.5)
 
 
 def tweet(post_id, user, text, *urls, field="full_text"):
@@ -69,8 +79,10 @@ def ingest(records_or_frame, spec=RAW, **kwargs):
         spec=spec,
         topics=KEYWORDS,
         groups=GROUPS,
+        multiple_topics="all",
+        min_posts_per_group=0,
         domain_scores=SCORES,
-        ideology=IdeologySettings(),
+        ideology=IDEOLOGY,
     )
     arguments.update(kwargs)
     return ingest_posts(raw, **arguments)
@@ -159,9 +171,9 @@ def test_multiple_topic_policies_in_the_ingest(policy, expected_ids, several):
 
 
 def test_ideology_thresholds_and_minimum_urls_change_who_is_in():
-    strict = ingest(export(), ideology=IdeologySettings(min_scored_urls=2))
+    strict = ingest(export(), ideology=replace(IDEOLOGY, min_scored_urls=2))
     assert set(strict.users.filter(pl.col("group").is_not_null())["user"]) == {"ann", "bob", "dan"}
-    wide = ingest(export(), ideology=IdeologySettings(liberal_max=0.0, conservative_min=1.0))
+    wide = ingest(export(), ideology=replace(IDEOLOGY, liberal_max=0.0, conservative_min=1.0))
     assert wide.users.filter(pl.col("user") == "eve")["group"].to_list() == ["liberal"]
 
 
@@ -210,7 +222,7 @@ def test_urls_as_lists_of_strings_and_as_delimited_strings():
     lists = [["https://left.com/1"], ["https://right.com/1", None], [], None]
     strings = ["https://left.com/1", "['https://right.com/1', 'https://t.co/x']", "", None]
     columns = {"post_id": "id", "text": "body", "user": "who", "urls": "links"}
-    spec = SourceSpec(columns=columns, group_from="domains", topic_from="keywords")
+    spec = replace(RAW, columns=columns)
     for links in (lists, strings):
         result = ingest(pl.DataFrame({**base, "links": links}), spec=spec)
         assert dict(zip(result.users["user"], result.users["group"], strict=True)) == {
@@ -238,7 +250,7 @@ def test_integer_ids_become_strings_and_topic_column_mode_reports_users():
             "uid": [1, 2, 1, 3],
         }
     )
-    spec = SourceSpec(columns={"post_id": "id", "user": "uid"})
+    spec = replace(COLUMN_MODE, columns={**COLUMN_MODE.columns, "post_id": "id", "user": "uid"})
     result = ingest(raw, spec=spec, topics=list(KEYWORDS))
     assert result.posts["post_id"].to_list() == ["10", "11", "12", "13"]
     assert result.quality["users"].to_list() == [1, 1, 1, 1]
@@ -266,9 +278,7 @@ def test_a_flattened_column_with_dots_wins_over_a_nested_path():
 
 
 def test_missing_nested_field_names_what_the_record_has():
-    spec = SourceSpec(
-        columns={**RAW_COLUMNS, "user": "user.screen_name"}, group_from="domains", topic_from="keywords"
-    )
+    spec = replace(RAW, columns={**RAW_COLUMNS, "user": "user.screen_name"})
     with pytest.raises(
         HumanDataError,
         match=r"export\.jsonl: column 'user\.screen_name' \(for 'user', config key "
@@ -278,15 +288,13 @@ def test_missing_nested_field_names_what_the_record_has():
 
 
 def test_no_text_candidate_exists():
-    spec = SourceSpec(
-        columns={**RAW_COLUMNS, "text": ["body", "content"]}, group_from="domains", topic_from="keywords"
-    )
+    spec = replace(RAW, columns={**RAW_COLUMNS, "text": ["body", "content"]})
     with pytest.raises(HumanDataError, match=r"none of the columns \['body', 'content'\] \(for 'text'"):
         ingest(export(), spec=spec)
 
 
 def test_domains_mode_needs_user_and_url_columns():
-    spec = SourceSpec(columns={"post_id": "id_str"}, group_from="domains", topic_from="keywords")
+    spec = replace(RAW, columns={"post_id": "id_str", "text": "full_text"})
     with pytest.raises(
         HumanDataError, match=r"group_from is 'domains' but config key human\.covid\.columns\.user"
     ):
@@ -298,9 +306,7 @@ def test_mistyped_nested_text_and_user():
     records[0]["full_text"] = 12
     for record in records[1:]:
         record.pop("full_text", None)
-    spec = SourceSpec(
-        columns={**RAW_COLUMNS, "text": "full_text"}, group_from="domains", topic_from="keywords"
-    )
+    spec = replace(RAW, columns={**RAW_COLUMNS, "text": "full_text"})
     with pytest.raises(HumanDataError, match=r"column 'full_text' \(text\) must hold text, found Int64"):
         ingest(records, spec=spec)
     raw = frame(export()).with_columns(pl.col("user").struct.with_fields(pl.lit(1.5).alias("id_str")))
@@ -311,7 +317,7 @@ def test_mistyped_nested_text_and_user():
 
 
 def test_url_objects_without_any_url_field():
-    spec = SourceSpec(columns=RAW_COLUMNS, group_from="domains", topic_from="keywords", url_fields=("link",))
+    spec = replace(RAW, url_fields=("link",))
     with pytest.raises(
         HumanDataError, match=r"holds objects with fields \['url', 'expanded_url'\], none of \['link'\]"
     ):
@@ -320,7 +326,7 @@ def test_url_objects_without_any_url_field():
 
 def test_mistyped_url_column():
     raw = frame(export()).with_columns(pl.lit(3).alias("links"))
-    spec = SourceSpec(columns={**RAW_COLUMNS, "urls": "links"}, group_from="domains", topic_from="keywords")
+    spec = replace(RAW, columns={**RAW_COLUMNS, "urls": "links"})
     with pytest.raises(HumanDataError, match=r"column 'links' \(urls\) must hold a list of URLs"):
         ingest(raw, spec=spec)
 
@@ -353,7 +359,7 @@ def test_undecodable_binary_text_names_column_and_row():
         }
     )
     with pytest.raises(HumanDataError, match=r"column 'text' \(text\) row 2: text is not valid UTF-8"):
-        ingest(raw, spec=SourceSpec(), topics=["masks"])
+        ingest(raw, spec=COLUMN_MODE, topics=["masks"])
 
 
 # --- files: CSV, JSON lines and parquet, read and never modified ---
@@ -404,8 +410,6 @@ def test_config_check_of_a_jsonl_sample_only_needs_top_level_columns(tmp_path):
     path = write_jsonl(tmp_path / "export.jsonl", export())
     schema = table_schema(path)
     check_source(path, schema, RAW, "covid", nested=False)
-    spec = SourceSpec(
-        columns={**RAW_COLUMNS, "user": "author.id"}, group_from="domains", topic_from="keywords"
-    )
+    spec = replace(RAW, columns={**RAW_COLUMNS, "user": "author.id"})
     with pytest.raises(HumanDataError, match=r"column 'author\.id' \(for 'user'"):
         check_source(path, schema, spec, "covid", nested=False)

@@ -1,14 +1,14 @@
-"""The human stage through Snakemake: a raw export with nested fields, the demo's raw-export
-alternative, and config errors that stop the run before any job."""
+"""The human stage through Snakemake: the raw-export scenario (.test/raw-export), a small raw
+export with known answers, config errors that stop the run before any job, and jobs that run
+this checkout's package whatever else is on the Python path."""
 
 import copy
 import json
-import re
 from pathlib import Path
 
 import polars as pl
-import yaml
-from conftest import DEMO_CONFIG, REPO, run_snakemake, write_config
+import pytest
+from conftest import REPO, run_snakemake, scenario_study, write_config
 
 from affalign.io.parquet import read_provenance
 
@@ -33,7 +33,7 @@ def tweet(post_id: int, user: str, text: str, *urls: str) -> dict:
     }
 
 
-def raw_export() -> list[dict]:
+def small_export() -> list[dict]:
     return [
         tweet(101, "ann", "Masks protect the vulnerable #MaskUp", "https://www.Left-Daily.com/a"),
         tweet(102, "ann", "Vaccines are safe, get your booster", "https://lefty.org/b"),
@@ -50,10 +50,17 @@ def raw_export() -> list[dict]:
     ]
 
 
+@pytest.fixture()
+def raw_export_scenario(tmp_path: Path) -> tuple[Path, dict]:
+    """A working folder and the raw-export scenario's config (stand-in model folders)."""
+    return scenario_study(tmp_path, "raw-export")
+
+
 def raw_study(workdir: Path, config: dict) -> tuple[Path, Path]:
+    """The scenario with covid-19 read from a 12-post export whose outcome is known by hand."""
     export = workdir / "input" / "covid-export.jsonl"
     export.parent.mkdir()
-    export.write_text("".join(json.dumps(record) + "\n" for record in raw_export()), encoding="utf-8")
+    export.write_text("".join(json.dumps(record) + "\n" for record in small_export()), encoding="utf-8")
     bias = workdir / "input" / "bias.csv"
     bias.write_text(BIAS)
     config["human"]["covid-19"] = {
@@ -73,14 +80,14 @@ def raw_study(workdir: Path, config: dict) -> tuple[Path, Path]:
     return export, bias
 
 
-def human_stage(workdir: Path, config: dict, *issues: str):
+def human_stage(workdir: Path, config: dict, *issues: str, env: dict[str, str] | None = None):
     configfile = write_config(workdir / "study.yaml", config)
     targets = [f"results/human/{issue}/posts.parquet" for issue in issues]
-    return run_snakemake(workdir, "--configfile", str(configfile), "--", *targets, timeout=300)
+    return run_snakemake(workdir, "--configfile", str(configfile), "--", *targets, timeout=300, env=env)
 
 
-def test_raw_export_through_the_human_stage(study):
-    workdir, config = study
+def test_raw_export_through_the_human_stage(raw_export_scenario):
+    workdir, config = raw_export_scenario
     export, bias = raw_study(workdir, config)
     before = export.read_bytes(), bias.read_bytes()
     result = human_stage(workdir, config, "covid-19")
@@ -137,24 +144,9 @@ def test_raw_export_through_the_human_stage(study):
     assert "Nothing to be done" in again.stdout + again.stderr, again.stdout + again.stderr
 
 
-def alternative_block() -> dict:
-    """The commented raw-export alternative in config/demo.yaml, uncommented."""
-    text = DEMO_CONFIG.read_text()
-    block = re.search(
-        r"# --- raw-export alternative: begin ---\n(.*?)# --- raw-export alternative: end ---", text, re.S
-    )
-    assert block, "config/demo.yaml lost its raw-export alternative"
-    return yaml.safe_load("\n".join(line.removeprefix("# ") for line in block.group(1).splitlines()))
-
-
-def test_the_demo_runs_from_raw_exports_and_a_domain_table(study):
-    workdir, config = study
-    alternative = alternative_block()
-    assert set(alternative) == {"human", "ideology", "topic_assignment"}
-    for table in alternative["human"].values():
-        table["path"] = str(REPO / table["path"])
-    alternative["ideology"]["domain_table"] = str(REPO / alternative["ideology"]["domain_table"])
-    config.update(alternative)
+def test_the_raw_export_scenario_runs_the_human_stage(raw_export_scenario):
+    """The demo's raw exports and domain table (.test/raw-export) give both groups in every topic."""
+    workdir, config = raw_export_scenario
     result = human_stage(workdir, config, *config["issues"])
     assert result.returncode == 0, result.stdout + result.stderr
     for issue, spec in config["issues"].items():
@@ -166,7 +158,11 @@ def test_the_demo_runs_from_raw_exports_and_a_domain_table(study):
         assert set(posts["topic"]) == set(spec["topics"])
         users = pl.read_csv(out / "users.csv")
         assert set(users["group"].drop_nulls()) == {"liberal", "conservative"}
-        assert set(users["reason"].drop_nulls()) == {"too few scored URLs", "score between the thresholds"}
+        # The users' reasons in the same words as their posts' rows in dropped.csv.
+        reasons = {"user has too few scored URLs", "user's score between the thresholds"}
+        assert set(users["reason"].drop_nulls()) == reasons
+        dropped = pl.read_csv(out / "dropped.csv")
+        assert reasons <= set(dropped.filter(pl.col("rows") > 0)["reason"])
 
 
 def rejected(workdir: Path, config: dict, *fragments: str) -> None:
@@ -178,8 +174,8 @@ def rejected(workdir: Path, config: dict, *fragments: str) -> None:
     assert not (workdir / "results" / "human").exists()
 
 
-def test_bad_domain_score_stops_before_any_job(study):
-    workdir, config = study
+def test_bad_domain_score_stops_before_any_job(raw_export_scenario):
+    workdir, config = raw_export_scenario
     _, bias = raw_study(workdir, config)
     bias.write_text(BIAS + "broken.com,very left\n")
     rejected(
@@ -193,8 +189,8 @@ def test_bad_domain_score_stops_before_any_job(study):
     )
 
 
-def test_thresholds_out_of_order(study):
-    workdir, config = study
+def test_thresholds_out_of_order(raw_export_scenario):
+    workdir, config = raw_export_scenario
     raw_study(workdir, config)
     config["ideology"]["liberal_max"] = 1
     rejected(
@@ -202,8 +198,8 @@ def test_thresholds_out_of_order(study):
     )
 
 
-def test_unknown_policy_and_missing_domain_table_key(study):
-    workdir, config = study
+def test_unknown_policy_and_missing_domain_table_key(raw_export_scenario):
+    workdir, config = raw_export_scenario
     raw_study(workdir, config)
     config["topic_assignment"]["multiple_topics"] = "random"
     rejected(workdir, config, "study.yaml", "'random' is not one of ['all', 'first', 'drop']")
@@ -212,17 +208,17 @@ def test_unknown_policy_and_missing_domain_table_key(study):
     rejected(workdir, config, "study.yaml", "ideology.domain_table is required: human.covid-19.group_from")
 
 
-def test_missing_user_column_in_the_export(study):
-    workdir, config = study
+def test_missing_user_column_in_the_export(raw_export_scenario):
+    workdir, config = raw_export_scenario
     export, _ = raw_study(workdir, config)
     config["human"]["covid-19"]["columns"]["user"] = "author.id"
     rejected(workdir, config, "study.yaml", "human.covid-19", str(export), "column 'author.id' (for 'user'")
 
 
-def test_a_data_error_stops_the_job_with_file_column_and_row(study):
-    workdir, config = study
+def test_a_data_error_stops_the_job_with_file_column_and_row(raw_export_scenario):
+    workdir, config = raw_export_scenario
     export, _ = raw_study(workdir, config)
-    records = raw_export()
+    records = small_export()
     records[2]["id_str"] = "101"
     export.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
     result = human_stage(workdir, config, "covid-19")
@@ -232,3 +228,30 @@ def test_a_data_error_stops_the_job_with_file_column_and_row(study):
         output
     )
     assert not (workdir / "results" / "human" / "covid-19" / "posts.parquet").exists()
+
+
+def test_jobs_import_the_package_from_the_workflows_own_checkout(study, tmp_path):
+    """Another copy of affalign earlier on the Python path (another clone's src, an editable
+    install) must not be what a job runs: the scripts put this checkout's src/ first."""
+    decoy = tmp_path / "other-clone" / "src" / "affalign"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text(
+        'raise ImportError("the decoy affalign of another clone was imported")\n'
+    )
+    workdir, config = study
+    result = human_stage(workdir, config, "covid-19", env={"PYTHONPATH": str(decoy.parent)})
+    output = result.stdout + result.stderr
+    log = (workdir / "logs" / "ingest_human" / "covid-19.log").read_text()
+    assert result.returncode == 0, output + log
+    assert "decoy" not in output + log
+    assert read_provenance(workdir / "results" / "human" / "covid-19" / "posts.parquet")["stage"] == "human"
+
+
+def test_every_script_job_puts_the_checkouts_src_first():
+    """Every script starts as the ingest script does, whose import path the test above runs."""
+    scripts = sorted((REPO / "workflow" / "scripts").glob("*.py"))
+    first_lines = (REPO / "workflow" / "scripts" / "ingest_human.py").read_text().splitlines()
+    preamble = first_lines[: next(i for i, line in enumerate(first_lines) if "sys.path.insert" in line) + 1]
+    assert len(scripts) >= 10
+    for script in scripts:
+        assert script.read_text().splitlines()[: len(preamble)] == preamble, script

@@ -1,13 +1,15 @@
 import math
+from dataclasses import replace
 
 import polars as pl
 import pytest
 
 from affalign.human.ideology import (
+    REASON_BETWEEN,
+    REASON_FEW_URLS,
     DomainTableError,
     IdeologySettings,
     domain_scores,
-    domain_table_options,
     lookup_candidates,
     normalise_domain,
     read_domain_table,
@@ -84,11 +86,15 @@ def table(**columns):
     return pl.DataFrame(columns)
 
 
+# The domain column and the scale every table below is read with (nothing has a default).
+READ = {"domain_column": "domain", "scale": (-2.0, 2.0)}
+
+
 def test_numeric_scores_with_hosts_normalised():
     frame = table(
         domain=["NYTimes.com", "https://www.foxnews.com/", "abcnews.go.com"], score=["-1", "2", " -0.5 "]
     )
-    assert domain_scores(frame, path="bias.csv", score_column="score") == {
+    assert domain_scores(frame, path="bias.csv", **READ, score_column="score") == {
         "nytimes.com": -1.0,
         "foxnews.com": 2.0,
         "abcnews.go.com": -0.5,
@@ -98,7 +104,7 @@ def test_numeric_scores_with_hosts_normalised():
 def test_categories_are_mapped_and_null_leaves_a_domain_unscored():
     frame = table(domain=["a.com", "b.com", "c.com"], bias=["Left-Center", " right ", "satire"])
     categories = {"left-center": -1, "right": 2, "satire": None}
-    scores = domain_scores(frame, path="bias.csv", category_column="bias", categories=categories)
+    scores = domain_scores(frame, path="bias.csv", **READ, category_column="bias", categories=categories)
     assert scores == {"a.com": -1.0, "b.com": 2.0}
 
 
@@ -175,31 +181,23 @@ def test_categories_are_mapped_and_null_leaves_a_domain_unscored():
 )
 def test_bad_domain_tables_name_file_column_and_row(columns, kwargs, message):
     with pytest.raises(DomainTableError, match=message):
-        domain_scores(table(**columns), path="bias.csv", **kwargs)
+        domain_scores(table(**columns), path="bias.csv", **{**READ, **kwargs})
 
 
 def test_identical_duplicates_are_fine():
     frame = table(domain=["a.com", "www.a.com"], score=["1", "1.0"])
-    assert domain_scores(frame, path="bias.csv", score_column="score") == {"a.com": 1.0}
+    assert domain_scores(frame, path="bias.csv", **READ, score_column="score") == {"a.com": 1.0}
 
 
 def test_read_domain_table_from_csv(tmp_path):
     path = tmp_path / "bias.csv"
     path.write_text("domain,score\nnytimes.com,-1\nfoxnews.com,abc\n")
     with pytest.raises(DomainTableError, match=rf"{path}: column 'score' row 2: 'abc' is not a number"):
-        read_domain_table(path, score_column="score")
+        read_domain_table(path, score_column="score", **READ)
 
 
-def test_domain_table_options_default_to_a_score_column():
-    assert domain_table_options({})["score_column"] == "score"
-    options = domain_table_options({"domain_columns": {"domain": "site", "category": "bias"}})
-    assert (options["domain_column"], options["score_column"], options["category_column"]) == (
-        "site",
-        None,
-        "bias",
-    )
-
-
+# Every setting given, as the schema-validated config gives them (nothing has a default).
+IDEOLOGY = IdeologySettings(scale=(-2.0, 2.0), min_scored_urls=1, liberal_max=-0.5, conservative_min=0.5)
 SCORES = {"left.com": -2.0, "leftish.com": -1.0, "center.com": 0.0, "rightish.com": 1.0, "right.com": 2.0}
 
 
@@ -211,7 +209,7 @@ def ideology_of(posts: dict[str, list[list[str]]], **settings) -> dict[str, tupl
         },
         schema={"user": pl.String, "urls": pl.List(pl.String)},
     )
-    users = user_ideology(frame.select("user"), url_shares(frame, SCORES), IdeologySettings(**settings))
+    users = user_ideology(frame.select("user"), url_shares(frame, SCORES), replace(IDEOLOGY, **settings))
     return {
         row["user"]: (row["scored_urls"], row["score"], row["group"], row["reason"])
         for row in users.to_dicts()
@@ -231,7 +229,7 @@ def test_thresholds_are_inclusive_and_the_middle_gets_no_group():
     assert users == {
         "a": (2, -1.0, "liberal", None),
         "b": (2, -0.5, "liberal", None),
-        "c": (3, 0.0, None, "score between the thresholds"),
+        "c": (3, 0.0, None, REASON_BETWEEN),
         "d": (2, 0.5, "conservative", None),
         "e": (1, 2.0, "conservative", None),
     }
@@ -246,9 +244,9 @@ def test_minimum_scored_urls():
         },
         min_scored_urls=2,
     )
-    assert users["one"] == (1, -2.0, None, "too few scored URLs")
+    assert users["one"] == (1, -2.0, None, REASON_FEW_URLS)
     assert users["two"] == (2, -1.5, "liberal", None)
-    assert users["none"] == (0, None, None, "too few scored URLs")
+    assert users["none"] == (0, None, None, REASON_FEW_URLS)
 
 
 def test_a_url_listed_twice_in_a_post_counts_once_but_twice_across_posts():
@@ -272,19 +270,19 @@ def test_custom_scale_and_thresholds():
         liberal_max=-1.5,
         conservative_min=1.0,
     )
-    assert users["u"][2:] == (None, "score between the thresholds")
+    assert users["u"][2:] == (None, REASON_BETWEEN)
     assert users["v"][2] == "conservative"
 
 
 def test_settings_problems_name_the_config_keys():
-    assert IdeologySettings().problems() == []
-    problems = IdeologySettings(liberal_max=1.0, conservative_min=0.0, scale=(-2.0, 2.0)).problems()
+    assert IDEOLOGY.problems() == []
+    problems = replace(IDEOLOGY, liberal_max=1.0, conservative_min=0.0).problems()
     assert problems == ["ideology.liberal_max 1 must be below ideology.conservative_min 0"]
     assert "ideology.conservative_min 3 is outside ideology.scale [-2, 2]" in (
-        IdeologySettings(conservative_min=3.0).problems()
+        replace(IDEOLOGY, conservative_min=3.0).problems()
     )
     assert (
-        IdeologySettings(scale=(1.0, -1.0), liberal_max=0.0, conservative_min=0.5)
+        replace(IDEOLOGY, scale=(1.0, -1.0), liberal_max=0.0, conservative_min=0.5)
         .problems()[0]
         .startswith("ideology.scale [1, -1] must be")
     )

@@ -10,20 +10,17 @@ import pytest
 from scipy.stats import wasserstein_distance
 
 from affalign.opinions.client import Scoring, added_token, answer_logprobs, payload
+from affalign.opinions.comparisons import HUMAN_AVG, HUMAN_WORST, InferenceSettings, compare_opinions
 from affalign.opinions.positional import (
-    HUMAN_AVG,
-    HUMAN_WORST,
     Steering,
     context_slug,
-    human_baselines,
+    human_question_alignment,
     opinion_alignment,
     opinion_prompt,
     option_distribution,
     parse_context_slug,
     question_alignment,
     refusal_rates,
-    representativeness,
-    steerability,
     wasserstein_1d,
 )
 from affalign.opinions.survey import Question
@@ -282,8 +279,15 @@ MODEL = pl.concat(
 )
 
 
+SETTINGS = InferenceSettings(replicates=200, confidence=0.9, permutations=1000, seed=3)
+
+
+def tables(model: pl.DataFrame = MODEL, human: pl.DataFrame = HUMAN) -> dict[str, pl.DataFrame]:
+    return compare_opinions(question_alignment(model, human), human_question_alignment(human), SETTINGS)
+
+
 def test_representativeness_is_the_mean_alignment_over_questions():
-    table = representativeness(question_alignment(MODEL, HUMAN))
+    table = tables()["representativeness"]
     value = dict(
         zip(zip(table["context"], table["group"], strict=True), table["representativeness"], strict=True)
     )
@@ -294,10 +298,15 @@ def test_representativeness_is_the_mean_alignment_over_questions():
     # cdf model (0.5, 1.0), con (0, 0.5) -> W1 = 0.5 + 0.5 = 1 -> 0.5.
     assert value[("bio-lib", "con")] == pytest.approx((0.25 + 0.5) / 2)
     assert set(table["n_questions"]) == {2}
+    # With two questions a resample is q1 twice, q2 twice or one of each: the interval lies
+    # within the two questions' alignments and holds the mean.
+    row = table.filter((pl.col("context") == "default") & (pl.col("group") == "lib")).row(0, named=True)
+    assert 0.5 <= row["representativeness_low"] <= row["representativeness"] <= row["representativeness_high"]
+    assert row["representativeness_high"] <= 0.75
 
 
 def test_human_baselines_against_overall():
-    baselines = human_baselines(HUMAN)
+    baselines = tables()["baselines"]
     rows = {(b, g): r for b, g, r in baselines.select("baseline", "group", "representativeness").iter_rows()}
     # lib vs overall: q1 W1 = 0.5*2 = 1 -> 0.5; q2 cdfs (0.5, 1) vs (0.25, 0.75): W1 = 0.5 -> 0.75.
     lib = (0.5 + 0.75) / 2
@@ -306,15 +315,23 @@ def test_human_baselines_against_overall():
     assert rows[("group vs overall", "con")] == pytest.approx(con)
     assert rows[(HUMAN_AVG, None)] == pytest.approx((lib + con) / 2)
     assert [r for (b, _), r in rows.items() if b == HUMAN_WORST] == [pytest.approx(min(lib, con))]
+    assert (baselines["representativeness_low"] <= baselines["representativeness"] + 1e-12).all()
 
 
 def test_steerability_takes_the_best_context_towards_the_group():
-    table = steerability(representativeness(question_alignment(MODEL, HUMAN)))
+    table = tables()["steerability"]
     assert table.height == 1  # only lib is steered towards
     row = table.row(0, named=True)
     assert row["group"] == "lib" and row["best_context"] == "qa-lib"
     assert row["steered_representativeness"] == pytest.approx(1.0)
     assert row["steerability"] == pytest.approx(1.0 - (0.5 + 0.75) / 2)
+    # qa-lib matches lib on both questions, so every resample's best is 1.0.
+    assert row["steerability_low"] <= row["steerability"] <= row["steerability_high"]
+    assert row["steerability_high"] == pytest.approx(1.0 - 0.5)
+
+
+def test_one_steered_group_has_no_differential_steerability():
+    assert tables()["differential_steerability"].height == 0
 
 
 def test_refusal_rates_of_models_and_groups():

@@ -16,7 +16,8 @@ import polars as pl
 import pytest
 from conftest import REPO, demo_config, job_counts, run_snakemake, write_config
 from polars.testing import assert_frame_equal
-from slurm_cluster import PARTITION, LoopbackCluster, missing_requirements
+from processes import processes_with_environment
+from slurm_cluster import CLUSTER_MARKER, PARTITION, LoopbackCluster, missing_requirements
 
 pytestmark = pytest.mark.slow
 
@@ -33,8 +34,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
         if os.environ.get("AFFALIGN_REQUIRE_SLURM") == "1":
             pytest.fail(f"a SLURM cluster is required here (AFFALIGN_REQUIRE_SLURM=1) but {reason}")
         pytest.skip(reason)
-    with LoopbackCluster(tmp_path_factory.mktemp("slurm")) as running:
+    root = tmp_path_factory.mktemp("slurm")
+    with LoopbackCluster(root) as running:
         yield running
+    left = processes_with_environment(CLUSTER_MARKER, str(running.root))
+    assert not left, f"the test cluster's daemons outlived it: {left}"
 
 
 def study_config(model_dir: Path, *, broken_max_len: int) -> dict:

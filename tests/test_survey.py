@@ -188,3 +188,116 @@ def test_demo_surveys_read_in_both_forms():
         assert set(table["group"]) == {"liberal", "conservative", "overall"}
         sums = table.group_by("question_id", "group").agg(pl.col("p").sum())
         assert sums["p"].to_list() == pytest.approx([1.0] * sums.height)
+
+
+# --- duplicated rows, unflagged refusals, weights that do not sum to 1 ----------------------
+
+DISTRIBUTION = "question_id,group,option,weight\n" + "".join(
+    f"q1,{g},Good,0.5\nq1,{g},Fair,0.3\nq1,{g},Poor,0.15\nq1,{g},Refused,0.05\nq2,{g},Smaller,0.4\nq2,{g},Bigger,0.6\n"
+    for g in ("liberal", "conservative", "overall")
+)
+
+
+def distribution_survey(tmp_path: Path, answers: str = DISTRIBUTION, questions: str = QUESTIONS, **options):
+    warnings: list[str] = []
+    table = survey(tmp_path, questions, answers, form="distribution", warn=warnings.append, **options)
+    return table, warnings
+
+
+def test_a_repeated_distribution_row_is_an_error_naming_both_rows(tmp_path):
+    # Summing the two rows would move liberal's share of Good from 0.5 / 0.95 to 1.0 / 1.45.
+    answers = DISTRIBUTION + "q1,liberal,Good,0.5\n"
+    message = (
+        r"answers.csv: row 19: question 'q1', group 'liberal', option 'Good' is repeated \(first on row 1\)"
+    )
+    with pytest.raises(SurveyError, match=message):
+        distribution_survey(tmp_path, answers)
+
+
+def test_a_repeated_question_option_names_its_first_row(tmp_path):
+    with pytest.raises(
+        SurveyError, match=r"row 7: question 'q1' lists option 'Good' twice \(first on row 1\)"
+    ):
+        survey(tmp_path, QUESTIONS + "q1,Rate the economy,Good,4,false\n")
+
+
+def test_a_clean_distribution_table_gives_no_warning(tmp_path):
+    table, warnings = distribution_survey(tmp_path)
+    assert warnings == []
+    assert cell(table, "q1", "liberal", "A", "p_ordinal") == pytest.approx(0.5 / 0.95)
+
+
+@pytest.mark.parametrize(
+    ("option", "ordinal", "why"),
+    [
+        ("Refused", "4", "its text reads as a non-answer"),
+        ("DK/Refused (VOL.)", "4", "its text reads as a non-answer"),
+        ("Don\u2019t know", "4", "its text reads as a non-answer"),
+        ("Mixed feelings", "99", "its ordinal 99 lies far outside the others (1–3"),
+        ("No answer", "99", "text reads as a non-answer; its ordinal 99 lies far outside"),
+    ],
+)
+def test_an_unflagged_refusal_is_named_in_a_warning(tmp_path, option, ordinal, why):
+    questions = QUESTIONS.replace("Refused,,true", f"{option},{ordinal},false")
+    answers = DISTRIBUTION.replace(",Refused,", f",{option},")
+    _, warnings = distribution_survey(tmp_path, answers, questions)
+    assert len(warnings) == 1, warnings
+    assert f"questions.csv: question 'q1' option '{option}' looks like a refusal" in warnings[0]
+    assert why in warnings[0] and "not flagged" in warnings[0]
+
+
+def test_ordinary_options_and_flagged_refusals_give_no_refusal_warning(tmp_path):
+    # Flagged refusals, a far-off code that is flagged, and a 0-100 scale are all fine.
+    questions = QUESTIONS.replace("Refused,,true", "Refused,99,true") + "".join(
+        f"q3,Thermometer,{v} degrees,{v},false\n" for v in (0, 25, 50, 75, 100)
+    )
+    answers = DISTRIBUTION + "".join(
+        f"q3,{g},{v} degrees,0.2\n"
+        for g in ("liberal", "conservative", "overall")
+        for v in (0, 25, 50, 75, 100)
+    )
+    _, warnings = distribution_survey(tmp_path, answers, questions)
+    assert warnings == []
+
+
+def test_weights_far_from_one_are_named_with_question_and_group(tmp_path):
+    answers = DISTRIBUTION.replace("q1,conservative,Good,0.5", "q1,conservative,Good,5.0")
+    table, warnings = distribution_survey(tmp_path, answers)
+    assert [warning.replace(str(tmp_path / "answers.csv"), "answers.csv") for warning in warnings] == [
+        "answers.csv: question 'q1', group 'conservative': the weights sum to 5.5, not 1 (± 0.05); they "
+        "are renormalised as they are — check for a typo (5.8 for 0.58) or a missing option"
+    ]
+    assert cell(table, "q1", "conservative", "A", "p") == pytest.approx(5.0 / 5.5)  # still renormalised
+
+
+def test_rounded_percentages_and_rounded_shares_pass(tmp_path):
+    percentages = (
+        DISTRIBUTION.replace(",0.5\n", ",51\n").replace(",0.3\n", ",30\n").replace(",0.15\n", ",15\n")
+    )
+    percentages = percentages.replace(",0.05\n", ",5\n").replace(",0.4\n", ",39\n").replace(",0.6\n", ",60\n")
+    assert distribution_survey(tmp_path, percentages)[1] == []  # sums 101 and 99: rounding
+    shares = DISTRIBUTION.replace(",0.15\n", ",0.17\n")  # 1.02
+    assert distribution_survey(tmp_path, shares)[1] == []
+    typo = percentages.replace("q2,overall,Smaller,39", "q2,overall,Smaller,3.9")
+    (warning,) = distribution_survey(tmp_path, typo)[1]
+    assert "question 'q2', group 'overall': the weights sum to 63.9, not 100 (± 5)" in warning
+
+
+def test_weight_warnings_are_capped(tmp_path):
+    answers = DISTRIBUTION.replace(",0.5\n", ",5\n").replace(",0.4\n", ",4\n")
+    answers += "".join(f"q1,g{i},Good,0.5\n" for i in range(12))
+    groups = ["liberal", "conservative", *(f"g{i}" for i in range(12))]
+    answers += "".join(f"q2,g{i},Bigger,0.5\n" for i in range(12))
+    _, warnings = distribution_survey(tmp_path, answers, groups=groups)
+    assert len(warnings) == 11 and warnings[-1].startswith(
+        f"{tmp_path}/answers.csv: 20 more (question, group)"
+    )
+
+
+def test_groups_compared_only_get_distributions_like_the_steered_ones(tmp_path):
+    responses = RESPONSES.replace("r5,,1.0", "r5,moderate,1.0")
+    table = survey(tmp_path, answers=responses, groups=["liberal", "conservative", "moderate"])
+    assert set(table["group"]) == {"liberal", "conservative", "moderate", "overall"}
+    assert cell(table, "q1", "moderate", "B", "p_ordinal") == pytest.approx(1.0)
+    with pytest.raises(SurveyError, match="group 'moderate' has no answers to question 'q1'"):
+        survey(tmp_path, groups=["liberal", "conservative", "moderate"])

@@ -107,13 +107,14 @@ def test_generation_shards(finished_run):
 
 def test_no_server_outlives_the_run(finished_run):
     workdir = finished_run[0]
-    running = subprocess.run(["pgrep", "-f", "vllm.entrypoints"], capture_output=True, text=True)
-    # Only this run's servers count (they run in its folder); other runs may share the machine.
+    # Any process working in this run's folder: servers, their engine processes (named
+    # VLLM::EngineCore, so not found by the server's command line), guards, jobs. Other
+    # runs may share the machine.
     ours = []
-    for pid in running.stdout.split():
+    for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             if Path(os.readlink(f"/proc/{pid}/cwd")).is_relative_to(workdir):
-                ours.append(pid)
+                ours.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
         except OSError:  # ended meanwhile
             continue
     assert ours == [], ours
@@ -127,14 +128,14 @@ def test_affect_files_match_their_shards(finished_run):
     for classifier, n_labels in [("nrc-emotion", 8), ("mfd2", 10)]:
         for shard, affect in zip(
             shard_paths(workdir / "results", "generated"),
-            shard_paths(workdir / "results" / "affect" / classifier, "generated"),
+            shard_paths(workdir / "results" / "classify" / classifier, "generated"),
             strict=True,
         ):
             scores = pl.read_parquet(affect)
             assert scores["post_id"].to_list() == pl.read_parquet(shard)["post_id"].to_list()
             assert len([c for c in scores.columns if c.startswith("y_")]) == n_labels
             assert read_provenance(affect)["classifier"] == classifier
-        human = pl.read_parquet(workdir / "results" / "affect" / classifier / "human" / "covid-19.parquet")
+        human = pl.read_parquet(workdir / "results" / "classify" / classifier / "human" / "covid-19.parquet")
         posts = pl.read_parquet(workdir / "results" / "human" / "covid-19" / "posts.parquet")
         assert human["post_id"].to_list() == posts["post_id"].to_list()
         assert posts.height == 4 * 14  # two topics x two groups x 14 demo posts
@@ -234,12 +235,24 @@ def test_opinion_tables(finished_run):
     steer = pl.read_csv(root / "steerability.csv")
     assert steer.height == len(MODELS) * 2
     assert set(steer["best_context"]) <= {c for c in OPINION_CONTEXTS if c != "default"}
+    assert (table["representativeness_low"] <= table["representativeness"] + 1e-12).all()
+    assert (table["representativeness"] <= table["representativeness_high"] + 1e-12).all()
+    assert {"representativeness_low", "representativeness_high"} <= set(baselines.columns)
+    assert {"steerability_low", "steerability_high"} <= set(steer.columns)
+    assert pl.read_csv(root / "steerability_slope.csv")["model"].sort().to_list() == sorted(MODELS)
+    differential = pl.read_csv(root / "differential_steerability.csv")
+    # Two models x two steering methods (qa, portray) x two steered groups.
+    assert differential.height == len(MODELS) * 2 * 2
+    assert ((differential["p_value"] > 0) & (differential["p_value"] <= 1)).all()
+    consistency = pl.read_csv(root / "consistency.csv")
+    assert consistency.height == len(MODELS) * len(OPINION_CONTEXTS) and set(consistency["n_surveys"]) == {2}
     refusals = pl.read_csv(root / "refusals.csv")
     assert refusals.filter(pl.col("source") == "human").height == 3
     assert ((refusals["refusal_rate"] >= 0) & (refusals["refusal_rate"] <= 1)).all()
     assert read_provenance(root / "representativeness.parquet")["scoring_modes"] == ["exact"]
-    figure = workdir / "results" / "figures" / "opinions" / "representativeness_heatmap.png"
-    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 5000
+    for name in ("representativeness_heatmap.png", "steering.png"):
+        figure = workdir / "results" / "figures" / "opinions" / name
+        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 5000
 
 
 def test_editing_human_answers_rescores_no_model(finished_run, tmp_path):
@@ -393,6 +406,11 @@ def test_server_killed_mid_shard_fails_that_shard_cleanly_and_a_rerun_completes_
     import signal
     import sys
     import time
+    import uuid
+
+    from processes import wait_until_gone
+
+    from affalign.service.server import session_members
 
     config = tiny_config(tiny_llama)
     config["models"] = {"tiny-chat": config["models"]["tiny-chat"]}
@@ -407,7 +425,13 @@ def test_server_killed_mid_shard_fails_that_shard_cleanly_and_a_rerun_completes_
         "--directory", str(tmp_path), "--workflow-profile", str(REPO / "profiles" / "local"),
         "--configfile", str(configfile), "--", target,
     ]  # fmt: skip
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    # Every process of this run carries the marker: engine processes re-parented to init too.
+    marker = uuid.uuid4().hex
+    env = dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        AFFALIGN_TEST_KILL_RUN=marker,
+    )
     run = subprocess.Popen(
         command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -418,9 +442,19 @@ def test_server_killed_mid_shard_fails_that_shard_cleanly_and_a_rerun_completes_
         assert run.poll() is None and time.time() < deadline, run.stdout.read() if run.stdout else ""
         time.sleep(0.5)
     server_pid = json.loads(service_file.read_text())["pid"]
+    engine = [
+        pid
+        for pid in session_members(server_pid)
+        if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"VLLM::")
+    ]
+    assert engine, "no engine process to watch: the test would prove nothing"
     os.kill(server_pid, signal.SIGKILL)  # a server crash cannot be provoked for real on demand
     output, _ = run.communicate(timeout=600)
     assert run.returncode != 0, output
+    # Nothing of the run is left: no engine process (they ignore SIGTERM and outlive a killed
+    # server unless its whole session is stopped), no server guard, no shard job.
+    assert wait_until_gone("AFFALIGN_TEST_KILL_RUN", marker, timeout_s=120) == {}
+    assert session_members(server_pid) == []
     message = shard_log.read_text()
     assert "ServiceUnavailable" in message and "logs/serve_model/tiny-chat.server.log" in message, message
     assert not (tmp_path / target).exists()

@@ -45,7 +45,7 @@ rule align:
     log:
         "logs/align/{classifier}.log",
     benchmark:
-        "benchmarks/align/{classifier}.tsv"
+        "results/benchmarks/align/{classifier}.tsv"
     conda:
         "../envs/analysis.yaml"
     params:

@@ -3,13 +3,13 @@ rule classify_generated:
         get_model_shards,
     output:
         [
-            f"results/affect/{{classifier}}/generated/{{model}}/{suffix}"
+            f"results/classify/{{classifier}}/generated/{{model}}/{suffix}"
             for suffix in shard_suffixes()
         ],
     log:
         "logs/classify/{classifier}/generated/{model}.log",
     benchmark:
-        "benchmarks/classify/{classifier}/generated/{model}.tsv"
+        "results/benchmarks/classify/{classifier}/generated/{model}.tsv"
     conda:
         "../envs/classify.yaml"
     resources:
@@ -24,11 +24,11 @@ rule classify_human:
     input:
         "results/human/{issue}/posts.parquet",
     output:
-        "results/affect/{classifier}/human/{issue}.parquet",
+        "results/classify/{classifier}/human/{issue}.parquet",
     log:
         "logs/classify/{classifier}/human/{issue}.log",
     benchmark:
-        "benchmarks/classify/{classifier}/human/{issue}.tsv"
+        "results/benchmarks/classify/{classifier}/human/{issue}.tsv"
     conda:
         "../envs/classify.yaml"
     resources:

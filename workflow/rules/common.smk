@@ -13,6 +13,9 @@ from affalign.opinions.positional import context_slug, parse_context_slug
 
 CONFIG_SOURCE = ", ".join(str(f) for f in workflow.configfiles) or "the config"
 
+# The schema is the one place config defaults are written: validation fills them in, so
+# everything below (and the package, through its from_config constructors) indexes the
+# config directly.
 try:
     validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 except Exception as error:
@@ -29,7 +32,7 @@ CLASSIFIERS = list(config["classifiers"])
 PROMPT_TYPES = list(config["prompt_types"])
 GROUPS = list(config["groups"])
 TOPICS = sorted({t for issue in config["issues"].values() for t in issue["topics"]})
-SHARDS = [
+SHARD_KEYS = [
     (issue, topic, prompt_type)
     for issue in ISSUES
     for topic in config["issues"][issue]["topics"]
@@ -37,12 +40,12 @@ SHARDS = [
 ]
 
 # Positional alignment (optional): survey topics × contexts, "default" or <method>-<group>.
-OPINIONS = config.get("opinions") or {}
-SURVEYS = list(OPINIONS.get("surveys", {}))
-OPINION_GROUPS = list(OPINIONS.get("groups", {}))
+OPINIONS = config.get("opinions")
+SURVEYS = list(OPINIONS["surveys"]) if OPINIONS else []
+OPINION_GROUPS = list(OPINIONS["groups"]) if OPINIONS else []
 OPINION_CONTEXTS = [
     context_slug(method, group)
-    for method in OPINIONS.get("contexts", [])
+    for method in (OPINIONS["contexts"] if OPINIONS else [])
     for group in ([None] if method == "default" else OPINION_GROUPS)
 ]
 
@@ -65,7 +68,9 @@ SHARD_PATTERN = "{issue}/{topic}/{prompt_type}.parquet"
 
 
 def shard_suffixes():
-    return [SHARD_PATTERN.format(issue=i, topic=t, prompt_type=p) for i, t, p in SHARDS]
+    return [
+        SHARD_PATTERN.format(issue=i, topic=t, prompt_type=p) for i, t, p in SHARD_KEYS
+    ]
 
 
 def generated_shards(model):
@@ -74,7 +79,7 @@ def generated_shards(model):
 
 def affect_shards(classifier, model):
     return [
-        f"results/affect/{classifier}/generated/{model}/{suffix}"
+        f"results/classify/{classifier}/generated/{model}/{suffix}"
         for suffix in shard_suffixes()
     ]
 
@@ -95,7 +100,7 @@ def get_all_generated_affect(wildcards):
 
 def get_all_human_affect(wildcards):
     return expand(
-        "results/affect/{classifier}/human/{issue}.parquet",
+        "results/classify/{classifier}/human/{issue}.parquet",
         classifier=wildcards.classifier,
         issue=ISSUES,
     )
@@ -105,21 +110,19 @@ def get_human_table(wildcards):
     return config["human"][wildcards.issue]["path"]
 
 
-def get_human_columns(wildcards):
-    return dict(config["human"][wildcards.issue].get("columns", {}))
-
-
 def get_issue_topics(wildcards):
     return list(config["issues"][wildcards.issue]["topics"])
 
 
 def get_human_source(wildcards):
-    """Where the issue's groups and topics come from, and which URL fields to read."""
+    """How the issue's table maps onto posts: columns, where groups and topics come from,
+    which URL fields to read (human.<issue> without its path, which is the input)."""
     source = config["human"][wildcards.issue]
     return {
-        "group_from": source.get("group_from", "column"),
-        "topic_from": source.get("topic_from", "column"),
-        "url_fields": list(source.get("url_fields", [])),
+        "columns": dict(source["columns"]),
+        "group_from": source["group_from"],
+        "topic_from": source["topic_from"],
+        "url_fields": list(source["url_fields"]),
     }
 
 
@@ -172,11 +175,18 @@ def get_model_revision(wildcards):
 
 
 def get_model_engine(wildcards):
-    return dict(config["models"][wildcards.model].get("engine", {}))
+    return dict(config["models"][wildcards.model]["engine"])
 
 
 def get_model_engine_json(wildcards):
     return json.dumps(get_model_engine(wildcards), sort_keys=True)
+
+
+def get_model_python(wildcards):
+    """The interpreter that runs the model server: the one place that decides. It is the
+    interpreter running Snakemake (whose environment the pre-run checks saw), never
+    whichever `python` comes first on PATH."""
+    return sys.executable
 
 
 def get_package_source(wildcards):
@@ -184,7 +194,7 @@ def get_package_source(wildcards):
 
 
 def get_model_gpus(wildcards):
-    return int(get_model_engine(wildcards).get("tensor_parallel_size", 1))
+    return int(get_model_engine(wildcards)["tensor_parallel_size"])
 
 
 def get_model_mem_mb(wildcards, attempt):
@@ -200,6 +210,7 @@ def get_model_cpus(wildcards):
 
 
 def uses_chat_template(model):
+    """models.<m>.chat_template, whose default depends on the kind (so the schema has none)."""
     spec = config["models"][model]
     return spec.get("chat_template", spec["kind"] == "instruct")
 
@@ -212,11 +223,11 @@ def get_generation_params(wildcards):
     return {
         "seed": config["seed"],
         "model_source": model_source(wildcards.model),
-        "revision": model.get("revision") if "hub_id" in model else None,
+        "revision": model["revision"] if "hub_id" in model else None,
         "kind": model["kind"],
         "chat_template": uses_chat_template(wildcards.model),
         "chat_template_kwargs": dict(model["chat_template_kwargs"]),
-        "dtype": model.get("engine", {}).get("dtype", "auto"),
+        "dtype": model["engine"]["dtype"],
         "issue_name": issue["name"],
         "topic_name": issue["topics"][wildcards.topic]["name"],
         "n_per_shard": generation["n_per_shard"],
@@ -285,6 +296,7 @@ def get_survey_settings(wildcards):
     return {
         "form": survey["form"],
         "groups": OPINION_GROUPS,
+        "compare_groups": list(OPINIONS["compare_groups"]),
         "group_column": survey["columns"]["group"],
         "weight_column": survey["columns"]["weight"],
     }
@@ -296,11 +308,11 @@ def get_opinion_params(wildcards):
     _, group = parse_context_slug(wildcards.context)
     return {
         "model_source": model_source(wildcards.model),
-        "revision": model.get("revision") if "hub_id" in model else None,
+        "revision": model["revision"] if "hub_id" in model else None,
         "kind": model["kind"],
         "chat": OPINIONS["use_chat_template"] and uses_chat_template(wildcards.model),
         "chat_template_kwargs": dict(model["chat_template_kwargs"]),
-        "dtype": model.get("engine", {}).get("dtype", "auto"),
+        "dtype": model["engine"]["dtype"],
         "logprobs": OPINIONS["logprobs"],
         # Only the top-k mode reads it: changing it rescores nothing in exact mode.
         "top_logprobs": (
@@ -331,3 +343,31 @@ def get_final_outputs():
             "results/figures/opinions/representativeness_heatmap.png",
         ]
     return outputs
+
+
+def leave_unremovable_empty_folders():
+    """After a run Snakemake removes the empty folders of missing outputs
+    (DAG.cleanup_workdir) and, in 9.27, dies with a traceback that buries the failed job's
+    own message when one of them cannot be removed (an output folder the user may not
+    write, e.g. one a collaborator made on a shared filesystem). Leave such a folder and
+    say so instead."""
+    from snakemake.dag import DAG
+    from snakemake.logging import logger
+
+    cleanup = DAG.cleanup_workdir
+    if getattr(cleanup, "leaves_unremovable_folders", False):
+        return
+
+    def tolerant_cleanup(dag):
+        try:
+            cleanup(dag)
+        except OSError as error:
+            logger.warning(
+                f"affalign: left the empty folder {error.filename}: {error.strerror}"
+            )
+
+    tolerant_cleanup.leaves_unremovable_folders = True
+    DAG.cleanup_workdir = tolerant_cleanup
+
+
+leave_unremovable_empty_folders()

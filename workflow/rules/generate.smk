@@ -15,6 +15,7 @@ rule serve_model:
         runtime=get_model_runtime,
     params:
         src=get_package_source,
+        python=get_model_python,
         source=get_model_source,
         revision=get_model_revision,
         engine=get_model_engine_json,
@@ -23,7 +24,7 @@ rule serve_model:
         # Operational, not part of any output.
         start_timeout=config["generation"]["server_start_timeout_s"],
     shell:
-        "PYTHONPATH={params.src:q} exec python -m affalign.service.server"
+        "PYTHONPATH={params.src:q} exec {params.python:q} -m affalign.service.server"
         " --model {wildcards.model} --source {params.source:q} --revision={params.revision:q}"
         " --engine {params.engine:q} --seed {params.seed} --service-file {output:q}"
         " --server-log {params.server_log:q} --start-timeout {params.start_timeout} >> {log:q} 2>&1"

@@ -12,7 +12,6 @@ rule ingest_human:
     conda:
         "../envs/analysis.yaml"
     params:
-        columns=get_human_columns,
         source=get_human_source,
         topics=get_issue_topics,
         keywords=get_issue_keywords,

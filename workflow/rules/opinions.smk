@@ -66,10 +66,36 @@ rule opinion_tables:
             caption="../report/refusals.rst",
             category="Opinions",
         ),
+        steerability_slope="results/opinions/steerability_slope.parquet",
+        steerability_slope_csv=report(
+            "results/opinions/steerability_slope.csv",
+            caption="../report/opinion_steerability_slope.rst",
+            category="Opinions",
+        ),
+        differential_steerability="results/opinions/differential_steerability.parquet",
+        differential_steerability_csv=report(
+            "results/opinions/differential_steerability.csv",
+            caption="../report/differential_steerability.rst",
+            category="Opinions",
+        ),
+        consistency="results/opinions/consistency.parquet",
+        consistency_csv=report(
+            "results/opinions/consistency.csv",
+            caption="../report/consistency.rst",
+            category="Opinions",
+        ),
     log:
         "logs/opinion_tables.log",
     conda:
         "../envs/analysis.yaml"
+    params:
+        # Resampling settings and the global seed: changing them recomputes the tables only.
+        inference=lambda wildcards: {
+            "replicates": OPINIONS["bootstrap_replicates"],
+            "confidence": OPINIONS["confidence"],
+            "permutations": OPINIONS["permutations"],
+            "seed": config["seed"],
+        },
     script:
         "../scripts/opinion_tables.py"
 
@@ -78,10 +104,18 @@ rule plot_representativeness:
     input:
         representativeness="results/opinions/representativeness.parquet",
         baselines="results/opinions/human_baselines.parquet",
+        steerability="results/opinions/steerability.parquet",
+        differential="results/opinions/differential_steerability.parquet",
     output:
-        report(
+        heatmap=report(
             "results/figures/opinions/representativeness_heatmap.png",
             caption="../report/representativeness_heatmap.rst",
+            category="Figures",
+            subcategory="opinions",
+        ),
+        steering=report(
+            "results/figures/opinions/steering.png",
+            caption="../report/opinion_steering.rst",
             category="Figures",
             subcategory="opinions",
         ),

@@ -1,7 +1,9 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+# scriptdir is workflow/rules/../scripts (the rule file's folder joined with the script's
+# relative path): resolve it before climbing to the checkout's src/.
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 from affalign.classify.run import classify_files
 from affalign.io.jobs import run_logged

@@ -1,11 +1,13 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+# scriptdir is workflow/rules/../scripts (the rule file's folder joined with the script's
+# relative path): resolve it before climbing to the checkout's src/.
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
+from affalign.generate.prompts import ShardSpec
 from affalign.generate.shards import Sampling, write_generation_shard
 from affalign.io.jobs import run_logged
-from affalign.generate.prompts import ShardSpec
 
 settings = snakemake.params.generation
 shard = ShardSpec(

@@ -1,9 +1,12 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+# scriptdir is workflow/rules/../scripts (the rule file's folder joined with the script's
+# relative path): resolve it before climbing to the checkout's src/.
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 from affalign.io.jobs import run_logged
+from affalign.opinions.comparisons import InferenceSettings
 from affalign.opinions.tables import run_opinion_tables
 
 run_logged(
@@ -12,5 +15,6 @@ run_logged(
         shards=list(snakemake.input.shards),
         surveys=list(snakemake.input.surveys),
         outputs=dict(snakemake.output.items()),
+        inference=InferenceSettings(**snakemake.params.inference),
     ),
 )

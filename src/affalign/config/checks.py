@@ -5,6 +5,7 @@ Each failure names the config file and the key, so the user knows what to fix.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -115,8 +116,19 @@ def check_ideology(config: Mapping[str, Any], source: str, here: Callable[[str],
         raise ConfigError(f"{source}: ideology.domain_table: {error}") from error
 
 
-def check_opinions(config: Mapping[str, Any], source: str, here: Callable[[str], Path]) -> None:
-    """The opinions section, when present: steering answers and every survey's files."""
+def print_config_warning(warning: str) -> None:
+    """A warning from the pre-run checks, on the console (the run goes on)."""
+    print(f"affalign: WARNING: {warning}", file=sys.stderr, flush=True)
+
+
+def check_opinions(
+    config: Mapping[str, Any],
+    source: str,
+    here: Callable[[str], Path],
+    warn: Callable[[str], None] = print_config_warning,
+) -> None:
+    """The opinions section, when present: steering answers, the compared groups and every
+    survey's files (read in full, so their warnings are shown before any job)."""
     opinions = config.get("opinions")
     if not opinions:
         return
@@ -127,6 +139,13 @@ def check_opinions(config: Mapping[str, Any], source: str, here: Callable[[str],
                 f"{source}: opinions.groups.{group}.qa.answer {qa['answer']!r} is not one of its options "
                 f"{qa['options']}"
             )
+    compare_only = list(opinions.get("compare_groups") or [])
+    steered_too = [group for group in compare_only if group in opinions["groups"]]
+    if steered_too:
+        raise ConfigError(
+            f"{source}: opinions.compare_groups lists {steered_too[0]!r}, which opinions.groups already "
+            "steers towards (and compares with); list each group in one of them"
+        )
     for name, survey in opinions["surveys"].items():
         for key in ("questions", "answers"):
             if not here(survey[key]).is_file():
@@ -137,10 +156,11 @@ def check_opinions(config: Mapping[str, Any], source: str, here: Callable[[str],
                 here(survey["questions"]),
                 here(survey["answers"]),
                 form=survey.get("form", "distribution"),
-                groups=list(opinions["groups"]),
+                groups=[*opinions["groups"], *compare_only],
                 survey=name,
                 group_column=columns.get("group", "group"),
                 weight_column=columns.get("weight", "weight"),
+                warn=lambda warning, name=name: warn(f"{source}: opinions.surveys.{name}: {warning}"),
             )
         except SurveyError as error:
             raise ConfigError(f"{source}: opinions.surveys.{name}: {error}") from error

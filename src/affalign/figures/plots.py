@@ -280,3 +280,57 @@ def plot_representativeness_heatmap(
     figure.colorbar(image, ax=axis, label="representativeness (1 − W1 / range)", shrink=0.8)
     figure.suptitle(title, fontsize=11)
     _save(figure, path)
+
+
+def plot_opinion_steering(
+    steerability: pl.DataFrame, differential: pl.DataFrame, title: str, path: str | Path
+) -> None:
+    """Two panels with question-resample intervals on one x range: best-of-3 steerability
+    (steered − default representativeness) per model → group, and differential steerability
+    (steered towards the group − towards the others) per model · method → group; * marks a
+    sign-flip p-value below 0.05. A panel without rows says why."""
+    figure, axes = _panels(2, 5.5, max(3.0, 1.2 + 0.3 * max(steerability.height, differential.height)))
+    bounds = np.concatenate(
+        [
+            steerability.select("steerability_low", "steerability_high").to_numpy().astype(float).ravel(),
+            differential.select("differential_low", "differential_high").to_numpy().astype(float).ravel(),
+        ]
+    )
+    limit = _symmetric_limit(bounds)
+    rows = steerability.sort(["model", "group"])
+    panels = [
+        (
+            rows,
+            [f"{m} → {g}" for m, g in rows.select("model", "group").iter_rows()],
+            ("steerability", "steerability_low", "steerability_high"),
+            "best-of-3 steered − default representativeness",
+            "steered groups with a default context",
+        ),
+    ]
+    rows = differential.sort(["model", "method", "group"])
+    panels.append(
+        (
+            rows,
+            [
+                f"{m} · {k} → {g}{' *' if (p is not None and p == p and p < 0.05) else ''}"
+                for m, k, g, p in rows.select("model", "method", "group", "p_value").iter_rows()
+            ],
+            ("differential_steerability", "differential_low", "differential_high"),
+            "towards the group − towards the other groups",
+            "two groups steered towards with one method",
+        )
+    )
+    for axis, (table, labels, (value, low, high), xlabel, needs) in zip(axes, panels, strict=True):
+        if table.height:
+            colours = [GROUP_COLOURS.get(g, "grey") for g in table["group"]]
+            _interval_bars(axis, labels, table[value], table[low], table[high], colours)
+        else:
+            axis.text(0.5, 0.5, f"no rows: needs {needs}", ha="center", va="center", fontsize=8,
+                      transform=axis.transAxes)  # fmt: skip
+            axis.set_yticks([])
+        axis.set_xlim(-limit, limit)
+        axis.set_xlabel(xlabel, fontsize=8)
+    axes[0].set_title("steerability (paper)", fontsize=10)
+    axes[1].set_title("differential steerability", fontsize=10)
+    figure.suptitle(title, fontsize=11)
+    _save(figure, path)

@@ -4,11 +4,17 @@ Instruct models get ``/v1/chat/completions`` requests (the server applies the mo
 chat template); base models get ``/v1/completions`` with a completion prompt that stops
 at the first newline. Requests run concurrently with a bounded number in flight, are
 retried with back-off on transient errors, and each carries its own seed.
+
+A finished shard goes to the shard store first and then to its output path, so a shard
+whose output cannot be written keeps its rows; such a shard fails only once the other
+consumers of its model's server have finished (Snakemake kills the whole group when one
+job fails).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import Mapping
@@ -21,7 +27,7 @@ import polars as pl
 from affalign.generate import postprocess
 from affalign.generate.prompts import GenerationRequest, ShardSpec, build_requests, load_templates
 from affalign.io import content_sha256, file_sha256, place_file, write_table
-from affalign.service import ServiceClient, served_model_provenance
+from affalign.service import ServiceClient, ServiceUnavailable, served_model_provenance
 
 SHARD_SCHEMA = {
     "post_id": pl.String,
@@ -41,6 +47,10 @@ SHARD_SCHEMA = {
     "is_degenerate": pl.Boolean,
     "is_refusal": pl.Boolean,
 }
+
+
+class ShardWriteError(RuntimeError):
+    """A shard's output could not be written (its rows may be kept in the shard store)."""
 
 
 @dataclass(frozen=True)
@@ -157,14 +167,17 @@ def write_generation_shard(
     kind = style.kind
     model, issue, topic, prompt_type = shard.model, shard.issue, shard.topic, shard.prompt_type
     kept = Path(store) / f"{shard_key(shard, model_info, sampling, prompts_file)}.parquet" if store else None
-    if kept is not None and kept.is_file():
-        place_file(kept, output)
-        print(f"[affalign] {output}: finished earlier, taken from {kept}", flush=True)
-        return pl.read_parquet(output)
-    requests = build_requests(load_templates(prompts_file), shard)
     client = ServiceClient(
         service_file, server_log, max_in_flight=max_in_flight, request_timeout_s=request_timeout_s
     )
+    if kept is not None and kept.is_file():
+        try:
+            place_file(kept, output)
+        except OSError as error:
+            raise _write_failure(client, output, error, kept, server_start_timeout_s) from error
+        print(f"[affalign] {output}: finished earlier, taken from {kept}", flush=True)
+        return pl.read_parquet(output)
+    requests = build_requests(load_templates(prompts_file), shard)
     service = client.wait(server_start_timeout_s)
     began = time.time()
     results = asyncio.run(client.run(lambda c: _generate_all(c, requests, model, style, sampling)))
@@ -214,12 +227,41 @@ def write_generation_shard(
         "shard_wall_s": round(wall, 3),
         "output_tokens": int(frame["output_tokens"].sum()),
     }
-    write_table(frame, output, provenance)
+    # The store first: if the output cannot be written, the rows survive there.
     if kept is not None:
-        place_file(output, kept)
+        try:
+            write_table(frame, kept, provenance)
+        except OSError as error:
+            print(f"[affalign] warning: cannot keep the shard in the store ({error}); writing only {output}")
+            kept = None
+    try:
+        if kept is not None:
+            place_file(kept, output)
+        else:
+            write_table(frame, output, provenance)
+    except OSError as error:
+        raise _write_failure(client, output, error, kept, server_start_timeout_s) from error
     print(
         f"[affalign] wrote {output}: {frame.height} generations, "
         f"{provenance['output_tokens']} tokens in {wall:.1f} s",
         flush=True,
     )
     return frame
+
+
+def _write_failure(
+    client: ServiceClient, output: str | Path, error: OSError, kept: Path | None, start_timeout_s: float
+) -> ShardWriteError:
+    """The error for a shard whose output cannot be written, raised once the other consumers
+    of the model's server have finished: Snakemake kills every job of the group when one
+    fails, and their requests in flight would be lost."""
+    reason = f"cannot write {output}: {error.strerror or error} ({error.filename or output})"
+    if kept is not None:
+        reason += f"; its rows are kept in {kept} and a rerun takes them from there"
+    print(f"[affalign] {reason}", flush=True)
+    with contextlib.suppress(ServiceUnavailable):
+        # Siblings register when they start waiting for the server: once it is ready, every
+        # consumer that started with this one has.
+        client.wait(start_timeout_s)
+    client.wait_for_siblings()
+    return ShardWriteError(reason)

@@ -2,7 +2,7 @@
 
 Conventions:
 
-* **Scale.** A domain's score lies on ``ideology.scale`` (default ``[-2, 2]``): negative is
+* **Scale.** A domain's score lies on ``ideology.scale`` (e.g. ``[-2, 2]``): negative is
   liberal, positive conservative, 0 the centre (e.g. -2 left, -1 left-center, 0 least
   biased, 1 right-center, 2 right, as Media Bias/Fact Check rates outlets). A domain table
   gives the score directly, or a category (``left-center``) that ``ideology.categories``
@@ -24,7 +24,12 @@ Conventions:
 * **A user's score** is the mean over the user's scored URL shares (a URL listed twice in
   one post counts once). Users with fewer than ``min_scored_urls`` scored shares get no
   group; otherwise ``score <= liberal_max`` is liberal, ``score >= conservative_min``
-  conservative, and anything in between gets no group.
+  conservative, and anything in between gets no group. Why a user gets no group is one of
+  :data:`REASON_FEW_URLS` and :data:`REASON_BETWEEN`, the same words in ``users.csv`` and,
+  for the user's posts, in ``dropped.csv``.
+
+Settings come from the ``ideology`` config section after schema validation, which fills in
+every default (``workflow/schemas/config.schema.yaml`` is the one place they are written).
 """
 
 from __future__ import annotations
@@ -60,7 +65,8 @@ TWO_PART_SUFFIXES = frozenset(
 
 NON_WEB_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+-]*:(?!//)")
 LABEL = re.compile(r"[\w-]+")
-UNSCORED_REASONS = {"few": "too few scored URLs", "between": "score between the thresholds"}
+REASON_FEW_URLS = "user has too few scored URLs"
+REASON_BETWEEN = "user's score between the thresholds"
 
 
 class DomainTableError(ValueError):
@@ -140,20 +146,20 @@ def score_url(url: str | None, scores: Mapping[str, float]) -> tuple[str | None,
 class IdeologySettings:
     """How users' scores become groups (all on the domain table's scale)."""
 
-    scale: tuple[float, float] = (-2.0, 2.0)
-    min_scored_urls: int = 1
-    liberal_max: float = -0.5
-    conservative_min: float = 0.5
+    scale: tuple[float, float]
+    min_scored_urls: int
+    liberal_max: float
+    conservative_min: float
 
     @classmethod
-    def from_config(cls, ideology: Mapping) -> IdeologySettings:
-        defaults = cls()
-        scale = ideology.get("scale", defaults.scale)
+    def from_config(cls, ideology: Mapping[str, Any]) -> IdeologySettings:
+        """From the schema-validated ``ideology`` section (the schema fills its defaults)."""
+        low, high = ideology["scale"]
         return cls(
-            scale=(float(scale[0]), float(scale[1])),
-            min_scored_urls=int(ideology.get("min_scored_urls", defaults.min_scored_urls)),
-            liberal_max=float(ideology.get("liberal_max", defaults.liberal_max)),
-            conservative_min=float(ideology.get("conservative_min", defaults.conservative_min)),
+            scale=(float(low), float(high)),
+            min_scored_urls=int(ideology["min_scored_urls"]),
+            liberal_max=float(ideology["liberal_max"]),
+            conservative_min=float(ideology["conservative_min"]),
         )
 
     def problems(self) -> list[str]:
@@ -181,11 +187,11 @@ def domain_scores(
     table: pl.DataFrame,
     *,
     path: str | Path,
-    domain_column: str = "domain",
+    domain_column: str,
+    scale: Sequence[float],
     score_column: str | None = None,
     category_column: str | None = None,
     categories: Mapping[str, float | None] | None = None,
-    scale: Sequence[float] = (-2.0, 2.0),
 ) -> dict[str, float]:
     """Validate a domain-bias table and return ``{host: score}``.
 
@@ -296,18 +302,17 @@ def read_domain_table(path: str | Path, **options: Any) -> dict[str, float]:
     return domain_scores(table, path=path, **options)
 
 
-def domain_table_options(ideology: Mapping) -> dict:
-    """Keyword arguments of :func:`read_domain_table` from the ``ideology`` config section."""
-    columns = dict(ideology.get("domain_columns") or {})
-    score, category = columns.get("score"), columns.get("category")
-    if score is None and category is None:
-        score = "score"
+def domain_table_options(ideology: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of :func:`read_domain_table` from the schema-validated ``ideology``
+    section. The schema sets ``domain_columns.score`` unless ``category`` is given, so exactly
+    one of the two is present."""
+    columns = ideology["domain_columns"]
     return {
-        "domain_column": columns.get("domain", "domain"),
-        "score_column": score,
-        "category_column": category,
-        "categories": dict(ideology.get("categories") or {}),
-        "scale": tuple(ideology.get("scale", (-2.0, 2.0))),
+        "domain_column": columns["domain"],
+        "score_column": columns.get("score"),
+        "category_column": columns.get("category"),
+        "categories": dict(ideology["categories"]),
+        "scale": tuple(ideology["scale"]),
     }
 
 
@@ -385,9 +390,9 @@ def user_ideology(posts: pl.DataFrame, shares: pl.DataFrame, settings: IdeologyS
     )
     reason = (
         pl.when(~enough)
-        .then(pl.lit(UNSCORED_REASONS["few"]))
+        .then(pl.lit(REASON_FEW_URLS))
         .when(pl.col("group").is_null())
-        .then(pl.lit(UNSCORED_REASONS["between"]))
+        .then(pl.lit(REASON_BETWEEN))
         .otherwise(pl.lit(None, pl.String))
     )
     return (

@@ -18,6 +18,10 @@ Conventions:
   column (``topic_from: column``) or from keywords (``topic_from: keywords``, see
   :mod:`affalign.human.topics`). A post placed in several topics (policy ``all``) appears once
   per topic with post id ``<post_id>@<topic>``.
+* **Group values** from a column match the study's groups ignoring case and surrounding
+  spaces (``Liberal `` is ``liberal``; a warning counts what was matched so). Any other value
+  stops the job with the values found and their counts, unless
+  ``human.<issue>.drop_unknown_groups`` is set: then those rows are left out with a warning.
 * **Rows left out** are counted per reason, each row under its first reason in this order:
   the group (not in the study / the user's ideology), the topic column (not in the study),
   empty text, the keywords (no topic / several topics). Then topics with fewer than
@@ -25,21 +29,42 @@ Conventions:
   (their posts are counted under ``topic below minimum posts``, once per topic).
 * **Errors**: everything else that is wrong stops the job with the file, column and row
   named (rows are 1-based data rows: a CSV header is not a row, JSON lines count records).
+* **Settings** come from the config after schema validation, which fills in every default
+  (``workflow/schemas/config.schema.yaml`` is the one place they are written); nothing here
+  supplies a default of its own.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from affalign.human.ideology import UNSCORED_REASONS, USER_SCHEMA, IdeologySettings, url_shares, user_ideology
+from affalign.human.ideology import (
+    REASON_BETWEEN,
+    REASON_FEW_URLS,
+    USER_SCHEMA,
+    IdeologySettings,
+    domain_table_options,
+    read_domain_table,
+    url_shares,
+    user_ideology,
+)
 from affalign.human.topics import MULTIPLE_TOPIC_POLICIES, assign_topics
-from affalign.io import TableError
+from affalign.io import (
+    TableError,
+    atomic_write_text,
+    file_sha256,
+    read_table,
+    table_has_rows,
+    write_csv,
+    write_table,
+)
 
 FIELDS = ("post_id", "text", "group", "topic")
 NORMALISED_SCHEMA = {
@@ -51,18 +76,17 @@ NORMALISED_SCHEMA = {
 }
 GROUP_SOURCES = ("column", "domains")
 TOPIC_SOURCES = ("column", "keywords")
-DEFAULT_URL_FIELDS = ("expanded_url", "unwound_url", "url")
 URL_TOKEN = r"[^\s,;|\[\]'\"]+"
 MULTI_TOPIC_SEPARATOR = "@"
 
 REASON_GROUP = "group not in study"
 REASON_TOPIC = "topic not in study"
 REASON_EMPTY = "empty text"
-REASON_FEW_URLS = "user has too few scored URLs"
-REASON_BETWEEN = "user's score between the thresholds"
 REASON_NO_KEYWORD = "no topic keyword"
 REASON_SEVERAL = "several topics"
 REASON_EXCLUDED = "topic below minimum posts"
+# Distinct values named in a message about group values; the rest are counted.
+LISTED_VALUES = 10
 
 USERS_SCHEMA = {"issue": pl.String, **USER_SCHEMA}
 QUALITY_SCHEMA = {
@@ -82,20 +106,28 @@ class HumanDataError(TableError):
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """How one issue's table maps onto the normalised fields (``human.<issue>`` in the config)."""
+    """How one issue's table maps onto the normalised fields (``human.<issue>`` in the config).
 
-    columns: Mapping[str, str | Sequence[str]] = field(default_factory=dict)
-    group_from: str = "column"
-    topic_from: str = "column"
-    url_fields: tuple[str, ...] = DEFAULT_URL_FIELDS
+    ``columns`` maps each field the source needs (see :meth:`needed`) to its input column.
+    ``drop_unknown_groups``: leave out rows whose group column holds a value that is not a
+    group of the study (with a warning) instead of stopping.
+    """
+
+    columns: Mapping[str, str | Sequence[str]]
+    group_from: str
+    topic_from: str
+    url_fields: tuple[str, ...]
+    drop_unknown_groups: bool
 
     @classmethod
     def from_config(cls, table: Mapping[str, Any]) -> SourceSpec:
+        """From a schema-validated ``human.<issue>`` section (the schema fills its defaults)."""
         return cls(
-            columns=dict(table.get("columns") or {}),
-            group_from=table.get("group_from", "column"),
-            topic_from=table.get("topic_from", "column"),
-            url_fields=tuple(table.get("url_fields") or DEFAULT_URL_FIELDS),
+            columns=dict(table["columns"]),
+            group_from=table["group_from"],
+            topic_from=table["topic_from"],
+            url_fields=tuple(table["url_fields"]),
+            drop_unknown_groups=table["drop_unknown_groups"],
         )
 
     def __post_init__(self) -> None:
@@ -119,7 +151,7 @@ class SourceSpec:
 
     def source(self, name: str) -> str | list[str]:
         """The input column (or dotted path; for ``text`` a list of candidates) of a field."""
-        value = self.columns.get(name, name)
+        value = self.columns[name]
         if name == "text":
             return [value] if isinstance(value, str) else list(value)
         return str(value)
@@ -192,6 +224,21 @@ def _check_dtype(
         raise HumanDataError(f"{path}: column {source!r} ({name}) must hold {wanted}, found {dtype}")
 
 
+def no_rows_error(path: str | Path, issue: str | None) -> HumanDataError:
+    """The error for a table without a single post (a header alone, 0 rows, no records)."""
+    return HumanDataError(
+        f"{path}: the table has no posts (0 rows); config key {_key(issue, 'path')} must name a table "
+        "with at least one post: check that the export finished (it may have been cut short) or fix "
+        "the path"
+    )
+
+
+def check_has_rows(path: str | Path, issue: str | None = None) -> None:
+    """Raise :func:`no_rows_error` for a table without rows, reading as little as possible."""
+    if not table_has_rows(path):
+        raise no_rows_error(path, issue)
+
+
 def check_source(
     path: str | Path,
     schema: Mapping[str, pl.DataType],
@@ -235,12 +282,6 @@ def check_source(
         if nested:
             for source, (_, dtype) in found:
                 _check_dtype(path, issue, name, source, dtype, spec.url_fields)
-
-
-def check_columns(path: str | Path, available: Sequence[str], columns: Mapping[str, str]) -> None:
-    """Check that the four column-mode fields are among ``available`` column names."""
-    schema = dict.fromkeys(available, pl.String)
-    check_source(path, schema, SourceSpec(columns=dict(columns)), nested=False)
 
 
 def _first_row(mask: pl.Series) -> int:
@@ -358,43 +399,61 @@ def ingest_posts(
     spec: SourceSpec,
     topics: Mapping[str, Sequence[str]] | Sequence[str],
     groups: Sequence[str],
-    multiple_topics: str = "all",
-    min_posts_per_group: int = 0,
+    multiple_topics: str | None,
+    min_posts_per_group: int,
     domain_scores: Mapping[str, float] | None = None,
     ideology: IdeologySettings | None = None,
 ) -> IngestResult:
     """Validate, assign groups and topics, and normalise one issue's posts.
 
     ``topics`` maps topic slugs (in config order) to their keywords; a plain sequence of
-    slugs is enough when topics come from a column. With ``min_posts_per_group`` 0, a
-    topic without posts from a group is an error; above 0, a topic with fewer posts than
-    that from any group is excluded (left out of ``posts``, listed in ``excluded`` and
-    ``warnings``). A group without any posts in the issue is always an error.
+    slugs is enough when topics come from a column. ``multiple_topics`` is the policy for
+    posts matching several topics' keywords (None when topics come from a column). With
+    ``min_posts_per_group`` 0, a topic without posts from a group is an error; above 0, a
+    topic with fewer posts than that from any group is excluded (left out of ``posts``,
+    listed in ``excluded`` and ``warnings``). A group without any posts in the issue is
+    always an error. ``domain_scores`` and ``ideology`` are needed when groups come from
+    domains.
     """
     topic_names = list(topics)
-    if spec.topic_from == "keywords" and not isinstance(topics, Mapping):
-        raise ValueError("topics from keywords need a mapping of topic -> keywords")
-    if multiple_topics not in MULTIPLE_TOPIC_POLICIES:
-        raise ValueError(f"multiple_topics must be one of {MULTIPLE_TOPIC_POLICIES}, not {multiple_topics!r}")
+    if spec.topic_from == "keywords":
+        if not isinstance(topics, Mapping):
+            raise ValueError("topics from keywords need a mapping of topic -> keywords")
+        if multiple_topics not in MULTIPLE_TOPIC_POLICIES:
+            raise ValueError(
+                f"multiple_topics must be one of {MULTIPLE_TOPIC_POLICIES}, not {multiple_topics!r}"
+            )
+    if raw.height == 0:
+        raise no_rows_error(path, issue)
     fields = extract_fields(raw, path=path, spec=spec, issue=issue)
     has_users = "user" in fields.columns
     reasons: list[tuple[str, pl.Series]] = []
+    warnings: list[str] = []
     shares = None
 
     if spec.group_from == "domains":
-        if domain_scores is None:
-            raise ValueError("group_from 'domains' needs the domain scores")
-        settings = ideology or IdeologySettings()
+        if domain_scores is None or ideology is None:
+            raise ValueError("group_from 'domains' needs the domain scores and the ideology settings")
         shares = url_shares(fields.select("user", "urls"), domain_scores)
-        per_user = user_ideology(fields.select("user"), shares, settings)
+        per_user = user_ideology(fields.select("user"), shares, ideology)
         joined = fields.select("user").join(per_user, on="user", how="left", maintain_order="left")
         group = joined["group"]
-        reasons.append((REASON_FEW_URLS, joined["reason"] == UNSCORED_REASONS["few"]))
-        reasons.append((REASON_BETWEEN, joined["reason"] == UNSCORED_REASONS["between"]))
+        # The user's reason, word for word, is the reason their posts are left out.
+        reasons.append((REASON_FEW_URLS, joined["reason"] == REASON_FEW_URLS))
+        reasons.append((REASON_BETWEEN, joined["reason"] == REASON_BETWEEN))
         users = per_user
     else:
-        group = fields["group"]
-        reasons.append((REASON_GROUP, ~group.is_in(list(groups))))
+        group, unknown, group_warnings = match_groups(
+            fields["group"],
+            groups,
+            path=path,
+            issue=issue,
+            source=str(spec.source("group")),
+            drop_unknown=spec.drop_unknown_groups,
+        )
+        warnings += group_warnings
+        fields = fields.with_columns(group.alias("group"))
+        reasons.append((REASON_GROUP, unknown))
         users = _users_from_column(fields) if has_users else None
 
     empty_text = _blank(fields["text"])
@@ -438,7 +497,7 @@ def ingest_posts(
             f"(column {spec.source('post_id')!r}); use topic_assignment.multiple_topics first or drop"
         )
 
-    quality, excluded, warnings = _topic_quality(
+    quality, excluded, topic_warnings = _topic_quality(
         kept,
         path=path,
         issue=issue,
@@ -472,9 +531,74 @@ def ingest_posts(
         users=users_table,
         quality=quality,
         excluded=excluded,
-        warnings=warnings,
+        warnings=warnings + topic_warnings,
         shares=shares,
     )
+
+
+def _value_counts(values: pl.Series) -> str:
+    """'value' (n rows), ... for the most frequent values, then how many more there are."""
+    counts = (
+        values.rename("value")
+        .value_counts(name="rows")
+        .sort(["rows", "value"], descending=[True, False])
+    )
+    listed = [f"{value!r} ({rows} row{'s' if rows != 1 else ''})" for value, rows in counts.head(LISTED_VALUES).rows()]
+    more = counts.height - LISTED_VALUES
+    return ", ".join(listed) + (f" and {more} more values" if more > 0 else "")
+
+
+def match_groups(
+    values: pl.Series,
+    groups: Sequence[str],
+    *,
+    path: str | Path,
+    issue: str | None,
+    source: str,
+    drop_unknown: bool,
+) -> tuple[pl.Series, pl.Series, list[str]]:
+    """Group column values as the study's groups, ignoring case and surrounding spaces.
+
+    Returns the groups (a value that matches no group is kept as it is), the mask of rows
+    whose value matches no group, and the warnings: one counting the values matched only
+    after folding case or spaces, and (with ``drop_unknown``) one counting the rows left
+    out. Without ``drop_unknown`` a value that matches no group raises
+    :class:`HumanDataError` listing those values and their counts.
+    """
+    by_folded = {group.strip().casefold(): group for group in groups}
+    folded = values.str.strip_chars().str.to_lowercase()
+    matched = folded.replace_strict(by_folded, default=None, return_dtype=pl.String)
+    unknown = matched.is_null()
+    warnings = []
+    changed = ~unknown & (matched != values)
+    if changed.any():
+        pairs = pl.DataFrame({"value": values, "group": matched}).filter(changed)
+        folds = ", ".join(
+            f"{value!r} -> {group} ({rows} row{'s' if rows != 1 else ''})"
+            for value, group, rows in pairs.group_by("value", "group")
+            .len()
+            .sort(["len", "value"], descending=[True, False])
+            .rows()
+        )
+        warnings.append(
+            f"issue {issue!r}: {int(changed.sum())} rows of column {source!r} (group) were matched to "
+            f"the study's groups ignoring case and spaces: {folds}"
+        )
+    if unknown.any():
+        found = _value_counts(values.filter(unknown))
+        if not drop_unknown:
+            raise HumanDataError(
+                f"{path}: column {source!r} (group) holds values that are not groups of the study "
+                f"{list(groups)} (even ignoring case and spaces): {found}; fix them in the table (or "
+                f"map them with a column of your own), or set config key "
+                f"{_key(issue, 'drop_unknown_groups')}: true to leave those rows out"
+            )
+        warnings.append(
+            f"issue {issue!r}: {int(unknown.sum())} rows left out because column {source!r} (group) "
+            f"holds values that are not groups of the study ({_key(issue, 'drop_unknown_groups')}): "
+            f"{found}"
+        )
+    return matched.fill_null(values), unknown, warnings
 
 
 def _users_from_column(fields: pl.DataFrame) -> pl.DataFrame:
@@ -569,26 +693,6 @@ def _topic_quality(
     return quality.select(list(QUALITY_SCHEMA)).cast(QUALITY_SCHEMA), excluded, warnings
 
 
-def normalise_posts(
-    raw: pl.DataFrame,
-    *,
-    path: str | Path,
-    issue: str,
-    columns: Mapping[str, str],
-    topics: Sequence[str],
-    groups: Sequence[str],
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Validate and normalise one issue's posts whose group and topic are columns.
-
-    Returns the normalised table (sorted by ``post_id``) and a table of rows left out,
-    with the reason and count.
-    """
-    result = ingest_posts(
-        raw, path=path, issue=issue, spec=SourceSpec(columns=dict(columns)), topics=topics, groups=groups
-    )
-    return result.posts, result.dropped
-
-
 def _markdown_table(frame: pl.DataFrame) -> list[str]:
     if frame.is_empty():
         return ["(none)"]
@@ -631,3 +735,80 @@ def quality_report(result: IngestResult, *, issue: str, source: str, settings: M
         )
         lines += ["", "Most shared unscored domains:", "", *_markdown_table(unscored)]
     return "\n".join(lines) + "\n"
+
+
+def run_ingest(
+    *,
+    issue: str,
+    table: str,
+    outputs: Mapping[str, str],
+    source: Mapping[str, Any],
+    topics: Sequence[str],
+    keywords: Mapping[str, Sequence[str]],
+    groups: Sequence[str],
+    topic_assignment: Mapping[str, Any],
+    ideology: Mapping[str, Any],
+    domain_table: str | None,
+) -> IngestResult:
+    """Ingest one issue's ``table`` and write the five ``outputs`` (rule ``ingest_human``).
+
+    ``outputs`` has the paths ``posts`` (parquet with provenance), ``dropped``, ``users``,
+    ``quality`` (CSV) and ``report`` (Markdown). ``source`` is the schema-validated
+    ``human.<issue>`` section without its path; ``keywords`` (topic -> keywords) is read when
+    topics come from keywords, ``topics`` (slugs) otherwise; ``topic_assignment`` has
+    ``min_posts_per_group`` and, with keywords, ``multiple_topics``; ``ideology`` (the
+    validated section) and ``domain_table`` are read when groups come from domains.
+    Warnings go to stdout (the job's log) and to the console.
+    """
+    spec = SourceSpec.from_config(source)
+    assignment = dict(topic_assignment)
+    settings: dict[str, Any] = {
+        "columns": dict(spec.columns),
+        "group_from": spec.group_from,
+        "topic_from": spec.topic_from,
+        "topic_assignment": assignment,
+    }
+    if spec.group_from == "column":
+        settings["drop_unknown_groups"] = spec.drop_unknown_groups
+    scores, ideology_settings = None, None
+    if spec.group_from == "domains":
+        if domain_table is None:
+            raise ValueError("group_from 'domains' needs the domain table")
+        scores = read_domain_table(domain_table, **domain_table_options(ideology))
+        ideology_settings = IdeologySettings.from_config(ideology)
+        settings["ideology"] = dict(ideology)
+        settings["domain_table_sha256"] = file_sha256(domain_table)
+        print(f"{domain_table}: {len(scores)} scored domains")
+    check_has_rows(table, issue)
+    result = ingest_posts(
+        read_table(table),
+        path=table,
+        issue=issue,
+        spec=spec,
+        topics=dict(keywords) if spec.topic_from == "keywords" else list(topics),
+        groups=groups,
+        # Absent by design when topics come from a column: it changes nothing there.
+        multiple_topics=assignment.get("multiple_topics"),
+        min_posts_per_group=assignment["min_posts_per_group"],
+        domain_scores=scores,
+        ideology=ideology_settings,
+    )
+    for warning in result.warnings:
+        print(f"WARNING: {warning}")
+        # Also on the console, which the job's log redirection does not reach.
+        print(f"affalign: WARNING: {warning}", file=sys.__stderr__)
+    provenance = {
+        "stage": "human",
+        "source": table,
+        "source_sha256": file_sha256(table),
+        **settings,
+        "excluded_topics": result.excluded,
+    }
+    write_table(result.posts, outputs["posts"], provenance)
+    write_csv(result.dropped, outputs["dropped"])
+    write_csv(result.users, outputs["users"])
+    write_csv(result.quality, outputs["quality"])
+    atomic_write_text(outputs["report"], quality_report(result, issue=issue, source=table, settings=settings))
+    print(result.quality)
+    print(result.dropped)
+    return result

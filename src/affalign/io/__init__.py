@@ -20,7 +20,14 @@ from affalign.io.files import (
 )
 from affalign.io.jobs import run_logged
 from affalign.io.parquet import read_provenance, write_csv, write_table
-from affalign.io.tables import TableError, column_names, read_table, table_format, table_schema
+from affalign.io.tables import (
+    TableError,
+    column_names,
+    read_table,
+    table_format,
+    table_has_rows,
+    table_schema,
+)
 
 __all__ = [
     "TableError",
@@ -36,6 +43,7 @@ __all__ = [
     "read_table",
     "run_logged",
     "table_format",
+    "table_has_rows",
     "table_schema",
     "write_csv",
     "write_table",

@@ -35,12 +35,14 @@ VOLATILE_PROVENANCE = (
 def tables_under(root: Path, renames: Mapping[str, str]) -> dict[str, Path]:
     found = {}
     for path in sorted(root.rglob("*")):
-        if path.suffix in TABLE_SUFFIXES and path.is_file() and ".shard-store" not in path.relative_to(root).parts:
-            relative = path.relative_to(root).as_posix()
-            for old, new in renames.items():
-                if relative.startswith(old):
-                    relative = new + relative[len(old) :]
-            found[relative] = path
+        # The shard store holds copies of shards that are compared where they are published.
+        if path.suffix not in TABLE_SUFFIXES or not path.is_file() or ".shard-store" in path.parts:
+            continue
+        relative = path.relative_to(root).as_posix()
+        for old, new in renames.items():
+            if relative.startswith(old):
+                relative = new + relative[len(old) :]
+        found[relative] = path
     return found
 
 

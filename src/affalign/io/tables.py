@@ -41,6 +41,24 @@ def table_schema(path: str | Path, sample_rows: int = 1000) -> pl.Schema:
         raise TableError(f"{path}: cannot read the table ({_undecodable(path, fmt) or error})") from error
 
 
+def table_has_rows(path: str | Path) -> bool:
+    """Whether a table holds at least one data row (a CSV header is not a row), read
+    cheaply: parquet from its metadata, CSV from its first row, JSON lines up to the
+    first record."""
+    fmt = table_format(path)
+    try:
+        if fmt == "ndjson":
+            with open(path, "rb") as lines:
+                return any(line.strip() for line in lines)
+        if Path(path).stat().st_size == 0:
+            return False
+        if fmt == "csv":
+            return pl.scan_csv(path, infer_schema=False).head(1).collect().height > 0
+        return pl.scan_parquet(path).select(pl.len()).collect().item() > 0
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise TableError(f"{path}: cannot read the table ({_undecodable(path, fmt) or error})") from error
+
+
 def column_names(path: str | Path) -> list[str]:
     """The columns of a table, read from its header or schema only."""
     return table_schema(path, sample_rows=100).names()

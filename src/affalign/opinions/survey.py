@@ -11,8 +11,10 @@ Inputs (CSV, parquet or JSON lines; read, never modified):
 * **answers**, in one of two forms:
 
   - ``distribution``: ``question_id``, ``group``, ``option``, ``weight``: the (weighted)
-    share of the group that chose the option, on any scale (normalised per question and
-    group). It must hold the group ``overall`` (everyone) as well as every studied group.
+    share of the group that chose the option, as shares (summing to 1 per question and
+    group) or percentages (summing to 100), normalised per question and group. It must
+    hold the group ``overall`` (everyone) as well as every compared group, and one row per
+    (question, group, option) at most (a repeated row is an error, not summed).
   - ``responses``: one row per respondent, a group column, a survey-weight column and one
     column per question id holding the chosen option's text (empty: not asked). Weights are
     summed per question, group and option; ``overall`` is every respondent with an answer,
@@ -21,12 +23,28 @@ Inputs (CSV, parquet or JSON lines; read, never modified):
 Human distributions are over the ordinal options (refusals left out) and the refusal rate
 is the refusal weight over the total weight. Every problem is a :class:`SurveyError`
 naming the file, column and row (1-based data rows; a CSV header is not a row).
+
+Warnings (the survey is usable, but probably not as meant; :func:`survey_warnings`):
+
+* an option not flagged as a refusal whose text reads as one ("Refused", "Don't know",
+  "DK/Refused (VOL.)", "No answer", "Not sure", ...; the whole text, after dropping a
+  parenthesis, must consist of such phrases), or whose ordinal lies far outside the
+  others (:func:`ordinal_outliers`; e.g. Pew's codes 98/99 after the scale 1–4): scored
+  as an opinion, it stretches the normaliser ``max − min ordinal``;
+* in the ``distribution`` form, a (question, group) whose weights sum to more than
+  :data:`WEIGHT_SUM_TOLERANCE` (5 %) away from the table's scale (1, or 100 when the
+  median sum is near 100): rounding published percentages to whole points moves a sum
+  by at most 0.5 point per option, so 5 % tolerates rounding for up to 10 options while
+  a typo such as 5.8 for 0.58 stands out.
 """
 
 from __future__ import annotations
 
+import itertools
+import re
+import statistics
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,10 +57,24 @@ FORMS = ("distribution", "responses")
 LETTERS = string.ascii_uppercase
 QUESTION_COLUMNS = ("question_id", "question", "option", "ordinal")
 DISTRIBUTION_COLUMNS = ("question_id", "group", "option", "weight")
+WEIGHT_SUM_TOLERANCE = 0.05
+MAX_WEIGHT_WARNINGS = 10
+OUTLIER_GAP_FACTOR = 5.0
+# Whole option texts (lower case, parentheses dropped, split at "/", ",", ";", " or ") that
+# are non-answers rather than positions on the scale.
+REFUSAL_PHRASES = frozenset(
+    {
+        "refused", "refuse", "refusal", "don't know", "dont know", "do not know", "dk",
+        "no answer", "not sure", "unsure", "prefer not to say", "prefer not to answer",
+        "decline to answer", "declined to answer", "declined", "skipped", "no response",
+        "n/a", "na", "not applicable", "no opinion", "can't say", "cannot say", "dk/ref",
+        "ref", "not asked", "missing",
+    }
+)  # fmt: skip
 TRUE_WORDS = {"true", "1", "yes", "y", "t"}
 FALSE_WORDS = {"false", "0", "no", "n", "f", ""}
 
-HUMAN_SCHEMA = {
+SURVEY_SCHEMA = {
     "survey": pl.String,
     "question_id": pl.String,
     "group": pl.String,
@@ -134,11 +166,17 @@ def parse_questions(frame: pl.DataFrame, path: str | Path = "questions") -> list
         ordinal = None
         if not refusal or (record["ordinal"] or "").strip():
             ordinal = _number(path, "ordinal", row, record["ordinal"])
-        entry = collected.setdefault(qid, {"text": text, "options": [], "ordinals": [], "refusal": []})
+        entry = collected.setdefault(
+            qid, {"text": text, "options": [], "ordinals": [], "refusal": [], "rows": []}
+        )
         if entry["text"] != text:
             raise SurveyError(f"{path}: row {row}: question {qid!r} has another text than on its first row")
         if option in entry["options"]:
-            raise SurveyError(f"{path}: row {row}: question {qid!r} lists option {option!r} twice")
+            first = entry["rows"][entry["options"].index(option)]
+            raise SurveyError(
+                f"{path}: row {row}: question {qid!r} lists option {option!r} twice (first on row {first})"
+            )
+        entry["rows"].append(row)
         entry["options"].append(option)
         entry["ordinals"].append(None if refusal else ordinal)
         entry["refusal"].append(refusal)
@@ -176,14 +214,17 @@ def _option_index(questions: Mapping[str, Question]) -> dict[tuple[str, str], in
 def weights_from_distribution(
     frame: pl.DataFrame, questions: Sequence[Question], path: str | Path = "answers"
 ) -> pl.DataFrame:
-    """Summed weights per question, group and option from a distribution-form table.
+    """Weights per question, group and option from a distribution-form table.
 
-    Returns ``question_id``, ``group``, ``option``, ``weight``, ``n_responses`` (null).
+    Each (question, group, option) may appear on one row only: a repeated row is an error
+    naming both rows (summing them would silently change the group's shares). Returns
+    ``question_id``, ``group``, ``option``, ``weight``, ``n_responses`` (null).
     """
     _require(path, frame, DISTRIBUTION_COLUMNS)
     by_id = {q.id: q for q in questions}
     index = _option_index(by_id)
     rows = []
+    first_row: dict[tuple[str, str, str], int] = {}
     for row, record in enumerate(frame.iter_rows(named=True), start=1):
         qid, group = (record["question_id"] or "").strip(), (record["group"] or "").strip()
         option = (record["option"] or "").strip()
@@ -199,14 +240,124 @@ def weights_from_distribution(
         weight = _number(path, "weight", row, record["weight"])
         if weight < 0:
             raise SurveyError(f"{path}: column 'weight' row {row}: {weight} is negative")
+        key = (qid, group, option)
+        if key in first_row:
+            raise SurveyError(
+                f"{path}: row {row}: question {qid!r}, group {group!r}, option {option!r} is "
+                f"repeated (first on row {first_row[key]}); give each (question, group, option) "
+                "one row"
+            )
+        first_row[key] = row
         rows.append((qid, group, option, weight))
     schema = {"question_id": pl.String, "group": pl.String, "option": pl.String, "weight": pl.Float64}
-    weights = pl.DataFrame(rows, schema=schema, orient="row")
-    return (
-        weights.group_by(["question_id", "group", "option"], maintain_order=True)
-        .agg(pl.col("weight").sum())
-        .with_columns(pl.lit(None, dtype=pl.Int64).alias("n_responses"))
+    return pl.DataFrame(rows, schema=schema, orient="row").with_columns(
+        pl.lit(None, dtype=pl.Int64).alias("n_responses")
     )
+
+
+def looks_like_refusal(option: str) -> bool:
+    """Whether an option's whole text is a non-answer ("Refused", "DK/Refused (VOL.)", ...)."""
+    words = re.sub(r"\([^)]*\)|\[[^\]]*\]", " ", option.lower().replace("\u2019", "'"))
+    words = " ".join(words.replace("n/a", "na").split()).strip(" .!?:-*")
+    if not words:
+        return False
+    parts = [part.strip(" .!?:-*") for part in re.split(r"[/,;]| or | and ", words)]
+    parts = [part for part in parts if part]
+    return bool(parts) and all(part in REFUSAL_PHRASES for part in parts)
+
+
+def ordinal_outliers(ordinals: Sequence[float]) -> list[int]:
+    """Positions of ordinals that lie far outside the others of a question (likely codes).
+
+    Sort the distinct values and split them at the largest gap between neighbours. The
+    smaller side (one or two values, strictly fewer than the other side) is an outlier when
+    that gap exceeds :data:`OUTLIER_GAP_FACTOR` (5) times the mean spacing of the larger
+    side: 1, 2, 3, 4, 99 flags 99; 1, 2, 3, 4, 98, 99 flags 98 and 99; −9, 1, 2, 3 flags −9;
+    0, 25, 50, 75, 100 and 1, 2, 4 flag nothing. With only two distinct values a value of
+    at least 97 is an outlier when the other is at most 10 (Pew's 99 after a 1).
+    """
+    values = sorted(set(float(v) for v in ordinals))
+    outside: set[float] = set()
+    if len(values) == 2:
+        low, high = values
+        if high >= 97 and low <= 10:
+            outside = {high}
+    elif len(values) >= 3:
+        gaps = [b - a for a, b in itertools.pairwise(values)]
+        split = max(range(len(gaps)), key=lambda i: gaps[i]) + 1
+        below, above = values[:split], values[split:]
+        inside, candidates = (below, above) if len(above) < len(below) else (above, below)
+        if len(candidates) <= 2 and len(candidates) < len(inside) and len(inside) >= 2:
+            spacing = (inside[-1] - inside[0]) / (len(inside) - 1)
+            if gaps[split - 1] > OUTLIER_GAP_FACTOR * spacing:
+                outside = set(candidates)
+    return [i for i, value in enumerate(ordinals) if float(value) in outside]
+
+
+def refusal_warnings(questions: Sequence[Question], path: str | Path = "questions") -> list[str]:
+    """One warning per option that looks like a refusal but is not flagged as one."""
+    warnings = []
+    for question in questions:
+        scored = [i for i, refusal in enumerate(question.refusal) if not refusal]
+        ordinals = [float(question.ordinals[i]) for i in scored]
+        far = {scored[i] for i in ordinal_outliers(ordinals)}
+        others = [o for i, o in zip(scored, ordinals, strict=True) if i not in far]
+        for i in scored:
+            reasons = []
+            if looks_like_refusal(question.options[i]):
+                reasons.append("its text reads as a non-answer")
+            if i in far:
+                reasons.append(
+                    f"its ordinal {question.ordinals[i]:g} lies far outside the others "
+                    f"({min(others):g}–{max(others):g}; survey codes such as Pew's 98/99 mean "
+                    '"Don\'t know"/"Refused")'
+                )
+            if reasons:
+                warnings.append(
+                    f"{path}: question {question.id!r} option {question.options[i]!r} looks like a "
+                    f"refusal ({'; '.join(reasons)}) but is not flagged as one: it is scored as an "
+                    "opinion and stretches the normaliser (max − min ordinal); set refusal to true "
+                    "if it is one"
+                )
+    return warnings
+
+
+def weight_sum_warnings(
+    weights: pl.DataFrame, groups: Sequence[str], path: str | Path = "answers"
+) -> list[str]:
+    """Warnings for distribution-form (question, group) weights far from summing to the scale.
+
+    The scale is 100 when the median sum over the table's (question, group) pairs lies
+    within 5 % of 100 (percentages), else 1 (shares). A pair warns when its sum is more than
+    :data:`WEIGHT_SUM_TOLERANCE` × scale away; at most :data:`MAX_WEIGHT_WARNINGS` are named,
+    then one line counts the rest. Only ``groups`` are looked at (other rows are unused).
+    """
+    sums = (
+        weights.filter(pl.col("group").is_in(list(groups)))
+        .group_by(["question_id", "group"], maintain_order=True)
+        .agg(pl.col("weight").sum())
+    )
+    if sums.height == 0:
+        return []
+    median = statistics.median(sums["weight"].to_list())
+    scale = 100.0 if abs(median - 100.0) <= WEIGHT_SUM_TOLERANCE * 100.0 else 1.0
+    off = [
+        (qid, group, total)
+        for qid, group, total in sums.iter_rows()
+        if abs(total - scale) > WEIGHT_SUM_TOLERANCE * scale
+    ]
+    warnings = [
+        f"{path}: question {qid!r}, group {group!r}: the weights sum to {total:.4g}, not {scale:g} "
+        f"(± {WEIGHT_SUM_TOLERANCE * scale:g}); they are renormalised as they are — check for a "
+        "typo (5.8 for 0.58) or a missing option"
+        for qid, group, total in off[:MAX_WEIGHT_WARNINGS]
+    ]
+    if len(off) > MAX_WEIGHT_WARNINGS:
+        warnings.append(
+            f"{path}: {len(off) - MAX_WEIGHT_WARNINGS} more (question, group) distributions do not "
+            f"sum to {scale:g} (± {WEIGHT_SUM_TOLERANCE * scale:g})"
+        )
+    return warnings
 
 
 def weights_from_responses(
@@ -289,7 +440,7 @@ def human_distributions(
                         (count or 0) if counted else None,
                     )
                 )  # fmt: skip
-    return pl.DataFrame(rows, schema=HUMAN_SCHEMA, orient="row")
+    return pl.DataFrame(rows, schema=SURVEY_SCHEMA, orient="row")
 
 
 def read_survey(
@@ -301,15 +452,25 @@ def read_survey(
     survey: str,
     group_column: str = "group",
     weight_column: str = "weight",
+    warn: Callable[[str], None] | None = None,
 ) -> pl.DataFrame:
     """Read and check one survey topic and return its human distributions (see
-    :func:`human_distributions`)."""
+    :func:`human_distributions`).
+
+    ``groups`` are every compared group (steered towards or not; ``overall`` is added).
+    Each warning (see the module docstring) is passed to ``warn`` when given.
+    """
     if form not in FORMS:
         raise SurveyError(f"{answers_path}: unknown answers form {form!r}; use one of {FORMS}")
     questions = read_questions(questions_path)
     answers = _read(answers_path)
+    warnings = refusal_warnings(questions, questions_path)
     if form == "distribution":
         weights = weights_from_distribution(answers, questions, answers_path)
+        warnings += weight_sum_warnings(weights, [*groups, OVERALL], answers_path)
     else:
         weights = weights_from_responses(answers, questions, answers_path, group_column, weight_column)
-    return human_distributions(weights, questions, groups, survey, str(answers_path))
+    table = human_distributions(weights, questions, groups, survey, str(answers_path))
+    for warning in warnings if warn is not None else []:
+        warn(warning)
+    return table

@@ -2,11 +2,14 @@
 
 Outputs (see the ``Snakefile`` header): the human distributions per survey topic; per
 question alignment; representativeness per model × context × group; human baselines;
-steerability; refusal rates. Parquet files carry their provenance; CSVs are for reading.
+steerability, its slope and differential steerability; consistency; refusal rates (see
+:mod:`~affalign.opinions.comparisons`). Parquet files carry their provenance; CSVs are for
+reading. Survey warnings go to the job's log and to the console.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,14 @@ import polars as pl
 
 from affalign.io import read_provenance, write_csv, write_table
 from affalign.opinions import positional as opinions
+from affalign.opinions.comparisons import InferenceSettings, compare_opinions
 from affalign.opinions.survey import read_survey
+
+
+def print_warning(warning: str) -> None:
+    """A warning in the job's log and on the console, which the log redirection does not reach."""
+    print(f"WARNING: {warning}", flush=True)
+    print(f"affalign: WARNING: {warning}", file=sys.__stderr__, flush=True)
 
 
 def write_survey_table(
@@ -26,15 +36,20 @@ def write_survey_table(
     survey: str,
     output: str | Path,
 ) -> pl.DataFrame:
-    """Read, check and aggregate one survey topic's answers and write its distributions."""
+    """Read, check and aggregate one survey topic's answers and write its distributions.
+
+    ``settings["groups"]`` are the groups steered towards, ``settings["compare_groups"]``
+    those compared with only; the table holds both and ``overall``.
+    """
     table = read_survey(
         questions,
         answers,
         form=settings["form"],
-        groups=list(settings["groups"]),
+        groups=[*settings["groups"], *settings["compare_groups"]],
         survey=survey,
         group_column=settings["group_column"],
         weight_column=settings["weight_column"],
+        warn=print_warning,
     )
     provenance = {
         "stage": "survey",
@@ -50,24 +65,31 @@ def write_survey_table(
 
 
 def run_opinion_tables(
-    *, shards: Sequence[str | Path], surveys: Sequence[str | Path], outputs: Mapping[str, str]
+    *,
+    shards: Sequence[str | Path],
+    surveys: Sequence[str | Path],
+    outputs: Mapping[str, str],
+    inference: InferenceSettings,
 ) -> None:
     """Join every opinion shard with the survey distributions and write the tables."""
     model = pl.concat([pl.read_parquet(path) for path in shards])
     human = pl.concat([pl.read_parquet(path) for path in surveys])
     alignment = opinions.question_alignment(model, human)
-    table = opinions.representativeness(alignment)
     results = {
         "alignment": alignment,
-        "representativeness": table,
-        "baselines": opinions.human_baselines(human),
-        "steerability": opinions.steerability(table),
+        **compare_opinions(alignment, opinions.human_question_alignment(human), inference),
         "refusals": opinions.refusal_rates(model, human),
     }
     scoring = {read_provenance(path).get("scoring", {}).get("mode") for path in shards}
     provenance = {
         "stage": "opinions",
         "metric": "1 - W1(model, group) / (max ordinal - min ordinal), mean over questions",
+        "intervals": "percentile, resampling questions with replacement (same resamples for every table)",
+        "tests": "two-sided paired sign-flip permutation over questions (differential steerability)",
+        "bootstrap_replicates": inference.replicates,
+        "confidence": inference.confidence,
+        "permutations": inference.permutations,
+        "seed": inference.seed,
         "scoring_modes": sorted(m for m in scoring if m),
         "n_shards": len(shards),
         "surveys": sorted(human["survey"].unique().to_list()),

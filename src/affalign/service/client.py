@@ -6,14 +6,20 @@ log it points users to, the server's URL once it is ready, the HTTP session, the
 requests in flight — and runs a consumer's work under a watchdog that ends it at once when
 the server dies or its service is withdrawn. Requests are retried with back-off on
 transient errors (timeouts, 408/429/5xx) while the server still answers ``/health``.
+
+Consumers register in a folder beside the service file while they run (see
+:meth:`ServiceClient.wait_for_siblings`): Snakemake kills every job of a service group as
+soon as one fails, so a consumer that must fail waits for its siblings first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import random
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -49,6 +55,43 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _start_time(pid: int) -> str | None:
+    """A process's start time (clock ticks since boot, from /proc): with the pid, it names
+    one process even after the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()[19]
+
+
+def consumers_folder(service_file: str | Path) -> Path:
+    """Where a service's running consumers register (the service job removes it when it ends)."""
+    service_file = Path(service_file)
+    return service_file.with_name(f"{service_file.stem}.consumers")
+
+
+def _register_consumer(service_file: Path) -> None:
+    folder = consumers_folder(service_file)
+    folder.mkdir(parents=True, exist_ok=True)
+    entry = folder / f"{socket.gethostname()}-{os.getpid()}"
+    entry.write_text(json.dumps({"pid": os.getpid(), "start": _start_time(os.getpid())}))
+    atexit.register(lambda: entry.unlink(missing_ok=True))
+
+
+def live_sibling_consumers(service_file: str | Path) -> list[int]:
+    """Pids of the other registered consumers of this service that still run on this host."""
+    folder = consumers_folder(service_file)
+    prefix = f"{socket.gethostname()}-"
+    siblings = []
+    for entry in folder.glob(f"{prefix}*") if folder.is_dir() else []:
+        record = _read_json(entry) or {}
+        pid = record.get("pid")
+        if isinstance(pid, int) and pid != os.getpid() and _start_time(pid) == record.get("start"):
+            siblings.append(pid)
+    return sorted(siblings)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -109,6 +152,7 @@ class ServiceClient:
         """
         began = time.time()
         seen_pid: int | None = None
+        _register_consumer(self.service_file)
         while True:
             if not self.service_file.exists():
                 # Snakemake only starts a consumer once the service file exists; it is removed
@@ -138,6 +182,29 @@ class ServiceClient:
                     f"status {status!r}); see the server log {self.server_log}, or raise "
                     "generation.server_start_timeout_s"
                 )
+            time.sleep(poll_s)
+
+    def wait_for_siblings(self, poll_s: float = 2.0) -> None:
+        """Block while other consumers of this service still run (or until the service file is
+        gone: then the group is being stopped anyway).
+
+        For a consumer about to fail: Snakemake kills every job of the group the moment one
+        fails, which would throw away its siblings' requests in flight. A consumer that fails
+        before its siblings had time to register (they register when they start waiting for
+        the service) should call :meth:`wait` first.
+        """
+        announced: list[int] = []
+        while self.service_file.exists():
+            siblings = live_sibling_consumers(self.service_file)
+            if not siblings:
+                return
+            if siblings != announced:
+                print(
+                    f"[affalign] failing once the {len(siblings)} other consumers of this model's "
+                    f"server have finished (pids {', '.join(map(str, siblings))})",
+                    flush=True,
+                )
+                announced = siblings
             time.sleep(poll_s)
 
     def problem(self) -> str | None:

