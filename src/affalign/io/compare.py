@@ -78,8 +78,12 @@ def frame_differences(old: pl.DataFrame, new: pl.DataFrame, tolerance: float) ->
     return problems
 
 
-def _stable(provenance: Mapping[str, Any], ignored: Sequence[str]) -> dict[str, Any]:
-    return {key: value for key, value in provenance.items() if key not in ignored}
+def _stable(provenance: Any, ignored: Sequence[str]) -> Any:
+    """Provenance without the keys that name code or time, at any depth (an affect table
+    carries its shard's provenance inside its own)."""
+    if isinstance(provenance, Mapping):
+        return {key: _stable(value, ignored) for key, value in provenance.items() if key not in ignored}
+    return provenance
 
 
 def compare_trees(
