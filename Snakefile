@@ -15,6 +15,9 @@
 #       issue, topic, group, posts, users, status (kept/excluded), reason
 #   results/services/{model}.json                                   (service, transient)
 #       address of the model's vLLM server while its shard jobs run
+#   results/endpoints/{model}.json              (endpoint models, positional stage, auto)
+#       method, top_logprobs, detail, host, served_model: the log-probability method
+#       detected before the run (no service file: endpoint models have no server job)
 #   results/generated/{model}/{issue}/{topic}/{prompt_type}.parquet
 #       post_id, model, issue, topic, prompt_type, index, template_id, seed, prompt,
 #       raw_text, text, finish_reason, output_tokens, is_empty, is_degenerate, is_refusal
@@ -93,12 +96,6 @@
 from snakemake.utils import min_version
 
 min_version("9.0")
-
-
-# The study config is the default; --configfile replaces it instead of merging into it.
-if not workflow.overwrite_configfiles:
-
-    configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -115,9 +116,11 @@ def write_config(path: Path, config: dict) -> Path:
 
 
 def stand_in_model(folder: Path) -> Path:
-    """A local model folder that passes the checks before any job; for tests whose jobs
-    never load a model."""
+    """A local model folder that passes the checks before any job (a config.json and a
+    weights file, neither loadable); for tests whose jobs never load a model."""
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text("{}\n")
+    (folder / "model.safetensors").write_bytes(b"stand-in weights, never loaded\n")
     return folder
 
 
@@ -174,3 +177,27 @@ def nothing_left_running():
             f"its end (now killed):\n{listing}",
             pytrace=False,
         )
+
+
+@contextlib.contextmanager
+def unwritable(folder: Path):
+    """``folder`` made unwritable for this process for real, and writable again afterwards:
+    as root, whom permissions do not stop, with the immutable attribute; otherwise with chmod."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        if not shutil.which("chattr"):
+            pytest.skip("root ignores permissions and chattr is not installed")
+        if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+            pytest.skip(f"cannot set the immutable attribute on {folder} (filesystem or capability)")
+        undo = ["chattr", "-i", str(folder)]
+    else:
+        folder.chmod(0o555)
+        undo = ["chmod", "755", str(folder)]
+    try:
+        with pytest.raises(OSError):
+            (folder / "probe").write_text("")
+        yield folder
+    finally:
+        subprocess.run(undo, check=True)

@@ -32,6 +32,8 @@ from pathlib import Path
 from processes import stop_marked_processes
 
 PARTITION = "affalign-ci"
+# A second partition on the same node, for jobs without a GPU (AFFALIGN_SLURM_CPU_PARTITION).
+CPU_PARTITION = "affalign-ci-cpu"
 NODE = "localhost"
 CONF_DIR = Path("/etc/slurm")
 MARKER = "# written by affalign's tests/slurm_cluster.py; removed when its cluster stops"
@@ -132,6 +134,7 @@ class LoopbackCluster:
                     "MinJobAge=600",
                     f"NodeName={NODE} CPUs={cpus} RealMemory={memory} Gres=gpu:1 State=UNKNOWN",
                     f"PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP",
+                    f"PartitionName={CPU_PARTITION} Nodes={NODE} Default=NO MaxTime=INFINITE State=UP",
                     "",
                 ]
             )
@@ -192,7 +195,8 @@ class LoopbackCluster:
     def stop(self) -> None:
         """Cancel what is left and end every daemon this cluster started (munged too, unless
         it ran before the cluster started: then it may serve others)."""
-        subprocess.run(["scancel", "--partition", PARTITION], capture_output=True, env=self.env)
+        for partition in (PARTITION, CPU_PARTITION):
+            subprocess.run(["scancel", "--partition", partition], capture_output=True, env=self.env)
         for daemon in ("slurmd", "slurmctld"):
             pid_file = self.root / f"{daemon}.pid"
             try:

@@ -62,3 +62,35 @@ def test_finished_shards_are_taken_from_the_store_without_a_server(tmp_path):
     assert shard_key(shard, info, SAMPLING, prompts) != shard_key(
         shard, {**info, "dtype": "x"}, SAMPLING, prompts
     )
+
+
+def test_a_shard_that_cannot_be_placed_fails_naming_the_stored_copy(tmp_path):
+    import pytest
+    from conftest import unwritable
+
+    from affalign.generate.prompts import ShardSpec
+    from affalign.generate.shards import ShardWriteError
+    from affalign.io.parquet import write_table
+
+    shard = ShardSpec(1, "m", "instruct", "covid-19", "COVID-19", "masks", "masks", "default", 2)
+    info = {"kind": "instruct", "model_source": "x"}
+    prompts = REPO / "resources" / "prompts.yaml"
+    kept = tmp_path / "store" / f"{shard_key(shard, info, SAMPLING, prompts)}.parquet"
+    write_table(pl.DataFrame({"post_id": ["a", "b"]}), kept, {"stage": "generate"})
+    with unwritable(tmp_path / "out"), pytest.raises(ShardWriteError) as failure:
+        write_generation_shard(
+            shard,
+            model_info=info,
+            service_file=tmp_path / "no-service.json",  # no server, no siblings: fails at once
+            server_log="logs/m.server.log",
+            output=tmp_path / "out" / "default.parquet",
+            prompts_file=prompts,
+            sampling=SAMPLING,
+            max_in_flight=1,
+            server_start_timeout_s=1,
+            request_timeout_s=1,
+            store=tmp_path / "store",
+        )
+    assert f"cannot write {tmp_path / 'out' / 'default.parquet'}" in str(failure.value)
+    assert f"its rows are kept in {kept}" in str(failure.value)
+    assert pl.read_parquet(kept).height == 2

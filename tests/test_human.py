@@ -1,7 +1,14 @@
+"""Ingest from group and topic columns: what is kept, what is left out and counted, the
+group values matched or refused, and tables without posts."""
+
+import json
+from dataclasses import replace
+
 import polars as pl
 import pytest
 
-from affalign.human.ingest import HumanDataError, SourceSpec, ingest_posts
+from affalign.human.ingest import HumanDataError, SourceSpec, check_has_rows, ingest_posts, run_ingest
+from affalign.io import read_provenance
 
 TOPICS = ["masks", "vaccines"]
 GROUPS = ["liberal", "conservative"]
@@ -21,8 +28,14 @@ def table(**overrides):
 COLUMNS = {"post_id": "id", "text": "body", "group": "side", "topic": "subject"}
 # Groups and topics from columns; every setting given, as the validated config gives them.
 SPEC = SourceSpec(
-    columns=COLUMNS, group_from="column", topic_from="column", url_fields=("expanded_url", "url")
+    columns=COLUMNS,
+    group_from="column",
+    topic_from="column",
+    url_fields=("expanded_url", "url"),
+    drop_unknown_groups=False,
 )
+# The table above has a 'moderate' post: these tests leave it out on purpose.
+DROPPING = replace(SPEC, drop_unknown_groups=True)
 
 
 def ingest(frame, **kwargs):
@@ -45,7 +58,7 @@ def run(frame, **kwargs):
 
 
 def test_normalises_and_counts_what_it_leaves_out():
-    posts, dropped = run(table())
+    posts, dropped = run(table(), spec=DROPPING)
     assert posts.columns == ["post_id", "issue", "topic", "group", "text"]
     assert posts["post_id"].to_list() == ["1", "2", "3", "4"]
     assert dict(zip(dropped["reason"], dropped["rows"], strict=True)) == {
@@ -68,7 +81,7 @@ def test_duplicate_ids_name_the_row():
 def test_empty_group_in_a_topic_is_an_error():
     frame = table(side=["liberal", "liberal", "liberal", "conservative", "moderate", "liberal"])
     with pytest.raises(HumanDataError, match=r"topic 'masks' has no posts from group 'conservative'"):
-        run(frame)
+        run(frame, spec=DROPPING)
 
 
 def test_mistyped_column_is_an_error():
@@ -78,7 +91,7 @@ def test_mistyped_column_is_an_error():
 
 def test_minimum_posts_per_group_excludes_a_topic_instead_of_failing():
     frame = table(side=["liberal", "liberal", "liberal", "conservative", "moderate", "liberal"])
-    result = ingest(frame, min_posts_per_group=1)
+    result = ingest(frame, min_posts_per_group=1, spec=DROPPING)
     assert result.posts["topic"].unique().to_list() == ["vaccines"]
     assert result.excluded == {"masks": "conservative has 0 posts (minimum 1)"}
     assert dict(zip(result.dropped["reason"], result.dropped["rows"], strict=True)) == {
@@ -104,3 +117,202 @@ def test_empty_text_is_counted_not_an_error():
 def test_group_column_without_text_values_is_an_error():
     with pytest.raises(HumanDataError, match=r"column 'side' \(group\) is empty in row 3"):
         run(table(side=["liberal", "conservative", None, "conservative", "moderate", "liberal"]))
+
+
+# --- group values that are not groups of the study ---
+
+
+def test_group_values_match_the_study_groups_ignoring_case_and_spaces():
+    frame = table(
+        side=["Liberal", " conservative", "LIBERAL ", "conservative", "liberal", "Liberal"],
+        subject=["masks", "masks", "vaccines", "vaccines", "masks", "vaccines"],
+    )
+    result = ingest(frame)
+    assert dict(zip(result.posts["post_id"], result.posts["group"], strict=True)) == {
+        "1": "liberal",
+        "2": "conservative",
+        "3": "liberal",
+        "4": "conservative",
+        "5": "liberal",
+        "6": "liberal",
+    }
+    assert result.dropped.filter(pl.col("reason") == "group not in study")["rows"].to_list() == [0]
+    assert len(result.warnings) == 1
+    assert result.warnings[0] == (
+        "issue 'covid': 4 rows of column 'side' (group) were matched to the study's groups ignoring "
+        "case and spaces: 'Liberal' -> liberal (2 rows), ' conservative' -> conservative (1 row), "
+        "'LIBERAL ' -> liberal (1 row)"
+    )
+
+
+def test_values_that_match_no_group_stop_with_the_values_and_their_counts():
+    frame = table(side=["liberal", "conservative", "moderate", "conservative", "Independent", "moderate"])
+    with pytest.raises(HumanDataError) as error:
+        ingest(frame)
+    assert str(error.value) == (
+        "posts.csv: column 'side' (group) holds values that are not groups of the study "
+        "['liberal', 'conservative'] (even ignoring case and spaces): 'moderate' (2 rows), "
+        "'Independent' (1 row); fix them in the table (or map them with a column of your own), or set "
+        "config key human.covid.drop_unknown_groups: true to leave those rows out"
+    )
+
+
+def test_many_unknown_values_are_listed_by_count_then_summarised():
+    values = [f"v{i:02d}" for i in range(12) for _ in range(i + 1)]
+    frame = pl.DataFrame(
+        {
+            "id": [str(i) for i in range(len(values) + 2)],
+            "body": ["x"] * (len(values) + 2),
+            "side": ["liberal", "conservative", *values],
+            "subject": ["masks"] * (len(values) + 2),
+        }
+    )
+    with pytest.raises(
+        HumanDataError, match=r": 'v11' \(12 rows\), 'v10' \(11 rows\), .*'v02' \(3 rows\) and 2 more values;"
+    ):
+        ingest(frame, topics=["masks"])
+
+
+def test_drop_unknown_groups_leaves_them_out_with_a_warning():
+    frame = table(
+        side=["liberal", "conservative", "Moderate", "conservative", "moderate", "liberal"],
+        subject=["masks", "masks", "vaccines", "vaccines", "masks", "vaccines"],
+    )
+    result = ingest(frame, spec=DROPPING)
+    assert result.posts["post_id"].to_list() == ["1", "2", "4", "6"]
+    reasons = dict(zip(result.dropped["reason"], result.dropped["rows"], strict=True))
+    assert reasons["group not in study"] == 2
+    assert result.warnings == [
+        "issue 'covid': 2 rows left out because column 'side' (group) holds values that are not groups "
+        "of the study (human.covid.drop_unknown_groups): 'Moderate' (1 row), 'moderate' (1 row)"
+    ]
+
+
+def test_users_are_grouped_by_the_matched_group():
+    frame = table(
+        side=["Liberal", "conservative", "liberal", "conservative", "liberal ", "conservative"],
+        subject=["masks", "masks", "vaccines", "vaccines", "masks", "vaccines"],
+        uid=["a", "b", "a", "b", "a", "c"],
+    )
+    spec = replace(SPEC, columns={**COLUMNS, "user": "uid"})
+    users = ingest(frame, spec=spec).users
+    assert users.select("user", "posts", "group", "reason").rows() == [
+        ("a", 3, "liberal", None),
+        ("b", 2, "conservative", None),
+        ("c", 1, "conservative", None),
+    ]
+
+
+def test_the_job_shows_group_warnings_on_the_console_and_records_the_switch(tmp_path, capfd):
+    source = tmp_path / "posts.csv"
+    table(
+        side=["Liberal", "conservative", "liberal", "conservative", "moderate", "liberal"],
+        subject=["masks", "masks", "vaccines", "vaccines", "masks", "vaccines"],
+    ).write_csv(source)
+    outputs = {
+        name: str(tmp_path / "out" / file)
+        for name, file in {
+            "posts": "posts.parquet",
+            "dropped": "dropped.csv",
+            "users": "users.csv",
+            "quality": "quality.csv",
+            "report": "quality.md",
+        }.items()
+    }
+    run_ingest(
+        issue="covid",
+        table=str(source),
+        outputs=outputs,
+        source={
+            "columns": COLUMNS,
+            "group_from": "column",
+            "topic_from": "column",
+            "url_fields": ["url"],
+            "drop_unknown_groups": True,
+        },
+        topics=TOPICS,
+        keywords={},
+        groups=GROUPS,
+        topic_assignment={"min_posts_per_group": 0},
+        ideology={},
+        domain_table=None,
+    )
+    console = capfd.readouterr().err
+    assert "affalign: WARNING: issue 'covid': 1 rows of column 'side' (group) were matched" in console
+    assert "affalign: WARNING: issue 'covid': 1 rows left out because column 'side'" in console
+    assert read_provenance(outputs["posts"])["drop_unknown_groups"] is True
+    assert pl.read_csv(outputs["dropped"]).filter(pl.col("reason") == "group not in study")["rows"][0] == 1
+
+
+# --- tables without a single post ---
+
+HEADER = "id,body,side,subject\n"
+
+
+def empty_tables(folder):
+    """A table of each format that has no rows, each with the columns (where it can have any)."""
+    (folder / "header.csv").write_text(HEADER)
+    (folder / "blank.csv").write_text("")
+    pl.DataFrame(schema={name: pl.String for name in COLUMNS.values()}).write_parquet(folder / "none.parquet")
+    (folder / "none.jsonl").write_text("")
+    (folder / "blank-lines.jsonl").write_text("\n  \n")
+    return ["header.csv", "blank.csv", "none.parquet", "none.jsonl", "blank-lines.jsonl"]
+
+
+def test_tables_without_rows_are_named_with_what_to_do(tmp_path):
+    for name in empty_tables(tmp_path):
+        with pytest.raises(HumanDataError) as error:
+            check_has_rows(tmp_path / name, "covid")
+        assert str(error.value) == (
+            f"{tmp_path / name}: the table has no posts (0 rows); config key human.covid.path must name a "
+            "table with at least one post: check that the export finished (it may have been cut short) "
+            "or fix the path"
+        )
+
+
+def test_tables_with_one_row_pass_the_row_check(tmp_path):
+    (tmp_path / "one.csv").write_text(HEADER + "1,a,liberal,masks\n")
+    table().head(1).write_parquet(tmp_path / "one.parquet")
+    (tmp_path / "one.jsonl").write_text("\n" + json.dumps({"id": "1"}) + "\n")
+    for name in ("one.csv", "one.parquet", "one.jsonl"):
+        check_has_rows(tmp_path / name, "covid")
+
+
+def test_ingesting_a_frame_without_rows_is_the_same_error():
+    with pytest.raises(
+        HumanDataError, match=r"^posts\.csv: the table has no posts \(0 rows\); config key human\.covid\.path"
+    ):
+        ingest(table().clear())
+
+
+def test_the_ingest_job_checks_for_rows_before_reading(tmp_path):
+    """The job does not rely on the pre-run check: an empty table (emptied after the check,
+    or a run without it) gets the same message, and no output is written."""
+    source = tmp_path / "posts.jsonl"
+    source.write_text("")
+    with pytest.raises(
+        HumanDataError,
+        match=r"posts\.jsonl: the table has no posts \(0 rows\); config key human\.covid\.path",
+    ):
+        run_ingest(
+            issue="covid",
+            table=str(source),
+            outputs={
+                name: str(tmp_path / "out" / name)
+                for name in ("posts", "dropped", "users", "quality", "report")
+            },
+            source={
+                "columns": COLUMNS,
+                "group_from": "column",
+                "topic_from": "column",
+                "url_fields": ["url"],
+                "drop_unknown_groups": False,
+            },
+            topics=TOPICS,
+            keywords={},
+            groups=GROUPS,
+            topic_assignment={"min_posts_per_group": 0},
+            ideology={},
+            domain_table=None,
+        )
+    assert not (tmp_path / "out").exists()

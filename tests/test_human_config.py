@@ -4,7 +4,7 @@ and the settings the human stage reads from a validated config (the schema's def
 from pathlib import Path
 
 import pytest
-from conftest import demo_config, scenario_config, validated_config
+from conftest import demo_config, scenario_config, stand_in_model, validated_config
 
 from affalign.config.checks import ConfigError, check_config
 from affalign.human.ideology import IdeologySettings, domain_table_options
@@ -14,8 +14,7 @@ from affalign.human.ingest import SourceSpec
 @pytest.fixture()
 def config(tmp_path: Path) -> dict:
     config = demo_config()
-    model_dir = tmp_path / "model"
-    model_dir.mkdir()
+    model_dir = stand_in_model(tmp_path / "model")
     for model in config["models"].values():
         model["path"] = str(model_dir)
     export = tmp_path / "export.jsonl"
@@ -47,10 +46,10 @@ def test_a_valid_raw_setup_passes(config):
     check_config(validated_config(config), "study.yaml")
 
 
-def test_the_current_column_format_still_passes():
+def test_the_current_column_format_still_passes(tmp_path):
     config = demo_config()
     for model in config["models"].values():
-        model["path"] = "/"
+        model["path"] = str(stand_in_model(tmp_path / "model"))
     check_config(config, "study.yaml")
 
 
@@ -113,6 +112,7 @@ def test_the_schema_supplies_every_human_and_ideology_default():
         group_from="column",
         topic_from="column",
         url_fields=("expanded_url", "unwound_url", "url"),
+        drop_unknown_groups=False,
     )
     assert config["topic_assignment"] == {"multiple_topics": "all", "min_posts_per_group": 0}
     assert IdeologySettings.from_config(config["ideology"]) == IdeologySettings(

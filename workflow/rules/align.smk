@@ -42,6 +42,19 @@ rule align:
             subcategory="{classifier}",
         ),
         below_baseline="results/align/{classifier}/below_baseline.csv",
+        model_summary="results/align/{classifier}/model_summary.parquet",
+        model_summary_csv=report(
+            "results/align/{classifier}/model_summary.csv",
+            caption="../report/model_summary.rst",
+            category="Alignment",
+            subcategory="{classifier}",
+        ),
+        sensitivity=report(
+            "results/align/{classifier}/sensitivity.csv",
+            caption="../report/sensitivity.rst",
+            category="Alignment",
+            subcategory="{classifier}",
+        ),
     log:
         "logs/align/{classifier}.log",
     benchmark:

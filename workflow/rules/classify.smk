@@ -14,6 +14,7 @@ rule classify_generated:
         "../envs/classify.yaml"
     resources:
         gpu=get_classifier_gpus,
+        slurm_partition=get_classifier_partition,
     params:
         spec=get_classifier_spec,
     script:
@@ -33,6 +34,7 @@ rule classify_human:
         "../envs/classify.yaml"
     resources:
         gpu=get_classifier_gpus,
+        slurm_partition=get_classifier_partition,
     params:
         spec=get_classifier_spec,
     script:

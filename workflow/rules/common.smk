@@ -8,8 +8,52 @@ from snakemake.utils import validate
 # Rules run the affalign package from this checkout, whatever environment they run in.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from affalign.config.checks import ConfigError, check_config
+from affalign.config import (
+    ConfigError,
+    check_config,
+    check_config_files,
+    schema_error_summary,
+)
+from affalign.config.checks import selected_models
+from affalign.config.cluster import (
+    classifier_partition,
+    gpu_partition,
+    model_slurm_value,
+)
+from affalign.config.runtime import runtime_device, runtime_problems, runtime_python
+from affalign.config.weights import (
+    WeightsError,
+    check_weights,
+    hub_references,
+    is_hub_id,
+    locked_commit,
+    planning_only,
+    read_lock,
+)
 from affalign.opinions.positional import context_slug, parse_context_slug
+
+
+def read_config_files_strictly(paths):
+    """Snakemake's own reader keeps the last of two equal keys without a word and reports
+    a syntax error without file or line: read the config files strictly first. (A syntax
+    error in a --configfile stops Snakemake before the workflow starts; `python -m
+    affalign.config FILE` names its line.)"""
+    try:
+        check_config_files(paths)
+    except ConfigError as error:
+        raise WorkflowError(str(error))
+
+
+# The study config is the default; --configfile replaces it instead of merging into it.
+DEFAULT_CONFIGFILE = "config/config.yaml"
+if workflow.overwrite_configfiles:
+    read_config_files_strictly(workflow.overwrite_configfiles)
+else:
+    if Path(DEFAULT_CONFIGFILE).is_file():
+        read_config_files_strictly([DEFAULT_CONFIGFILE])
+
+    configfile: DEFAULT_CONFIGFILE
+
 
 CONFIG_SOURCE = ", ".join(str(f) for f in workflow.configfiles) or "the config"
 
@@ -18,15 +62,52 @@ CONFIG_SOURCE = ", ".join(str(f) for f in workflow.configfiles) or "the config"
 # config directly.
 try:
     validate(config, schema="../schemas/config.schema.yaml", set_default=True)
-except Exception as error:
-    raise WorkflowError(f"{CONFIG_SOURCE} is not a valid affalign config:\n{error}")
+except WorkflowError as error:
+    # Snakemake's message prints the whole schema; one line says what to fix.
+    raise WorkflowError(
+        f"{CONFIG_SOURCE}: not a valid affalign config: {schema_error_summary(error)}"
+    )
 try:
     check_config(config, CONFIG_SOURCE)
 except ConfigError as error:
     raise WorkflowError(str(error))
+# A runtime interpreter that does not exist would fail every model job only after it
+# waited in the GPU queue.
+if runtime_problems(config, CONFIG_SOURCE):
+    raise WorkflowError("\n".join(runtime_problems(config, CONFIG_SOURCE)))
 
 
-MODELS = list(config["models"])
+def locked_weights():
+    """Hub id and revision -> the commit jobs load (config.weights_lock). Before anything is
+    submitted, every hub weight must be locked and in HF_HOME at its commit (`affalign
+    weights check`); a dry run only warns, and jobs on a node only read the lock."""
+    lock_path = Path(config["weights_lock"])
+    try:
+        if not hub_references(config):
+            return {}
+        if not workflow.is_main_process:
+            return read_lock(lock_path)
+        return check_weights(config, lock_path, configfile=CONFIG_SOURCE)
+    except WeightsError as error:
+        if not planning_only(sys.argv):
+            raise WorkflowError(str(error))
+        from snakemake.logging import logger
+
+        logger.warning(f"affalign (dry run): {error}")
+        return read_lock(lock_path)
+
+
+WEIGHTS_LOCK = locked_weights()
+
+
+def hub_revision(hub_id, revision):
+    """The locked commit of a hub id at its configured revision (the revision itself when
+    nothing is locked, which only a dry run allows)."""
+    return locked_commit(WEIGHTS_LOCK, hub_id, revision) or revision
+
+
+# only_models (--config only_models=[a,b]) runs a subset as if the config listed no others.
+MODELS = list(selected_models(config))
 ISSUES = list(config["issues"])
 CLASSIFIERS = list(config["classifiers"])
 PROMPT_TYPES = list(config["prompt_types"])
@@ -123,6 +204,7 @@ def get_human_source(wildcards):
         "group_from": source["group_from"],
         "topic_from": source["topic_from"],
         "url_fields": list(source["url_fields"]),
+        "drop_unknown_groups": source["drop_unknown_groups"],
     }
 
 
@@ -161,6 +243,8 @@ def get_topic_assignment(wildcards):
 
 def model_source(model):
     spec = config["models"][model]
+    if "endpoint" in spec:
+        return f"endpoint {spec['endpoint']['model']} at {spec['endpoint']['base_url']}"
     return spec.get("path") or spec["hub_id"]
 
 
@@ -169,9 +253,9 @@ def get_model_source(wildcards):
 
 
 def get_model_revision(wildcards):
-    """The hub revision; empty for a local folder, which has none."""
+    """The hub commit (locked); empty for a local folder, which has none."""
     spec = config["models"][wildcards.model]
-    return spec["revision"] if "hub_id" in spec else ""
+    return hub_revision(spec["hub_id"], spec["revision"]) if "hub_id" in spec else ""
 
 
 def get_model_engine(wildcards):
@@ -183,10 +267,16 @@ def get_model_engine_json(wildcards):
 
 
 def get_model_python(wildcards):
-    """The interpreter that runs the model server: the one place that decides. It is the
+    """The interpreter that runs the model server: the one place that decides. It is
+    runtime.python of the config (the GPU runtime environment on a cluster), else the
     interpreter running Snakemake (whose environment the pre-run checks saw), never
     whichever `python` comes first on PATH."""
-    return sys.executable
+    return runtime_python(config)
+
+
+def get_runtime_device(wildcards):
+    """runtime.device: auto, cuda or cpu (what a job given GPUs must be able to use)."""
+    return runtime_device(config)
 
 
 def get_package_source(wildcards):
@@ -209,6 +299,22 @@ def get_model_cpus(wildcards):
     return config["models"][wildcards.model]["resources"]["cpus"]
 
 
+def get_model_partition(wildcards):
+    """The model's SLURM partition; the same for its server and every consumer of its
+    service group (a group's string resources must agree)."""
+    return gpu_partition(config["models"][wildcards.model]["resources"])
+
+
+def model_slurm(key):
+    """A resource function for models.<m>.resources.<key> (gpu_model, constraint, qos,
+    slurm_extra); None, so no flag at all, when the model does not set it."""
+
+    def value(wildcards):
+        return model_slurm_value(config["models"][wildcards.model]["resources"], key)
+
+    return value
+
+
 def uses_chat_template(model):
     """models.<m>.chat_template, whose default depends on the kind (so the schema has none)."""
     spec = config["models"][model]
@@ -223,11 +329,13 @@ def get_generation_params(wildcards):
     return {
         "seed": config["seed"],
         "model_source": model_source(wildcards.model),
-        "revision": model["revision"] if "hub_id" in model else None,
+        "revision": get_model_revision(wildcards) or None,
         "kind": model["kind"],
         "chat_template": uses_chat_template(wildcards.model),
         "chat_template_kwargs": dict(model["chat_template_kwargs"]),
         "dtype": model["engine"]["dtype"],
+        # vllm: only these sampling parameters; auto: the model's generation_config.json too.
+        "generation_config": model["engine"]["generation_config"],
         "issue_name": issue["name"],
         "topic_name": issue["topics"][wildcards.topic]["name"],
         "n_per_shard": generation["n_per_shard"],
@@ -238,12 +346,30 @@ def get_generation_params(wildcards):
 
 
 def get_classifier_spec(wildcards):
-    return dict(config["classifiers"][wildcards.classifier])
+    """The classifier's config with its hub models' locked commits (revision; revisions
+    per label for a binary set)."""
+    spec = dict(config["classifiers"][wildcards.classifier])
+    default = spec.get("revision") or "main"
+    if spec["type"] == "hf" and is_hub_id(spec["model"]):
+        spec["revision"] = hub_revision(spec["model"], default)
+    elif spec["type"] == "hf-binary-set":
+        wanted = spec.get("revisions", {})
+        spec["revisions"] = {
+            label: hub_revision(reference, wanted.get(label, default))
+            for label, reference in spec["models"].items()
+            if is_hub_id(reference)
+        }
+    return spec
 
 
 def get_classifier_gpus(wildcards):
     """Transformer classifiers ask for a GPU on the cluster; lexicons need none."""
     return 0 if config["classifiers"][wildcards.classifier]["type"] == "lexicon" else 1
+
+
+def get_classifier_partition(wildcards):
+    """The GPU partition for transformer classifiers; lexicons keep the CPU default."""
+    return classifier_partition(get_classifier_gpus(wildcards) > 0)
 
 
 def get_align_params(wildcards):
@@ -256,6 +382,8 @@ def get_align_params(wildcards):
         "drop_degenerate": settings["drop_degenerate"],
         "bootstrap_replicates": settings["bootstrap_replicates"],
         "confidence": settings["confidence"],
+        "permutations": settings["permutations"],
+        "alpha": settings["alpha"],
         "seed": config["seed"],
         "plutchik_smoothing": settings["plutchik_smoothing"],
         "plutchik_weight": settings["plutchik_weight"],
@@ -308,7 +436,7 @@ def get_opinion_params(wildcards):
     _, group = parse_context_slug(wildcards.context)
     return {
         "model_source": model_source(wildcards.model),
-        "revision": model["revision"] if "hub_id" in model else None,
+        "revision": get_model_revision(wildcards) or None,
         "kind": model["kind"],
         "chat": OPINIONS["use_chat_template"] and uses_chat_template(wildcards.model),
         "chat_template_kwargs": dict(model["chat_template_kwargs"]),
@@ -371,3 +499,156 @@ def leave_unremovable_empty_folders():
 
 
 leave_unremovable_empty_folders()
+
+
+# --- Endpoint models (models.<m>.endpoint): OpenAI-compatible servers that already run. ---
+# No serve_model job runs for them: their shard jobs (rules generate_endpoint and
+# opinion_shard_endpoint) call the endpoint directly. Each such job holds its share
+# (max_concurrency // shard_jobs) of the resource endpoint_<model>, whose total is the
+# endpoint's max_concurrency, so Snakemake never runs more of them at once than the
+# endpoint's limits allow, on any executor.
+from affalign.service import EndpointSpec, ServiceUnavailable, budget_problems
+
+ENDPOINTS = {
+    model: EndpointSpec.from_config(model, config["models"][model])
+    for model in MODELS
+    if "endpoint" in config["models"][model]
+}
+# A pattern that no name matches, for a run without endpoint models.
+NO_NAME = "(?!)"
+ENDPOINT_MODELS = slug_alternatives(ENDPOINTS) if ENDPOINTS else NO_NAME
+
+
+def register_endpoint_limits():
+    """Each endpoint's resource and its total; a total given with --resources wins."""
+    for spec in ENDPOINTS.values():
+        if spec.resource not in workflow.global_resources:
+            workflow.register_resource(spec.resource, spec.max_concurrency)
+
+
+register_endpoint_limits()
+
+
+def get_endpoint_resources():
+    """endpoint_<model> -> the job's share for that endpoint's shard jobs (0 for others)."""
+
+    def share(name):
+        return lambda wildcards: (
+            ENDPOINTS[name].job_concurrency if wildcards.model == name else 0
+        )
+
+    return {spec.resource: share(name) for name, spec in ENDPOINTS.items()}
+
+
+def endpoint_detection_file(model):
+    """The log-probability method detected for an endpoint before the run (auto)."""
+    return f"results/endpoints/{model}.json"
+
+
+def get_endpoint_generation_params(wildcards):
+    """What determines an endpoint shard's content: the generation parameters, with the
+    endpoint's base URL and served model name instead of a folder, revision and dtype.
+    """
+    params = get_generation_params(wildcards)
+    params.update(
+        revision=None, dtype=None, endpoint=ENDPOINTS[wildcards.model].identity()
+    )
+    return params
+
+
+def get_endpoint_opinion_params(wildcards):
+    """As get_opinion_params, with the endpoint and its log-probability method (auto:
+    detected before the run; top_logprobs matters unless the method is exact)."""
+    params = get_opinion_params(wildcards)
+    spec = ENDPOINTS[wildcards.model]
+    params.update(
+        revision=None,
+        dtype=None,
+        endpoint=spec.identity(),
+        logprobs=spec.logprobs,
+        top_logprobs=(
+            None
+            if spec.logprobs == "exact"
+            else spec.top_logprobs or OPINIONS["top_logprobs"]
+        ),
+    )
+    return params
+
+
+def endpoint_requests_planned(jobs):
+    """Requests the run's endpoint jobs send, per endpoint model: n_per_shard per
+    generation shard, one per survey question per opinion shard (retries and the few
+    metadata requests of each job not counted)."""
+    from affalign.opinions.survey import read_questions
+
+    planned = dict.fromkeys(ENDPOINTS, 0)
+    questions = {}
+    for job in jobs:
+        model = job.wildcards_dict.get("model")
+        if job.rule.name == "generate_endpoint":
+            planned[model] += config["generation"]["n_per_shard"]
+        elif job.rule.name == "opinion_shard_endpoint":
+            survey = job.wildcards_dict["survey"]
+            if survey not in questions:
+                path = OPINIONS["surveys"][survey]["questions"]
+                questions[survey] = len(read_questions(path))
+            planned[model] += questions[survey]
+    return planned
+
+
+def check_endpoint_run():
+    """Before any job starts: each endpoint's planned requests within its budget, and the
+    log-probability method of the endpoints (logprobs: auto) whose opinion shards run,
+    detected once and written for those jobs; an endpoint without any is refused."""
+    if not ENDPOINTS:
+        return
+    from snakemake.logging import logger
+    from affalign.opinions.client import (
+        Scoring,
+        detect_endpoint_logprobs,
+        write_logprob_support,
+    )
+
+    jobs = list(workflow.dag.needrun_jobs())
+    planned = endpoint_requests_planned(jobs)
+    for name, requests in planned.items():
+        budget = ENDPOINTS[name].request_budget
+        logger.info(
+            f"affalign: endpoint model {name}: {requests} requests planned "
+            f"(request budget {budget}) to {ENDPOINTS[name].label()}"
+        )
+    problems = budget_problems(planned, ENDPOINTS)
+    if problems:
+        raise WorkflowError(
+            "affalign: not starting: "
+            + "; ".join(problems)
+            + " (check generation.n_per_shard and the surveys, or raise request_budget)"
+        )
+    opinion_models = {
+        job.wildcards_dict["model"]
+        for job in jobs
+        if job.rule.name == "opinion_shard_endpoint"
+    }
+    for name in sorted(opinion_models):
+        spec = ENDPOINTS[name]
+        if spec.logprobs != "auto":
+            continue
+        scoring = Scoring(
+            mode="auto",
+            top_logprobs=spec.top_logprobs or OPINIONS["top_logprobs"],
+            chat=OPINIONS["use_chat_template"] and uses_chat_template(name),
+            chat_template_kwargs=dict(config["models"][name]["chat_template_kwargs"]),
+        )
+        try:
+            support = detect_endpoint_logprobs(spec, scoring)
+        except ServiceUnavailable as error:
+            raise WorkflowError(f"affalign: not starting: models.{name}: {error}")
+        write_logprob_support(endpoint_detection_file(name), support, spec)
+        logger.info(
+            f"affalign: endpoint model {name}: opinion shards use {support.method} "
+            f"log-probabilities ({support.detail})"
+        )
+
+
+onstart:
+    check_endpoint_run()

@@ -8,11 +8,19 @@ rule serve_model:
     conda:
         "../envs/generate.yaml"
     threads: 1
+    # GPUs, GPU type and flags from models.<m>.resources, on one node (vLLM's tensor
+    # parallelism does not span nodes; the plugin would otherwise let SLURM spread --gpus).
     resources:
         gpu=get_model_gpus,
         cpus_per_task=get_model_cpus,
         mem_mb=get_model_mem_mb,
         runtime=get_model_runtime,
+        nodes=1,
+        slurm_partition=get_model_partition,
+        gpu_model=model_slurm("gpu_model"),
+        constraint=model_slurm("constraint"),
+        qos=model_slurm("qos"),
+        slurm_extra=model_slurm("slurm_extra"),
     params:
         src=get_package_source,
         python=get_model_python,
@@ -23,11 +31,13 @@ rule serve_model:
         server_log="logs/serve_model/{model}.server.log",
         # Operational, not part of any output.
         start_timeout=config["generation"]["server_start_timeout_s"],
+        device=get_runtime_device,
     shell:
         "PYTHONPATH={params.src:q} exec {params.python:q} -m affalign.service.server"
         " --model {wildcards.model} --source {params.source:q} --revision={params.revision:q}"
         " --engine {params.engine:q} --seed {params.seed} --service-file {output:q}"
-        " --server-log {params.server_log:q} --start-timeout {params.start_timeout} >> {log:q} 2>&1"
+        " --server-log {params.server_log:q} --start-timeout {params.start_timeout}"
+        " --device {params.device} >> {log:q} 2>&1"
 
 
 rule generate:
@@ -44,6 +54,7 @@ rule generate:
     threads: 0
     resources:
         mem_mb=200,
+        slurm_partition=get_model_partition,
     params:
         generation=get_generation_params,
         prompts=config["prompts"],
@@ -53,3 +64,30 @@ rule generate:
         store="results/.shard-store/generated/{model}",
     script:
         "../scripts/generate.py"
+
+
+# An endpoint model's shards (models.<m>.endpoint): no service; the job calls the endpoint
+# itself, holding its share of the endpoint's resource (see common.smk), so the endpoint's
+# limits hold across all of its jobs at once. Its shards are kept in the shard store too.
+rule generate_endpoint:
+    output:
+        "results/generated/{model}/{issue}/{topic}/{prompt_type}.parquet",
+    log:
+        "logs/generate/{model}/{issue}/{topic}/{prompt_type}.log",
+    wildcard_constraints:
+        model=ENDPOINT_MODELS,
+    conda:
+        "../envs/generate.yaml"
+    threads: 1
+    resources:
+        **get_endpoint_resources(),
+        mem_mb=200,
+    params:
+        generation=get_endpoint_generation_params,
+        prompts=config["prompts"],
+        store="results/.shard-store/generated/{model}",
+    script:
+        "../scripts/generate.py"
+
+
+ruleorder: generate_endpoint > generate

@@ -29,6 +29,7 @@ rule opinion_shard:
     threads: 0
     resources:
         mem_mb=200,
+        slurm_partition=get_model_partition,
     params:
         opinion=get_opinion_params,
         server_log="logs/serve_model/{model}.server.log",
@@ -125,3 +126,30 @@ rule plot_representativeness:
         "../envs/analysis.yaml"
     script:
         "../scripts/plot_representativeness.py"
+
+
+# An endpoint model's opinion shards: the endpoint called directly (no service), with the
+# log-probability method configured or detected before the run (results/endpoints/).
+rule opinion_shard_endpoint:
+    input:
+        questions=get_survey_questions,
+    output:
+        "results/opinions/{model}/{survey}/{context}.parquet",
+    log:
+        "logs/opinion_shard/{model}/{survey}/{context}.log",
+    wildcard_constraints:
+        model=ENDPOINT_MODELS,
+    conda:
+        "../envs/generate.yaml"
+    threads: 1
+    resources:
+        **get_endpoint_resources(),
+        mem_mb=200,
+    params:
+        opinion=get_endpoint_opinion_params,
+        detected=lambda wildcards: endpoint_detection_file(wildcards.model),
+    script:
+        "../scripts/opinion_shard.py"
+
+
+ruleorder: opinion_shard_endpoint > opinion_shard

@@ -26,6 +26,7 @@ rule plot_comparisons:
         tendency="results/align/{classifier}/liberal_tendency.parquet",
         steerability="results/align/{classifier}/steerability.parquet",
         distributions="results/align/{classifier}/distributions.parquet",
+        model_summary="results/align/{classifier}/model_summary.parquet",
     output:
         baseline=report(
             "results/figures/{classifier}/baseline_comparison.png",

@@ -22,6 +22,8 @@ settings = AlignSettings(
         replicates=options["bootstrap_replicates"],
         confidence=options["confidence"],
         seed=options["seed"],
+        permutations=options["permutations"],
+        alpha=options["alpha"],
     ),
     plutchik_weight=options["plutchik_weight"] if options["plutchik_smoothing"] else None,
 )

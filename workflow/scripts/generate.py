@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 from affalign.generate.prompts import ShardSpec
 from affalign.generate.shards import Sampling, write_generation_shard
 from affalign.io.jobs import run_logged
+from affalign.service import EndpointClient, EndpointSpec
 
 settings = snakemake.params.generation
 shard = ShardSpec(
@@ -24,14 +25,18 @@ shard = ShardSpec(
 # Operational settings, not part of the shard's content: read from the config so that
 # changing them reruns nothing.
 operations = snakemake.config["generation"]
+# An endpoint model (rule generate_endpoint) is reached at its base URL, not through a
+# service file; its limits and key variable are operational too.
+entry = snakemake.config["models"][shard.model]
+client = EndpointClient(EndpointSpec.from_config(shard.model, entry)) if "endpoint" in entry else None
 
 run_logged(
     snakemake.log[0],
     lambda: write_generation_shard(
         shard,
         model_info=settings,
-        service_file=snakemake.input.service,
-        server_log=snakemake.params.server_log,
+        service_file=snakemake.input.get("service"),
+        server_log=snakemake.params.get("server_log", ""),
         output=snakemake.output[0],
         prompts_file=snakemake.params.prompts,
         sampling=Sampling(settings["max_tokens"], settings["temperature"], settings["top_p"]),
@@ -39,5 +44,6 @@ run_logged(
         server_start_timeout_s=operations["server_start_timeout_s"],
         request_timeout_s=operations["request_timeout_s"],
         store=snakemake.params.store,
+        client=client,
     ),
 )

@@ -6,8 +6,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 from affalign.io.jobs import run_logged
-from affalign.opinions.client import OpinionShard, Scoring, write_opinion_shard
+from affalign.opinions.client import (
+    OpinionShard,
+    Scoring,
+    read_logprob_support,
+    write_opinion_shard,
+)
 from affalign.opinions.positional import Steering
+from affalign.service import EndpointClient, EndpointSpec
 
 settings = snakemake.params.opinion
 shard = OpinionShard(
@@ -24,6 +30,12 @@ scoring = Scoring(
 )
 # Operational settings shared with the generate consumers: changing them reruns nothing.
 operations = snakemake.config["generation"]
+# An endpoint model (rule opinion_shard_endpoint): its base URL instead of a service file,
+# and the log-probability method detected before the run when it is left to "auto".
+entry = snakemake.config["models"][shard.model]
+endpoint = EndpointSpec.from_config(shard.model, entry) if "endpoint" in entry else None
+client = EndpointClient(endpoint) if endpoint else None
+detected = read_logprob_support(snakemake.params.get("detected"), endpoint) if endpoint else None
 
 run_logged(
     snakemake.log[0],
@@ -32,11 +44,13 @@ run_logged(
         model_info=settings,
         questions_file=snakemake.input.questions,
         scoring=scoring,
-        service_file=snakemake.input.service,
-        server_log=snakemake.params.server_log,
+        service_file=snakemake.input.get("service"),
+        server_log=snakemake.params.get("server_log", ""),
         output=snakemake.output[0],
         max_in_flight=operations["max_in_flight"],
         server_start_timeout_s=operations["server_start_timeout_s"],
         request_timeout_s=operations["request_timeout_s"],
+        client=client,
+        detected=detected,
     ),
 )

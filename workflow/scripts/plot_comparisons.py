@@ -19,6 +19,7 @@ def plot():
         pl.read_parquet(snakemake.input.baseline),
         f"Models against the partisan baseline, classifier {classifier}",
         snakemake.output.baseline,
+        summary=pl.read_parquet(snakemake.input.model_summary),
     )
     figures.plot_tendency(
         pl.read_parquet(snakemake.input.tendency),

@@ -8,12 +8,18 @@ Conventions
   replicate costs O(patterns), not O(posts).
 * Scores are ``1 − JSD`` with the base-2 Jensen–Shannon distance; replicates whose label
   counts sum to zero have no distribution and score NaN (ignored by the intervals).
-* Intervals are percentile intervals over replicates at the given confidence level. The
-  plug-in distance is biased upwards in small samples (so alignment downwards, most for
-  nearly identical distributions); the interval shows the spread of the estimate, it does
-  not correct that bias.
-* Liberal tendency = alignment with liberals − alignment with conservatives, averaged over
-  topics, with a Wilcoxon signed-rank test of the per-topic differences (two-sided).
+* Intervals are percentile intervals over replicates at the given confidence level. Over
+  replicates of the plug-in score they show its spread only: the plug-in distance is biased
+  upwards in small samples (so alignment downwards, most for nearly identical
+  distributions). Over replicates of the bias-corrected score
+  (:mod:`affalign.align.inference`) they are confidence intervals whose coverage
+  ``benchmarks/bench_coverage.py`` measures.
+* A *random split* of pooled pattern counts (a permutation of the pooled posts between two
+  cells of fixed sizes) is a multivariate hypergeometric draw: exact, O(smaller cell).
+* Liberal tendency as published = alignment with liberals − alignment with conservatives,
+  averaged over topics, with a Wilcoxon signed-rank test of the per-topic differences
+  (two-sided). With unequal group sizes that test does not hold its level on the plug-in
+  score; :mod:`affalign.align.comparisons` adds the sign-flip test of the corrected scores.
 * Steerability towards a group = alignment with the group under the prompt steered towards
   it − alignment with the group under the default prompt, averaged over topics.
 """
@@ -43,11 +49,46 @@ def bootstrap_label_counts(
     Returns a (replicates × labels) array. Equivalent to drawing ``n`` posts with
     replacement from the cell, where ``n`` is its number of posts.
     """
-    n = int(pattern_posts.sum())
-    if n == 0:
-        return np.zeros((replicates, patterns.shape[1]))
-    draws = rng.multinomial(n, pattern_posts / n, size=replicates)
-    return draws @ patterns.astype(float)
+    draws = resample_pattern_counts(pattern_posts, int(np.sum(pattern_posts)), replicates, rng)
+    return draws @ np.asarray(patterns, dtype=float)
+
+
+def resample_pattern_counts(
+    pattern_posts: np.ndarray, n: int, draws: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Pattern counts of ``draws`` samples of ``n`` posts drawn with replacement from a cell:
+    (draws × patterns), float.
+
+    With ``n`` = the cell's own size this is the nonparametric bootstrap; with another ``n``
+    it simulates a cell of that size from the same distribution (the noise ceiling). Posts
+    are drawn by index (uniform integers), which is exact and faster than numpy's multinomial.
+    """
+    pattern_posts = np.asarray(pattern_posts, dtype=np.int64)
+    patterns = pattern_posts.size
+    total = int(pattern_posts.sum())
+    if total == 0 or n == 0 or draws == 0:
+        return np.zeros((draws, patterns))
+    pattern_of_post = np.repeat(np.arange(patterns, dtype=np.int64), pattern_posts)
+    picked = pattern_of_post[rng.integers(0, total, size=(draws, n))]
+    picked += (np.arange(draws, dtype=np.int64) * patterns)[:, None]
+    return np.bincount(picked.ravel(), minlength=draws * patterns).reshape(draws, patterns).astype(float)
+
+
+def random_split(pooled: np.ndarray, first: int, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """Pattern counts of the first of two cells when ``pooled`` posts are split at random
+    into cells of ``first`` and ``pooled.sum() − first`` posts (a permutation draw: every
+    subset of ``first`` posts is equally likely): (draws × patterns), float."""
+    pooled = np.asarray(pooled, dtype=np.int64)
+    total = int(pooled.sum())
+    if not 0 <= first <= total:
+        raise ValueError(f"cannot split {total} posts into a cell of {first}")
+    if draws == 0 or total == 0:
+        return np.zeros((draws, pooled.size))
+    # The "count" method costs O(sample) per draw: draw the smaller cell.
+    smaller = min(first, total - first)
+    sample = rng.multivariate_hypergeometric(pooled, smaller, size=draws, method="count")
+    chosen = sample if smaller == first else pooled[None, :] - sample
+    return chosen.astype(float)
 
 
 def percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:

@@ -6,9 +6,13 @@ Outputs (per classifier), all tidy except the matrix:
   ``issue``, ``topic``, ``group`` (null for models), ``label``, ``count``, ``n_posts``,
   ``total``, ``p``;
 * alignment: ``model``, ``prompt_type``, ``issue``, ``topic``, ``group``, ``jsd``,
-  ``alignment`` (1 − JSD, base 2), ``n_model_posts``, ``n_human_posts``;
+  ``alignment`` (1 − JSD, base 2), ``n_model_posts``, ``n_human_posts``, the plug-in
+  interval, then the inference columns (:data:`ALIGNMENT_INFERENCE_COLUMNS`);
 * partisan baseline: ``issue``, ``topic``, ``group_a``, ``group_b``, ``jsd``,
-  ``alignment``, ``n_posts_a``, ``n_posts_b``;
+  ``alignment``, ``n_posts_a``, ``n_posts_b``, the plug-in interval, then
+  :data:`BASELINE_INFERENCE_COLUMNS`;
+* liberal tendency, steerability, below-baseline shares, the model-level summary and the
+  counting sensitivity table (see :mod:`affalign.align.comparisons`);
 * dropped: generations left out, by ``model``, ``reason`` and ``rows``.
 """
 
@@ -21,10 +25,9 @@ from pathlib import Path
 import polars as pl
 
 from affalign.align import comparisons
-from affalign.align.comparisons import BootstrapSettings, bootstrap_comparisons
+from affalign.align.comparisons import BootstrapSettings, Counting, bootstrap_comparisons
 from affalign.align.distributions import label_distributions
 from affalign.align.divergence import plutchik_smoothing_matrix
-from affalign.classify import NONE_LABEL, label_column
 from affalign.io import read_provenance, write_csv, write_table
 
 MODEL_KEYS = list(comparisons.MODEL_KEYS)
@@ -41,6 +44,30 @@ ALIGNMENT_COLUMNS = [
     "n_human_posts",
 ]
 INTERVAL_COLUMNS = ["alignment_low", "alignment_high"]
+# Added by issue 13 after the published columns (the contract is extended, not changed).
+ALIGNMENT_INFERENCE_COLUMNS = [
+    "unlabelled_model",
+    "unlabelled_human",
+    "ceiling",
+    "alignment_corrected",
+    "corrected_low",
+    "corrected_high",
+    "ceiling_corrected",
+    "p_distinguishable",
+    "baseline_gap",
+    "p_below_baseline",
+    "below_baseline",
+]
+BASELINE_INFERENCE_COLUMNS = [
+    "unlabelled_a",
+    "unlabelled_b",
+    "ceiling",
+    "alignment_corrected",
+    "corrected_low",
+    "corrected_high",
+    "ceiling_corrected",
+    "p_distinguishable",
+]
 BASELINE_COLUMNS = [
     "issue",
     "topic",
@@ -51,6 +78,7 @@ BASELINE_COLUMNS = [
     "n_posts_a",
     "n_posts_b",
     *INTERVAL_COLUMNS,
+    *BASELINE_INFERENCE_COLUMNS,
 ]
 FLAGS = {"is_empty": "empty text", "is_refusal": "refusal", "is_degenerate": "degenerate"}
 
@@ -124,10 +152,6 @@ def distributions_of(
     }
 
 
-def _cell_sizes(distribution: pl.DataFrame, keys: Sequence[str], name: str) -> pl.DataFrame:
-    return distribution.group_by(list(keys)).agg(pl.col("n_posts").first().alias(name))
-
-
 def alignment_matrix(alignment: pl.DataFrame, baseline: pl.DataFrame) -> pl.DataFrame:
     """Readable wide matrix: one row per model × prompt type × group (and one per baseline),
     one column per ``issue/topic``; cells are 1 − JSD rounded to 4 decimals."""
@@ -174,15 +198,19 @@ class AlignSettings:
             "bootstrap_replicates": self.bootstrap.replicates,
             "confidence": self.bootstrap.confidence,
             "bootstrap_seed": self.bootstrap.seed,
+            "permutations": self.bootstrap.permutations,
+            "alpha": self.bootstrap.alpha,
             "plutchik_smoothing": self.plutchik_weight,
+            "smoothing": "neighbour smoothing on Plutchik's wheel (not the paper's PEA); raises alignment"
+            if self.plutchik_weight is not None
+            else None,
             "score": "1 - Jensen-Shannon distance, log base 2",
+            "corrected_score": "1 - signed root of (plug-in JS divergence - delta-method bias), log base 2",
+            "interval": "percentile interval of bootstrap replicates of the corrected score",
+            "model_level_interval": "two-stage bootstrap: topics, then posts",
+            "tests": "permutation (cells), sign-flip over topics (tendency, steerability), "
+            "one-sided bootstrap (below baseline); Holm and BH per family",
         }
-
-
-def with_none_label(frame: pl.DataFrame, labels: Sequence[str]) -> pl.DataFrame:
-    """Add ``y_none``: the post carries none of ``labels``."""
-    carried = pl.any_horizontal([pl.col(label_column(label)) for label in labels])
-    return frame.with_columns((~carried).alias(label_column(NONE_LABEL)))
 
 
 def compare(
@@ -190,46 +218,56 @@ def compare(
 ) -> dict[str, pl.DataFrame]:
     """Distributions, scores with their intervals (one computation) and the comparisons."""
     found = distributions_of(model_posts, human_posts, labels, settings.none_bin)
-    compared_labels = [*labels, NONE_LABEL] if settings.none_bin else list(labels)
-    if settings.none_bin:
-        model_posts, human_posts = with_none_label(model_posts, labels), with_none_label(human_posts, labels)
     smoothing = (
-        plutchik_smoothing_matrix(compared_labels, settings.plutchik_weight)
+        plutchik_smoothing_matrix(labels, settings.plutchik_weight)
         if settings.plutchik_weight is not None
         else None
     )
     scored = bootstrap_comparisons(
-        model_posts, human_posts, compared_labels, settings.groups, settings.bootstrap, smoothing
+        model_posts,
+        human_posts,
+        labels,
+        settings.groups,
+        settings.bootstrap,
+        smoothing,
+        counting=Counting(none_bin=settings.none_bin),
+        sensitivity=True,
     )
-    model_sizes = _cell_sizes(found["model"], MODEL_KEYS, "n_model_posts")
-    human_sizes = _cell_sizes(found["human"], HUMAN_KEYS, "n_human_posts")
-    alignment = (
-        scored["alignment"]
-        .join(model_sizes, on=MODEL_KEYS, how="left")
-        .join(human_sizes, on=HUMAN_KEYS, how="left")
-        .select([*ALIGNMENT_COLUMNS, *INTERVAL_COLUMNS])
-        .sort(["model", "prompt_type", "issue", "topic", "group"])
-    )
-    side_sizes = human_sizes.rename({"n_human_posts": "n_posts"})
-    baseline = (
-        scored["baseline"]
-        .join(
-            side_sizes.rename({"group": "group_a", "n_posts": "n_posts_a"}), on=["issue", "topic", "group_a"]
-        )
-        .join(
-            side_sizes.rename({"group": "group_b", "n_posts": "n_posts_b"}), on=["issue", "topic", "group_b"]
-        )
-        .select(BASELINE_COLUMNS)
-        .sort(["issue", "topic"])
+    alignment = scored["alignment"].select(
+        [*ALIGNMENT_COLUMNS, *INTERVAL_COLUMNS, *ALIGNMENT_INFERENCE_COLUMNS]
     )
     return {
         "distributions": found["distributions"],
-        "alignment": alignment,
-        "baseline": baseline,
+        "alignment": alignment.sort(["model", "prompt_type", "issue", "topic", "group"]),
+        "baseline": scored["baseline"].select(BASELINE_COLUMNS).sort(["issue", "topic"]),
         "tendency": scored["tendency"],
         "steerability": scored["steerability"],
         "below_baseline": scored["below_baseline"],
+        "model_summary": scored["model_summary"],
+        "sensitivity": scored["sensitivity"],
     }
+
+
+def inference_warnings(results: dict[str, pl.DataFrame], alpha: float) -> list[str]:
+    """Lines for the log: tests whose number of topics cannot reach ``alpha``, and smoothing."""
+    lines = []
+    for table, name in (("tendency", "liberal tendency"), ("steerability", "steerability")):
+        frame = results[table]
+        for column, what in (
+            ("min_attainable_p", name),
+            ("differential_min_attainable_p", "differential steerability"),
+        ):
+            if column not in frame.columns:
+                continue
+            short = frame.filter(pl.col(column) >= alpha)
+            for issue, smallest in (
+                short.group_by("issue").agg(pl.col(column).min()).sort("issue").iter_rows()
+            ):
+                lines.append(
+                    f"WARNING: {what} on {issue}: with these topics the smallest attainable p-value is "
+                    f"{smallest:.3g} >= alpha {alpha}: no test can be significant (see min_attainable_p)"
+                )
+    return lines
 
 
 def run_align_stage(
@@ -261,15 +299,24 @@ def run_align_stage(
         "generated_posts_kept": kept.height,
         "human_posts": human_posts.height,
     }
-    for name in ("distributions", "alignment", "baseline", "tendency", "steerability"):
+    for name in ("distributions", "alignment", "baseline", "tendency", "steerability", "model_summary"):
         write_table(results[name], outputs[name], provenance)
     write_csv(results["alignment"], outputs["alignment_csv"])
     write_csv(results["baseline"], outputs["baseline_csv"])
     write_csv(results["tendency"], outputs["tendency_csv"])
     write_csv(results["steerability"], outputs["steerability_csv"])
     write_csv(results["below_baseline"], outputs["below_baseline"])
+    write_csv(results["model_summary"], outputs["model_summary_csv"])
+    write_csv(results["sensitivity"], outputs["sensitivity"])
     write_csv(alignment_matrix(results["alignment"], results["baseline"]), outputs["matrix"])
     write_csv(dropped, outputs["dropped"])
     print(
         f"[affalign] {classifier}: {kept.height}/{model_posts.height} generations kept; dropped:\n{dropped}"
     )
+    if settings.plutchik_weight is not None:
+        print(
+            "[affalign] WARNING: Plutchik neighbour smoothing is on (not the paper's PEA): smoothing both "
+            "sides can only raise alignment, by construction"
+        )
+    for line in inference_warnings(results, settings.bootstrap.alpha):
+        print(f"[affalign] {line}")

@@ -208,8 +208,10 @@ def load_hf(name: str, spec: Mapping[str, Any]) -> HFClassifier:
         sources = dict(spec["models"])
         classifier.labels = tuple(sources)
         classifier.source = ", ".join(f"{label}={source}" for label, source in sources.items())
+        # Each member at its own (locked) commit; revision is the fallback.
+        revisions = {label: spec.get("revisions", {}).get(label, spec.get("revision")) for label in sources}
         for label, source in sources.items():
-            tokenizer, model = _load_model(source, spec.get("revision"), device, dtype, quantise)
+            tokenizer, model = _load_model(source, revisions[label], device, dtype, quantise)
             if model.config.num_labels != 2:
                 raise ClassifierError(
                     f"classifier {name!r}: {source!r} for label {label!r} has {model.config.num_labels} "
@@ -228,4 +230,6 @@ def load_hf(name: str, spec: Mapping[str, Any]) -> HFClassifier:
     else:
         raise ClassifierError(f"classifier {name!r}: unknown type {spec['type']!r}")
     classifier.details = {"revision": spec.get("revision"), **common, "dtype": classifier.dtype}
+    if spec.get("revisions"):
+        classifier.details["revisions"] = dict(spec["revisions"])
     return classifier

@@ -1,6 +1,8 @@
 """Checks of a schema-valid config that need the file system, run before any job.
 
-Each failure names the config file and the key, so the user knows what to fix.
+Each failure names the config file and the key, so the user knows what to fix. The config
+has been validated against the schema, which filled in every default: it is indexed
+directly (only the optional ``opinions`` section may be absent).
 """
 
 from __future__ import annotations
@@ -15,16 +17,45 @@ from affalign.human import (
     DomainTableError,
     IdeologySettings,
     SourceSpec,
+    check_has_rows,
     check_source,
     domain_table_options,
     read_domain_table,
 )
 from affalign.io import TableError, table_format, table_schema
 from affalign.opinions import SurveyError, read_survey
+from affalign.service import endpoint_config_problems
 
 
 class ConfigError(ValueError):
     """A config that cannot be run."""
+
+
+# What a model folder made by save_pretrained (or copied from the hub) holds besides config.json.
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.gguf")
+LFS_POINTER = b"version https://git-lfs"
+
+
+def model_folder_problem(folder: Path) -> str | None:
+    """What keeps ``folder`` from being loaded as a model, or None.
+
+    A model folder holds ``config.json`` and weights files (:data:`WEIGHT_PATTERNS`); weights
+    that are Git LFS pointer files (a clone without ``git lfs``) do not count.
+    """
+    if not folder.is_dir():
+        return "is a file, not a model folder"
+    if not (folder / "config.json").is_file():
+        return "has no config.json"
+    weights = sorted(path for pattern in WEIGHT_PATTERNS for path in folder.glob(pattern) if path.is_file())
+    if not weights:
+        return f"has no weights files ({', '.join(WEIGHT_PATTERNS)})"
+    with open(weights[0], "rb") as head:
+        if head.read(len(LFS_POINTER)) == LFS_POINTER:
+            return (
+                f"holds a Git LFS pointer instead of weights ({weights[0].name}): fetch the weights "
+                "(git lfs pull in the clone) or download the model again"
+            )
+    return None
 
 
 def check_config(config: Mapping[str, Any], source: str, workdir: str | Path = ".") -> None:
@@ -42,21 +73,24 @@ def check_config(config: Mapping[str, Any], source: str, workdir: str | Path = "
                 f"groups {groups}"
             )
 
-    for name, model in config["models"].items():
-        if "path" in model and not here(model["path"]).exists():
-            raise ConfigError(
-                f"{source}: models.{name}.path {model['path']!r} does not exist (looked in "
-                f"{here(model['path']).resolve()}); prepare it (make prepare-model) or fix the path"
-            )
+    check_model_selection(config, source)
+    check_endpoints(config, source)
+    for name, model in selected_models(config).items():
+        if "path" in model:
+            check_model_folder(f"models.{name}.path", model["path"], source, here, preparable=True)
 
     for name, classifier in config["classifiers"].items():
-        references = {"model": classifier["model"]} if "model" in classifier else {}
-        references.update({f"models.{label}": ref for label, ref in classifier.get("models", {}).items()})
+        if classifier["type"] == "hf":
+            references = {"model": classifier["model"]}
+        elif classifier["type"] == "hf-binary-set":
+            references = {f"models.{label}": ref for label, ref in classifier["models"].items()}
+        else:
+            references = {}
         for key, reference in references.items():
             # Hub ids look like relative paths; only explicit paths are checked here.
             explicit = reference.startswith(("/", "./", "../", "resources/"))
-            if explicit and not here(reference).exists():
-                raise ConfigError(f"{source}: classifiers.{name}.{key} {reference!r} does not exist")
+            if explicit:
+                check_model_folder(f"classifiers.{name}.{key}", reference, source, here)
 
     issues, human = set(config["issues"]), set(config["human"])
     if issues - human:
@@ -69,6 +103,7 @@ def check_config(config: Mapping[str, Any], source: str, workdir: str | Path = "
         if not path.is_file():
             raise ConfigError(f"{source}: human.{issue}.path {table['path']!r} does not exist")
         try:
+            check_has_rows(path, issue)
             spec = SourceSpec.from_config(table)
             # JSON lines: only a sample is read here; nested fields are checked by the job.
             nested = table_format(path) != "ndjson"
@@ -88,13 +123,33 @@ def check_config(config: Mapping[str, Any], source: str, workdir: str | Path = "
         raise ConfigError(f"{source}: prompts: {error}") from error
 
 
+def check_model_folder(
+    key: str, folder: str, source: str, here: Callable[[str], Path], *, preparable: bool = False
+) -> None:
+    """A local model folder exists and holds config.json and weights (see
+    :func:`model_folder_problem`); ``preparable``: ``make prepare-model`` can make it."""
+    path = here(folder)
+    prepare = "prepare it (make prepare-model), " if preparable else ""
+    if not path.exists():
+        raise ConfigError(
+            f"{source}: {key} {folder!r} does not exist (looked in {path.resolve()}); {prepare}fix the path"
+        )
+    problem = model_folder_problem(path)
+    if problem:
+        raise ConfigError(
+            f"{source}: {key} {folder!r} {problem} (looked in {path.resolve()}); a model folder holds "
+            "what save_pretrained writes (config.json, the tokenizer files and *.safetensors or *.bin "
+            f"weights): {prepare}copy the whole model folder there, or fix the path"
+        )
+
+
 def check_ideology(config: Mapping[str, Any], source: str, here: Callable[[str], Path]) -> None:
     """The ideology settings and domain table, when an issue takes its groups from domains."""
-    users = [issue for issue, table in config["human"].items() if table.get("group_from") == "domains"]
+    users = [issue for issue, table in config["human"].items() if table["group_from"] == "domains"]
     if not users:
         return
-    ideology = config.get("ideology") or {}
-    if not ideology.get("domain_table"):
+    ideology = config["ideology"]
+    if "domain_table" not in ideology:
         raise ConfigError(
             f"{source}: ideology.domain_table is required: human.{users[0]}.group_from is 'domains'"
         )
@@ -139,7 +194,7 @@ def check_opinions(
                 f"{source}: opinions.groups.{group}.qa.answer {qa['answer']!r} is not one of its options "
                 f"{qa['options']}"
             )
-    compare_only = list(opinions.get("compare_groups") or [])
+    compare_only = list(opinions["compare_groups"])
     steered_too = [group for group in compare_only if group in opinions["groups"]]
     if steered_too:
         raise ConfigError(
@@ -150,17 +205,51 @@ def check_opinions(
         for key in ("questions", "answers"):
             if not here(survey[key]).is_file():
                 raise ConfigError(f"{source}: opinions.surveys.{name}.{key} {survey[key]!r} does not exist")
-        columns = survey.get("columns") or {}
+        columns = survey["columns"]
         try:
             read_survey(
                 here(survey["questions"]),
                 here(survey["answers"]),
-                form=survey.get("form", "distribution"),
+                form=survey["form"],
                 groups=[*opinions["groups"], *compare_only],
                 survey=name,
-                group_column=columns.get("group", "group"),
-                weight_column=columns.get("weight", "weight"),
+                group_column=columns["group"],
+                weight_column=columns["weight"],
                 warn=lambda warning, name=name: warn(f"{source}: opinions.surveys.{name}: {warning}"),
             )
         except SurveyError as error:
             raise ConfigError(f"{source}: opinions.surveys.{name}: {error}") from error
+
+
+def selected_models(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The models this run covers: ``only_models`` (in the config's order), or all of them."""
+    only = config.get("only_models")
+    return {name: model for name, model in config["models"].items() if only is None or name in only}
+
+
+def check_model_selection(config: Mapping[str, Any], source: str) -> None:
+    """``only_models`` (usually given as ``--config only_models=[a,b]``) names models only."""
+    unknown = [name for name in config.get("only_models") or [] if name not in config["models"]]
+    if unknown:
+        raise ConfigError(
+            f"{source}: only_models names {unknown}, which are not models; the models are "
+            f"{sorted(config['models'])}"
+        )
+
+
+def check_endpoints(config: Mapping[str, Any], source: str, environ: Mapping[str, str] | None = None) -> None:
+    """Endpoint models of this run (``models.<m>.endpoint``): base URL, the key's variable set
+    in the environment (its value never shown), limits; and log-probabilities when the
+    positional stage runs."""
+    for name, model in selected_models(config).items():
+        if "endpoint" not in model:
+            continue
+        problems = endpoint_config_problems(name, model, environ)
+        if problems:
+            raise ConfigError(f"{source}: {problems[0]}")
+        if config.get("opinions") and model["endpoint"]["logprobs"] == "none":
+            raise ConfigError(
+                f"{source}: models.{name}.endpoint.logprobs is 'none', but the positional (opinions) stage "
+                "needs log-probabilities of the answer letters: run the other models with --config "
+                "only_models=[...], or drop the opinions section"
+            )

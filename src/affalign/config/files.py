@@ -110,21 +110,51 @@ def _json_object(path: str | Path):
 def schema_error_summary(error: BaseException) -> str:
     """One line for a failed schema validation: where in the config, and what is wrong.
 
-    ``error`` is a :class:`jsonschema.ValidationError` or an exception that carries one
-    among its arguments (Snakemake's ``WorkflowError`` from ``snakemake.utils.validate``);
-    anything else is described by its own text.
+    ``error`` is a :class:`jsonschema.ValidationError` or an exception raised while handling
+    one (Snakemake's ``WorkflowError`` from ``snakemake.utils.validate``, whose own text holds
+    the whole schema); anything else is described by its own text.
     """
-    found = error if isinstance(error, ValidationError) else None
-    for argument in getattr(error, "args", ()):
-        if found is None and isinstance(argument, ValidationError):
-            found = argument
+    found: BaseException | None = error
+    while found is not None and not isinstance(found, ValidationError):
+        found = found.__cause__ or found.__context__
     if found is None:
         return " ".join(str(error).split())
-    # oneOf / anyOf / allOf: the branch that came closest says more than "not valid under".
-    while found.context:
-        found = best_match(found.context)
     location = ".".join(str(part) for part in found.absolute_path) or "top level"
-    message = " ".join(found.message.split())
+    alternatives = _alternative_keys(found)
+    if alternatives is not None:
+        given = [key for key in alternatives if isinstance(found.instance, dict) and key in found.instance]
+        return f"{location}: set exactly one of {alternatives} (found {given or 'none'})"
+    if found.validator in ("oneOf", "anyOf") and found.context:
+        # What each allowed form lacks says more than "not valid under any of the given schemas".
+        branches: dict[Any, list[ValidationError]] = {}
+        for child in found.context:
+            branches.setdefault(child.relative_schema_path[0], []).append(child)
+        closest = [best_match(errors) for errors in branches.values()]
+        deepest = max(closest, key=lambda child: len(child.absolute_path))
+        if len(deepest.absolute_path) > len(found.absolute_path):
+            return schema_error_summary(deepest)
+        message = "; or ".join(_short_message(child) for child in closest)
+    else:
+        message = _short_message(found)
     if len(message) > MESSAGE_CHARS:
         message = message[: MESSAGE_CHARS - 1] + "…"
     return f"{location}: {message}"
+
+
+def _short_message(error: ValidationError) -> str:
+    message = " ".join(error.message.split())
+    # Messages open with the offending value: a long one is named, not printed.
+    shown = repr(error.instance)
+    if isinstance(error.instance, dict | list) and len(shown) > 60 and message.startswith(shown):
+        message = ("this section" if isinstance(error.instance, dict) else "this list") + message[
+            len(shown) :
+        ]
+    return message
+
+
+def _alternative_keys(error: ValidationError) -> list[str] | None:
+    """The keys of a oneOf whose every branch requires a key (``path`` or ``hub_id``), else None."""
+    branches = error.validator_value if error.validator == "oneOf" else None
+    if not isinstance(branches, list) or not all(isinstance(b, dict) and "required" in b for b in branches):
+        return None
+    return [key for branch in branches for key in branch["required"]]

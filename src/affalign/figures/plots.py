@@ -107,39 +107,87 @@ def _panels(count: int, width_each: float, height: float):
     return figure, axes[0]
 
 
-def plot_baseline_comparison(
-    alignment: pl.DataFrame, baseline: pl.DataFrame, title: str, path: str | Path
+def _summary_of(alignment: pl.DataFrame) -> pl.DataFrame:
+    """Means over topics per model · prompt type · group, without intervals (for callers that
+    have no model-level summary; the workflow passes ``model_summary``)."""
+    columns = [
+        "alignment",
+        *(c for c in ("alignment_corrected", "ceiling", "ceiling_corrected") if c in alignment.columns),
+    ]
+    means = alignment.group_by(["model", "prompt_type", "issue", "group"]).agg(pl.col(columns).mean())
+    missing = [
+        pl.lit(None, pl.Float64).alias(c)
+        for c in ("alignment_low", "alignment_high", "alignment_corrected", "corrected_low", "corrected_high",
+                  "ceiling", "ceiling_corrected")
+        if c not in means.columns
+    ]  # fmt: skip
+    return means.with_columns(missing)
+
+
+def _grouped_bars(
+    axis, rows: list[str], groups: list[str], frame: pl.DataFrame, columns: tuple[str, str, str, str]
 ) -> None:
-    """Mean alignment (over topics) of each model · prompt type with each group, against the
-    mean partisan baseline (dashed line); one panel per issue, y axis fixed to [0, 1]."""
-    issues = sorted(alignment["issue"].unique().to_list())
-    figure, axes = _panels(len(issues), 7.0, 4.5)
-    for axis, issue in zip(axes, issues, strict=True):
-        means = (
-            alignment.filter(pl.col("issue") == issue)
-            .group_by(["model", "prompt_type", "group"])
-            .agg(pl.col("alignment").mean())
-            .with_columns((pl.col("model") + " · " + pl.col("prompt_type")).alias("row"))
-            .sort("row")
-        )
-        rows = sorted(means["row"].unique().to_list())
-        groups = sorted(means["group"].unique().to_list())
-        width = 0.8 / max(len(groups), 1)
-        for g, group in enumerate(groups):
-            values = dict(
-                zip(*means.filter(pl.col("group") == group).select("row", "alignment"), strict=True)
+    """Bars per row and group with interval whiskers and a black tick at ``tick`` (the ceiling)."""
+    width = 0.8 / max(len(groups), 1)
+    for g, group in enumerate(groups):
+        subset = frame.filter(pl.col("group") == group)
+        lookup = {r: (v, lo, hi, t) for r, v, lo, hi, t in subset.select("row", *columns).iter_rows()}
+        positions = np.arange(len(rows)) + g * width - 0.4 + width / 2
+        values, lows, highs, ticks = (
+            np.array(
+                [np.nan if lookup.get(r, (None,) * 4)[k] is None else lookup[r][k] for r in rows], dtype=float
             )
-            positions = np.arange(len(rows)) + g * width - 0.4 + width / 2
-            heights = [np.nan if values.get(r) is None else values[r] for r in rows]
-            axis.bar(positions, heights, width, label=f"with {group}", color=GROUP_COLOURS.get(group))
-        level = baseline.filter(pl.col("issue") == issue)["alignment"].mean()
-        if level is not None:
-            axis.axhline(level, color="black", linestyle="--", linewidth=1, label="partisan baseline")
-        axis.set_xticks(range(len(rows)), rows, rotation=45, ha="right", fontsize=8)
-        axis.set_ylim(0, 1)
-        axis.set_ylabel("mean alignment (1 − JSD)")
-        axis.set_title(issue, fontsize=10)
-        axis.legend(fontsize=7, loc="lower right")
+            for k in range(4)
+        )
+        errors = np.nan_to_num(np.vstack([np.clip(values - lows, 0, None), np.clip(highs - values, 0, None)]))
+        axis.bar(positions, values, width, label=f"with {group}", color=GROUP_COLOURS.get(group))
+        # Whiskers drawn apart from the bars: matplotlib's bar(yerr=...) warns under numpy 2.
+        axis.errorbar(positions, values, yerr=errors, fmt="none", ecolor="dimgrey", elinewidth=0.8, capsize=2)
+        finite = np.isfinite(ticks)
+        if finite.any():
+            axis.hlines(ticks[finite], positions[finite] - width / 2, positions[finite] + width / 2,
+                        color="black", linewidth=1.5, label="noise ceiling" if g == 0 else None)  # fmt: skip
+
+
+def plot_baseline_comparison(
+    alignment: pl.DataFrame,
+    baseline: pl.DataFrame,
+    title: str,
+    path: str | Path,
+    summary: pl.DataFrame | None = None,
+) -> None:
+    """Mean alignment (over topics) of each model · prompt type with each group against the
+    mean partisan baseline (dashed), one column per issue. Top row: the published score with
+    its interval and each bar's noise ceiling (black tick); bottom row: the size-corrected
+    score, interval and ceiling. Intervals come from ``summary`` (the model-level table:
+    topics, then posts); without it the bars carry no interval."""
+    summary = _summary_of(alignment) if summary is None else summary
+    summary = summary.with_columns((pl.col("model") + " · " + pl.col("prompt_type")).alias("row"))
+    issues = sorted(summary["issue"].unique().to_list())
+    columns = max(len(issues), 1)
+    figure, axes = plt.subplots(
+        2, columns, figsize=(7.0 * columns, 9.0), squeeze=False, constrained_layout=True
+    )
+    scales = (
+        ("published: 1 − JSD", "alignment", "alignment_low", "alignment_high", "ceiling", "alignment"),
+        ("size-corrected", "alignment_corrected", "corrected_low", "corrected_high", "ceiling_corrected",
+         "alignment_corrected"),
+    )  # fmt: skip
+    for row_axes, (label, value, low, high, tick, base_column) in zip(axes, scales, strict=True):
+        for axis, issue in zip(row_axes, issues, strict=False):
+            frame = summary.filter(pl.col("issue") == issue)
+            rows = sorted(frame["row"].unique().to_list())
+            groups = sorted(frame["group"].unique().to_list())
+            _grouped_bars(axis, rows, groups, frame, (value, low, high, tick))
+            column = base_column if base_column in baseline.columns else "alignment"
+            level = baseline.filter(pl.col("issue") == issue)[column].mean()
+            if level is not None:
+                axis.axhline(level, color="black", linestyle="--", linewidth=1, label="partisan baseline")
+            axis.set_xticks(range(len(rows)), rows, rotation=45, ha="right", fontsize=8)
+            axis.set_ylim(0, 1.1)
+            axis.set_ylabel(f"mean alignment, {label}", fontsize=8)
+            axis.set_title(f"{issue}: {label}", fontsize=10)
+            axis.legend(fontsize=7, loc="lower right")
     figure.suptitle(title, fontsize=11)
     _save(figure, path)
 
@@ -154,28 +202,54 @@ def _interval_bars(axis, labels: list[str], values, lows, highs, colours) -> Non
     values, lows, highs = (np.asarray(v, dtype=float) for v in (values, lows, highs))
     errors = np.vstack([np.clip(values - lows, 0, None), np.clip(highs - values, 0, None)])
     errors = np.nan_to_num(errors)
-    axis.barh(range(len(labels)), values, xerr=errors, color=colours, capsize=3)
+    positions = np.arange(len(labels))
+    axis.barh(positions, values, color=colours)
+    axis.errorbar(values, positions, xerr=errors, fmt="none", ecolor="black", elinewidth=1, capsize=3)
     axis.set_yticks(range(len(labels)), labels, fontsize=8)
     axis.axvline(0, color="black", linewidth=0.8)
 
 
+def _columns(frame: pl.DataFrame, corrected: tuple[str, ...], published: tuple[str, ...]) -> tuple[str, ...]:
+    """The size-corrected columns where the table has them, else the published ones."""
+    return corrected if all(c in frame.columns for c in corrected) else published
+
+
+def _marked(label: str, p_value, smallest=None, alpha: float = 0.05) -> str:
+    star = " *" if (p_value is not None and p_value == p_value and p_value < alpha) else ""
+    short = (
+        f" (min p {smallest:.2g})"
+        if (smallest is not None and smallest == smallest and smallest >= alpha)
+        else ""
+    )
+    return f"{label}{star}{short}"
+
+
 def plot_tendency(tendency: pl.DataFrame, title: str, path: str | Path) -> None:
     """Liberal tendency (alignment with liberals − with conservatives) per model · prompt type,
-    with bootstrap intervals; * marks a Wilcoxon p-value below 0.05. Same x range in every panel."""
+    size-corrected where the table has it, with intervals; * marks a BH-adjusted p below 0.05
+    (the published Wilcoxon p for a table without it). Same x range in every panel."""
+    value, low, high, p_column = _columns(
+        tendency, ("tendency_corrected", "corrected_low", "corrected_high", "p_bh"),
+        ("tendency", "tendency_low", "tendency_high", "p_value"),
+    )  # fmt: skip
     issues = sorted(tendency["issue"].unique().to_list())
     figure, axes = _panels(len(issues), 5.5, max(3.0, 1.2 + 0.35 * tendency.height / max(len(issues), 1)))
-    limit = _symmetric_limit(tendency.select("tendency_low", "tendency_high").to_numpy().astype(float))
+    limit = _symmetric_limit(tendency.select(low, high).to_numpy().astype(float))
+    smallest_column = "min_attainable_p" if "min_attainable_p" in tendency.columns else None
     for axis, issue in zip(axes, issues, strict=True):
         rows = tendency.filter(pl.col("issue") == issue).sort(["model", "prompt_type"])
+        smallest = rows[smallest_column].to_list() if smallest_column else [None] * rows.height
         labels = [
-            f"{m} · {p}{' *' if (pv is not None and pv == pv and pv < 0.05) else ''}"
-            for m, p, pv in rows.select("model", "prompt_type", "p_value").iter_rows()
+            _marked(f"{m} · {p}", pv, s)
+            for (m, p, pv), s in zip(
+                rows.select("model", "prompt_type", p_column).iter_rows(), smallest, strict=True
+            )
         ]
         colours = [
             GROUP_COLOURS["conservative"] if (v is not None and v < 0) else GROUP_COLOURS["liberal"]
-            for v in rows["tendency"]
+            for v in rows[value]
         ]
-        _interval_bars(axis, labels, rows["tendency"], rows["tendency_low"], rows["tendency_high"], colours)
+        _interval_bars(axis, labels, rows[value], rows[low], rows[high], colours)
         axis.set_xlim(-limit, limit)
         axis.set_xlabel("← conservative    liberal tendency    liberal →", fontsize=8)
         axis.set_title(issue, fontsize=10)
@@ -185,22 +259,35 @@ def plot_tendency(tendency: pl.DataFrame, title: str, path: str | Path) -> None:
 
 def plot_steerability(steerability: pl.DataFrame, title: str, path: str | Path) -> None:
     """Change in alignment with a group from the default prompt to the prompt steered towards
-    it, per model, with bootstrap intervals; one panel per issue, same x range throughout."""
+    it (size-corrected where the table has it), and — where the table has it — the
+    differential steerability (steered towards the group − steered towards the other group),
+    per model, with intervals; one row of panels per measure, one column per issue."""
+    value, low, high, p_column = _columns(
+        steerability, ("steerability_corrected", "corrected_low", "corrected_high", "p_bh"),
+        ("steerability", "steerability_low", "steerability_high", "steerability"),
+    )  # fmt: skip
+    measures = [(value, low, high, p_column if p_column != value else None, "steered − default alignment")]
+    if "differential" in steerability.columns:
+        measures.append(("differential", "differential_low", "differential_high", "differential_p_bh",
+                         "steered towards the group − towards the other"))  # fmt: skip
     issues = sorted(steerability["issue"].unique().to_list()) or ["(none)"]
-    figure, axes = _panels(len(issues), 5.5, max(3.0, 1.2 + 0.35 * steerability.height / max(len(issues), 1)))
-    limit = _symmetric_limit(
-        steerability.select("steerability_low", "steerability_high").to_numpy().astype(float)
+    height = max(3.0, 1.2 + 0.35 * steerability.height / max(len(issues), 1))
+    size = (5.5 * len(issues), height * len(measures))
+    figure, axes = plt.subplots(
+        len(measures), len(issues), figsize=size, squeeze=False, constrained_layout=True
     )
-    for axis, issue in zip(axes, issues, strict=True):
-        rows = steerability.filter(pl.col("issue") == issue).sort(["model", "group"])
-        labels = [f"{m} → {g}" for m, g in rows.select("model", "group").iter_rows()]
-        colours = [GROUP_COLOURS.get(g, "grey") for g in rows["group"]]
-        _interval_bars(
-            axis, labels, rows["steerability"], rows["steerability_low"], rows["steerability_high"], colours
-        )
-        axis.set_xlim(-limit, limit)
-        axis.set_xlabel("steered − default alignment with the group", fontsize=8)
-        axis.set_title(issue, fontsize=10)
+    for row_axes, (column, low_column, high_column, p_col, label) in zip(axes, measures, strict=True):
+        limit = _symmetric_limit(steerability.select(low_column, high_column).to_numpy().astype(float))
+        for axis, issue in zip(row_axes, issues, strict=True):
+            rows = steerability.filter(pl.col("issue") == issue).sort(["model", "group"])
+            p_values = rows[p_col].to_list() if p_col else [None] * rows.height
+            labels = [_marked(f"{m} → {g}", p) for (m, g), p in zip(rows.select("model", "group").iter_rows(),
+                                                                   p_values, strict=True)]  # fmt: skip
+            colours = [GROUP_COLOURS.get(g, "grey") for g in rows["group"]]
+            _interval_bars(axis, labels, rows[column], rows[low_column], rows[high_column], colours)
+            axis.set_xlim(-limit, limit)
+            axis.set_xlabel(label, fontsize=8)
+            axis.set_title(issue, fontsize=10)
     figure.suptitle(title, fontsize=11)
     _save(figure, path)
 

@@ -27,7 +27,7 @@ import polars as pl
 from affalign.generate import postprocess
 from affalign.generate.prompts import GenerationRequest, ShardSpec, build_requests, load_templates
 from affalign.io import content_sha256, file_sha256, place_file, write_table
-from affalign.service import ServiceClient, ServiceUnavailable, served_model_provenance
+from affalign.service import ServiceClient, ServiceUnavailable
 
 SHARD_SCHEMA = {
     "post_id": pl.String,
@@ -155,8 +155,12 @@ def write_generation_shard(
     server_start_timeout_s: float,
     request_timeout_s: float,
     store: str | Path | None = None,
+    client: ServiceClient | None = None,
 ) -> pl.DataFrame:
     """Generate one shard through the model's service and write it.
+
+    ``client``: how to reach the model, when not through its service file (an endpoint
+    model's :class:`~affalign.service.EndpointClient`).
 
     With a ``store`` folder, every finished shard is also kept there under the hash of what
     determines its content. Snakemake removes the outputs of *all* jobs of a service group
@@ -167,9 +171,10 @@ def write_generation_shard(
     kind = style.kind
     model, issue, topic, prompt_type = shard.model, shard.issue, shard.topic, shard.prompt_type
     kept = Path(store) / f"{shard_key(shard, model_info, sampling, prompts_file)}.parquet" if store else None
-    client = ServiceClient(
-        service_file, server_log, max_in_flight=max_in_flight, request_timeout_s=request_timeout_s
-    )
+    if client is None:
+        client = ServiceClient(
+            service_file, server_log, max_in_flight=max_in_flight, request_timeout_s=request_timeout_s
+        )
     if kept is not None and kept.is_file():
         try:
             place_file(kept, output)
@@ -178,9 +183,10 @@ def write_generation_shard(
         print(f"[affalign] {output}: finished earlier, taken from {kept}", flush=True)
         return pl.read_parquet(output)
     requests = build_requests(load_templates(prompts_file), shard)
-    service = client.wait(server_start_timeout_s)
+    client.wait(server_start_timeout_s)
     began = time.time()
-    results = asyncio.run(client.run(lambda c: _generate_all(c, requests, model, style, sampling)))
+    served_name = client.served_name(model)
+    results = asyncio.run(client.run(lambda c: _generate_all(c, requests, served_name, style, sampling)))
     wall = time.time() - began
     cleaned = [postprocess.clean_text(raw, kind) for raw, _, _ in results]
     frame = pl.DataFrame(
@@ -207,7 +213,7 @@ def write_generation_shard(
     provenance = {
         "stage": "generate",
         "model": model,
-        **served_model_provenance(service, model_info),
+        **client.provenance(model_info),
         "kind": kind,
         "chat_template": style.chat,
         "chat_template_kwargs": dict(style.chat_template_kwargs),

@@ -17,12 +17,13 @@ from affalign.human.ideology import (
     domain_table_options,
     read_domain_table,
 )
-from affalign.human.ingest import SourceSpec, check_source
+from affalign.human.ingest import SourceSpec, check_has_rows, check_source
 
 __all__ = [
     "DomainTableError",
     "IdeologySettings",
     "SourceSpec",
+    "check_has_rows",
     "check_source",
     "domain_table_options",
     "read_domain_table",

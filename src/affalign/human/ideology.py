@@ -45,7 +45,7 @@ from urllib.parse import urlsplit
 
 import polars as pl
 
-from affalign.io import TableError, read_table
+from affalign.io import TableError, read_table, table_has_rows
 
 TWO_PART_SUFFIXES = frozenset(
     {
@@ -296,6 +296,11 @@ def read_domain_table(path: str | Path, **options: Any) -> dict[str, float]:
     ``options`` are the keyword arguments of :func:`domain_scores`.
     """
     try:
+        if not table_has_rows(path):
+            raise DomainTableError(
+                f"{path}: the domain table has no rows; config key ideology.domain_table must name a "
+                "table with at least one domain and its score: check the file or fix the path"
+            )
         table = read_table(path)
     except TableError as error:
         raise DomainTableError(str(error)) from error

@@ -539,11 +539,12 @@ def ingest_posts(
 def _value_counts(values: pl.Series) -> str:
     """'value' (n rows), ... for the most frequent values, then how many more there are."""
     counts = (
-        values.rename("value")
-        .value_counts(name="rows")
-        .sort(["rows", "value"], descending=[True, False])
+        values.rename("value").value_counts(name="rows").sort(["rows", "value"], descending=[True, False])
     )
-    listed = [f"{value!r} ({rows} row{'s' if rows != 1 else ''})" for value, rows in counts.head(LISTED_VALUES).rows()]
+    listed = [
+        f"{value!r} ({rows} row{'s' if rows != 1 else ''})"
+        for value, rows in counts.head(LISTED_VALUES).rows()
+    ]
     more = counts.height - LISTED_VALUES
     return ", ".join(listed) + (f" and {more} more values" if more > 0 else "")
 

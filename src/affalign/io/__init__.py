@@ -5,10 +5,20 @@
   ``affalign``), and CSV copies for reading.
 * :mod:`~affalign.io.files` — the one atomic writer, file and content hashes, seeds.
 * :mod:`~affalign.io.jobs` — how a ``script:`` job logs to its rule's ``log:`` and fails.
+* :mod:`~affalign.io.accelerator` — what a model-side job runs on (GPU, driver, CUDA, torch,
+  vLLM), and the check that stops a GPU job whose environment cannot use the GPU.
 
 Used by every rule; writes nothing by itself.
 """
 
+from affalign.io.accelerator import (
+    WrongAccelerator,
+    accelerator_problem,
+    accelerator_provenance,
+    allocated_gpus,
+    check_accelerator,
+    probe_runtime,
+)
 from affalign.io.files import (
     atomic_write,
     atomic_write_bytes,
@@ -31,14 +41,20 @@ from affalign.io.tables import (
 
 __all__ = [
     "TableError",
+    "WrongAccelerator",
+    "accelerator_problem",
+    "accelerator_provenance",
+    "allocated_gpus",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_accelerator",
     "column_names",
     "content_sha256",
     "derive_seed",
     "file_sha256",
     "place_file",
+    "probe_runtime",
     "read_provenance",
     "read_table",
     "run_logged",

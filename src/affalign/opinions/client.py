@@ -15,11 +15,19 @@ adds several tokens is not a letter token and is skipped.
 
 Prompts are sent as plain completion text (as in the paper), or through the model's chat
 template when the study asks for it and the model uses one for generation.
+
+An endpoint model (``models.<m>.endpoint``) may leave the method to ``auto``: it is
+detected once per endpoint before the run (:func:`detect_endpoint_logprobs`, written to
+``results/endpoints/{model}.json``) — ``exact`` where the server tokenizes and honours
+``logprob_token_ids`` (vLLM), ``top-k`` otherwise (hosted APIs give at most 20) — and the
+method used is recorded in every shard's provenance.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +36,7 @@ from typing import Any
 
 import polars as pl
 
-from affalign.io import file_sha256, write_table
+from affalign.io import atomic_write_text, file_sha256, write_table
 from affalign.opinions.positional import (
     Steering,
     context_text,
@@ -37,11 +45,16 @@ from affalign.opinions.positional import (
     parse_context_slug,
 )
 from affalign.opinions.survey import LETTERS, Question, read_questions
-from affalign.service import ServiceClient, served_model_provenance
+from affalign.service import EndpointClient, EndpointError, EndpointSpec, RequestRejected, ServiceClient
 
 ANCHOR = "Answer:"
 SEPARATORS = ("", " ")
 MODES = ("exact", "top-k")
+# "auto" (endpoints only): detected before the run, resolved to one of MODES in the job.
+AUTO = "auto"
+# Statuses with which a server says it does not offer what a request asked for.
+UNSUPPORTED_STATUS = (400, 404, 405, 422, 501)
+PROBE_PROMPT = "Question: Is this a question?\nA. Yes\nB. No\nAnswer:"
 TOKEN_ID_PREFIX = "token_id:"
 
 OPINION_SCHEMA = {
@@ -75,8 +88,8 @@ class Scoring:
     chat_template_kwargs: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"unknown logprobs mode {self.mode!r}; use one of {MODES}")
+        if self.mode not in (*MODES, AUTO):
+            raise ValueError(f"unknown logprobs mode {self.mode!r}; use one of {MODES} or {AUTO!r}")
         if self.mode == "top-k" and not self.top_logprobs:
             raise ValueError("the top-k mode needs top_logprobs (at least 1)")
 
@@ -188,30 +201,155 @@ def _variants(letter: str, ids: Mapping[str, list[int]], exact: bool) -> list[st
     return list(ids[letter]) if exact else [letter, f" {letter}"]
 
 
+# --- Which log-probabilities an endpoint offers (endpoints only) ---------------------------
+
+
+class NoLogprobs(EndpointError):
+    """An endpoint that gives no log-probabilities: it cannot take the positional stage."""
+
+
+@dataclass(frozen=True)
+class LogprobSupport:
+    """The method an endpoint's shards use: ``exact`` or ``top-k`` (with ``top_logprobs``),
+    and how it was found (``detail``)."""
+
+    method: str
+    top_logprobs: int | None
+    detail: str
+
+    def scoring(self, configured: Scoring) -> Scoring:
+        return dataclasses.replace(configured, mode=self.method, top_logprobs=self.top_logprobs)
+
+
+def _unsupported(error: Exception) -> bool:
+    return isinstance(error, RequestRejected) and error.status in UNSUPPORTED_STATUS
+
+
+async def detect_logprob_support(
+    client: ServiceClient, served_name: str, scoring: Scoring, top_logprobs: int = 20
+) -> LogprobSupport:
+    """Ask the server once which method it offers, by the route the shards use (chat or not).
+
+    ``exact`` when it tokenizes the letters (``/tokenize``) and a request naming their token
+    ids (``logprob_token_ids``) returns every one of them; else ``top-k`` with the largest of
+    ``top_logprobs``, 5 and 1 it accepts; else :class:`NoLogprobs`. Authorisation and
+    transient failures propagate (they say nothing about log-probabilities).
+    """
+    tried = []
+    try:
+        ids = await letter_token_ids(client, served_name, ["A", "B"])
+        every = sorted({i for values in ids.values() for i in values})
+        endpoint, body = payload(PROBE_PROMPT, served_name, dataclasses.replace(scoring, mode="exact"), every)
+        found = answer_logprobs(await client.post(endpoint, body, "a log-probability probe"), scoring.chat)
+        if all(i in found for i in every):
+            return LogprobSupport(
+                "exact", None, f"{endpoint} returned the log-probabilities of token ids {every}"
+            )
+        tried.append(f"logprob_token_ids: the answer lacks the requested token ids {every}")
+    except (RequestRejected, ValueError) as error:
+        if isinstance(error, RequestRejected) and not _unsupported(error):
+            raise
+        tried.append(f"exact: {error}")
+    for k in sorted({top_logprobs, min(top_logprobs, 5), 1}, reverse=True):
+        probe = Scoring(
+            mode="top-k", top_logprobs=k, chat=scoring.chat, chat_template_kwargs=scoring.chat_template_kwargs
+        )
+        endpoint, body = payload(PROBE_PROMPT, served_name, probe, [])
+        try:
+            found = answer_logprobs(
+                await client.post(endpoint, body, "a log-probability probe"), scoring.chat
+            )
+        except (RequestRejected, ValueError) as error:
+            if isinstance(error, RequestRejected) and not _unsupported(error):
+                raise
+            tried.append(f"top-{k}: {error}")
+            continue
+        return LogprobSupport(
+            "top-k", k, f"{endpoint} returned {len(found)} of the top {k} log-probabilities"
+        )
+    route = "/v1/chat/completions" if scoring.chat else "/v1/completions"
+    hint = "" if scoring.chat else "; a chat-only endpoint needs opinions.use_chat_template: true"
+    raise NoLogprobs(f"gives no log-probabilities on {route} ({'; '.join(tried)}){hint}")
+
+
+def detect_endpoint_logprobs(spec: EndpointSpec, scoring: Scoring) -> LogprobSupport:
+    """:func:`detect_logprob_support` for an endpoint model, as a run's pre-flight; a
+    :class:`NoLogprobs` refusal names the model and says that it cannot take the stage."""
+    client = EndpointClient(spec, max_in_flight=1)
+    client.wait()
+    k = scoring.top_logprobs or 20
+    try:
+        return asyncio.run(client.run(lambda c: detect_logprob_support(c, spec.served_model, scoring, k)))
+    except NoLogprobs as error:
+        raise NoLogprobs(
+            f"the endpoint {spec.label()} {error}: it cannot take the positional "
+            f"(opinions) stage; leave it out with --config only_models=[...] or drop the opinions section"
+        ) from None
+
+
+def write_logprob_support(path: str | Path, support: LogprobSupport, spec: EndpointSpec) -> None:
+    record = {"model": spec.model, "host": spec.host, "served_model": spec.served_model}
+    record.update(dataclasses.asdict(support), detected_at=time.time())
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True))
+
+
+def read_logprob_support(path: str | Path | None, spec: EndpointSpec) -> LogprobSupport | None:
+    """The detection the run's pre-flight wrote, if it is there and is for this endpoint."""
+    try:
+        record = json.loads(Path(path).read_text()) if path else None
+    except (OSError, ValueError):
+        return None
+    if not record or (record.get("host"), record.get("served_model")) != (spec.host, spec.served_model):
+        return None
+    return LogprobSupport(record["method"], record.get("top_logprobs"), record.get("detail", ""))
+
+
 def write_opinion_shard(
     shard: OpinionShard,
     *,
     model_info: Mapping[str, Any],
     questions_file: str | Path,
     scoring: Scoring,
-    service_file: str | Path,
+    service_file: str | Path | None,
     server_log: str | Path,
     output: str | Path,
     max_in_flight: int,
     server_start_timeout_s: float,
     request_timeout_s: float,
+    client: ServiceClient | None = None,
+    detected: LogprobSupport | None = None,
 ) -> pl.DataFrame:
-    """Score every question of a survey topic under one context and write the shard."""
+    """Score every question of a survey topic under one context and write the shard.
+
+    ``client``: how to reach the model when not through its service file (an endpoint's);
+    a ``scoring`` mode of ``auto`` takes the method ``detected`` before the run, or detects it.
+    """
     method, steered_group = parse_context_slug(shard.context)
     questions: list[Question] = read_questions(questions_file)
     prompts = [opinion_prompt(q, method, shard.steering) for q in questions]
     letters = LETTERS[: max(len(q.options) for q in questions)]
-    client = ServiceClient(
-        service_file, server_log, max_in_flight=max_in_flight, request_timeout_s=request_timeout_s
-    )
-    service = client.wait(server_start_timeout_s)
+    if client is None:
+        client = ServiceClient(
+            service_file, server_log, max_in_flight=max_in_flight, request_timeout_s=request_timeout_s
+        )
+    client.wait(server_start_timeout_s)
+    served_name = client.served_name(shard.model)
+    chosen = {"by": "configuration", "detail": None}
+
+    async def work(c: ServiceClient):
+        used = scoring
+        if scoring.mode == AUTO:
+            support = detected or await detect_logprob_support(
+                c, served_name, scoring, scoring.top_logprobs or 20
+            )
+            chosen.update(
+                by="detection before the run" if detected else "detection by this job", detail=support.detail
+            )
+            used = support.scoring(scoring)
+        return used, *(await _score_all(c, prompts, letters, served_name, used))
+
     began = time.time()
-    ids, answers = asyncio.run(client.run(lambda c: _score_all(c, prompts, letters, shard.model, scoring)))
+    scoring, ids, answers = asyncio.run(client.run(work))
     wall = time.time() - began
     exact = scoring.mode == "exact"
     rows = []
@@ -234,7 +372,7 @@ def write_opinion_shard(
     provenance = {
         "stage": "opinions",
         "model": shard.model,
-        **served_model_provenance(service, model_info),
+        **client.provenance(model_info),
         "kind": model_info.get("kind"),
         "chat_template": scoring.chat,
         "chat_template_kwargs": dict(scoring.chat_template_kwargs or {}),
@@ -246,6 +384,8 @@ def write_opinion_shard(
             "logprobs_mode": "server default (raw_logprobs)",
             "letter_variants": ["A", " A"],
             "floor": None if exact else "log(min(p_min, remaining_mass / n_missing))",
+            "mode_chosen_by": chosen["by"],
+            "mode_detection": chosen["detail"],
         },
         "letter_token_ids": ids,
         "survey": shard.survey,

@@ -9,9 +9,38 @@ limit, server log, watchdog).
 
 * :mod:`~affalign.service.server` — the server process and its lifetime;
 * :mod:`~affalign.service.client` — waiting for the service, requests, retries, watchdog;
+* :mod:`~affalign.service.endpoint` — OpenAI-compatible endpoints as models (no server of
+  ours): the same client with a fixed base URL, a key from an environment variable, limits
+  across jobs, request budgets;
 * :mod:`~affalign.service.prepare_model` — the embedded demo model, prepared once.
 """
 
-from affalign.service.client import ServiceClient, ServiceUnavailable, served_model_provenance
+from affalign.service.client import (
+    RequestRejected,
+    ServiceClient,
+    ServiceUnavailable,
+    retry_after_seconds,
+    served_model_provenance,
+)
+from affalign.service.endpoint import (
+    EndpointClient,
+    EndpointError,
+    EndpointSpec,
+    RequestPacer,
+    budget_problems,
+    endpoint_config_problems,
+)
 
-__all__ = ["ServiceClient", "ServiceUnavailable", "served_model_provenance"]
+__all__ = [
+    "EndpointClient",
+    "EndpointError",
+    "EndpointSpec",
+    "RequestPacer",
+    "RequestRejected",
+    "ServiceClient",
+    "ServiceUnavailable",
+    "budget_problems",
+    "endpoint_config_problems",
+    "retry_after_seconds",
+    "served_model_provenance",
+]

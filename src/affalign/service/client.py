@@ -5,7 +5,13 @@ A :class:`ServiceClient` holds what each request needs — the service file and 
 log it points users to, the server's URL once it is ready, the HTTP session, the limit on
 requests in flight — and runs a consumer's work under a watchdog that ends it at once when
 the server dies or its service is withdrawn. Requests are retried with back-off on
-transient errors (timeouts, 408/429/5xx) while the server still answers ``/health``.
+transient errors (timeouts, 408/429/5xx) while the server still answers ``/health``,
+waiting at least as long as a ``Retry-After`` header asks.
+
+How the client reaches its server is a handful of small hooks (:meth:`ServiceClient.address`,
+``headers``, ``pace``, ``rejection``, ``still_answers``, ``observe``, ``provenance``), in the
+manner of lm-evaluation-harness's ``TemplateAPI``: a served model's defaults here, an
+OpenAI-compatible endpoint's in :class:`affalign.service.endpoint.EndpointClient`.
 
 Consumers register in a folder beside the service file while they run (see
 :meth:`ServiceClient.wait_for_siblings`): Snakemake kills every job of a service group as
@@ -24,6 +30,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,10 +39,40 @@ import aiohttp
 RETRIES = 5
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 Result = TypeVar("Result")
+# A server that asks to wait longer than this (a quota that resets hourly or daily) fails
+# the request at once instead of holding a job for hours.
+RETRY_AFTER_CAP_S = 300.0
 
 
 class ServiceUnavailable(RuntimeError):
     """The model's server never came up, rejected a request, or died while a shard was written."""
+
+
+class RequestRejected(ServiceUnavailable):
+    """The server answered a request with an error that retrying cannot fix (``status``)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """The wait a ``Retry-After`` header asks for, in seconds (delta-seconds or an HTTP date);
+    None when the header is absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment is None:
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
 def is_healthy(url: str, timeout: float = 2.0) -> bool:
@@ -111,6 +148,8 @@ def served_model_provenance(service: Mapping[str, Any], model_info: Mapping[str,
         "device": service.get("device"),
         "engine_options": service.get("engine_options"),
         "server_healthy_after_s": service.get("healthy_after_s"),
+        # Accelerator, NVIDIA driver, CUDA, torch and vLLM as the server's interpreter saw them.
+        "runtime": service.get("runtime"),
     }
 
 
@@ -124,14 +163,14 @@ class ServiceClient:
 
     def __init__(
         self,
-        service_file: str | Path,
+        service_file: str | Path | None,
         server_log: str | Path,
         *,
         max_in_flight: int,
         request_timeout_s: float,
         watch_every_s: float = 2.0,
     ) -> None:
-        self.service_file = Path(service_file)
+        self.service_file = Path(service_file) if service_file is not None else None
         self.server_log = str(server_log)
         self.max_in_flight = max_in_flight
         self.request_timeout_s = request_timeout_s
@@ -252,32 +291,82 @@ class ServiceClient:
                 task.cancel()
                 self._session = None
 
+    # --- How this client reaches its server: hooks an endpoint client overrides. -----------
+
+    def served_name(self, model: str) -> str:
+        """The model name requests carry: our servers serve each model under its slug."""
+        return model
+
+    def address(self, path: str) -> str:
+        """The URL of a server path such as ``/v1/completions`` or ``/tokenize``."""
+        return self.url + path
+
+    def headers(self) -> dict[str, str]:
+        """Headers every request carries (an endpoint's authorisation)."""
+        return {}
+
+    async def pace(self) -> None:
+        """Wait, if need be, before a request starts (an endpoint's requests-per-minute limit)."""
+
+    def redact(self, text: str) -> str:
+        """``text`` (a server's error answer) as it may appear in an error message or a log."""
+        return text
+
+    def rejection(self, status: int, detail: str, what: str) -> str:
+        """The error message for a request the server refused for good."""
+        return f"server rejected {what} with HTTP {status}: {detail}"
+
+    def still_answers(self) -> bool:
+        """Whether the server is worth retrying after a transient failure."""
+        return is_healthy(self.url)
+
+    def where_to_look(self) -> str:
+        return f"see the server log {self.server_log}"
+
+    def observe(self, body: Mapping[str, Any]) -> None:
+        """Take note of a successful answer (an endpoint records its system_fingerprint)."""
+
+    def provenance(self, model_info: Mapping[str, Any]) -> dict[str, Any]:
+        """What a shard records of the server that answered it."""
+        return served_model_provenance(self.service, model_info)
+
     async def post(self, endpoint: str, payload: Mapping[str, Any], what: str) -> dict[str, Any]:
         """POST ``payload`` to the server and return its JSON answer, retrying transient errors
-        with back-off; ``what`` names the request in errors."""
+        with back-off (at least as long as a ``Retry-After`` header asks); ``what`` names the
+        request in errors. A refusal that retrying cannot fix raises :class:`RequestRejected`."""
         if self._session is None or self._limiter is None:
             raise RuntimeError("ServiceClient.post() outside ServiceClient.run()")
         last_error = ""
         for attempt in range(RETRIES):
+            asked_wait: float | None = None
             async with self._limiter:
+                await self.pace()
                 try:
-                    async with self._session.post(self.url + endpoint, json=payload) as response:
+                    async with self._session.post(
+                        self.address(endpoint), json=payload, headers=self.headers()
+                    ) as response:
                         if response.status == 200:
-                            return await response.json()
-                        detail = (await response.text())[:500]
+                            body = await response.json()
+                            self.observe(body)
+                            return body
+                        detail = self.redact((await response.text())[:500])
                         if response.status not in TRANSIENT_STATUS:
-                            raise ServiceUnavailable(
-                                f"server rejected {what} with HTTP {response.status}: {detail}"
-                            )
+                            message = self.rejection(response.status, detail, what)
+                            raise RequestRejected(message, response.status)
                         last_error = f"HTTP {response.status}: {detail}"
+                        asked_wait = retry_after_seconds(response.headers.get("Retry-After"))
                 except (TimeoutError, aiohttp.ClientError) as error:
-                    last_error = f"{type(error).__name__}: {error}"
-            if not is_healthy(self.url):
+                    last_error = self.redact(f"{type(error).__name__}: {error}")
+            if not self.still_answers():
                 raise ServiceUnavailable(
-                    f"the model server at {self.url} stopped answering ({last_error}); "
-                    f"see its log {self.server_log}"
+                    f"the model server at {self.url} stopped answering ({last_error}); {self.where_to_look()}"
                 )
-            await asyncio.sleep(min(30.0, 0.5 * 2**attempt) * (1 + random.random()))
-        raise ServiceUnavailable(
-            f"{what} failed {RETRIES} times ({last_error}); see the server log {self.server_log}"
-        )
+            if asked_wait is not None and asked_wait > RETRY_AFTER_CAP_S:
+                raise ServiceUnavailable(
+                    f"{what}: the server asks to retry after {asked_wait:.0f} s (more than "
+                    f"{RETRY_AFTER_CAP_S:.0f} s: a quota is exhausted?) ({last_error}); "
+                    f"{self.where_to_look()}"
+                )
+            backoff = min(30.0, 0.5 * 2**attempt) * (1 + random.random())
+            await asyncio.sleep(max(backoff, asked_wait or 0.0))
+        raise ServiceUnavailable(f"{what} failed {RETRIES} times ({last_error}); {self.where_to_look()}")

@@ -33,8 +33,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from affalign.io import atomic_write_text
+from affalign.io import WrongAccelerator, accelerator_provenance, atomic_write_text, check_accelerator
 from affalign.service.client import consumers_folder, is_healthy
+from affalign.service.ports import address_in_use, listening_pids, serves_model
 
 # vLLM >= 0.30 moved the OpenAI-compatible server; older releases keep the first path.
 SERVER_MODULES = ("vllm.entrypoints.launchers.api_server.entry", "vllm.entrypoints.openai.api_server")
@@ -53,7 +54,12 @@ VALUE_FLAGS = {
     "gpu_memory_utilization": "--gpu-memory-utilization",
     "tensor_parallel_size": "--tensor-parallel-size",
     "kv_cache_memory_bytes": "--kv-cache-memory-bytes",
+    "generation_config": "--generation-config",
 }
+# Engine options that vLLM reads from its environment, not from flags.
+ENVIRONMENT_OPTIONS = {"batch_invariant": "VLLM_BATCH_INVARIANT"}
+# Fresh ports tried when another process takes the chosen one before vLLM binds it.
+PORT_ATTEMPTS = 5
 SWITCH_FLAGS = {
     "enforce_eager": ("--enforce-eager", None),
     "enable_chunked_prefill": ("--enable-chunked-prefill", "--no-enable-chunked-prefill"),
@@ -116,6 +122,8 @@ def engine_flags(engine: Mapping[str, Any]) -> list[str]:
     """Translate the config's engine options into vLLM server flags."""
     flags: list[str] = []
     for key, value in engine.items():
+        if key in ENVIRONMENT_OPTIONS:
+            continue
         if key in VALUE_FLAGS:
             flags += [VALUE_FLAGS[key], str(value)]
         elif key in SWITCH_FLAGS:
@@ -163,9 +171,13 @@ def short_temp_root(limit: int = 40) -> str:
     return root if len(root) <= limit else "/tmp"
 
 
-def server_environment(scratch: Path) -> dict[str, str]:
-    """Environment for the server: offline, no telemetry, a private temporary folder."""
+def server_environment(scratch: Path, engine: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Environment for the server: offline, no telemetry, a private temporary folder, and
+    the engine options vLLM reads from its environment (:data:`ENVIRONMENT_OPTIONS`)."""
     env = dict(os.environ)
+    for key, variable in ENVIRONMENT_OPTIONS.items():
+        if key in (engine or {}):
+            env[variable] = "1" if engine[key] else "0"
     env.update(
         {
             "HF_HUB_OFFLINE": "1",
@@ -332,6 +344,23 @@ def guard_session(session: int, grace_s: float, *folders: str) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def log_since(path: Path, offset: int) -> str:
+    """What was appended to the log at ``path`` after its first ``offset`` bytes."""
+    try:
+        with open(path, "rb") as stream:
+            stream.seek(offset)
+            return stream.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def is_own_server(url: str, port: int, leader: int, model: str) -> bool:
+    """Whether the server answering at ``url`` is the one this wrapper started: the socket
+    listening on ``port`` belongs to a process of its session (``leader``'s), and it serves
+    ``model``. Another job's server that took the port in between fails the first test."""
+    return bool(listening_pids(port, session_members(leader))) and serves_model(url, model)
+
+
 def write_service_file(path: Path, **fields: Any) -> None:
     atomic_write_text(path, json.dumps(fields, indent=2, sort_keys=True))
 
@@ -347,6 +376,7 @@ def run_service(
     start_timeout_s: float,
     seed: int = 0,
     stop_grace_s: float = STOP_GRACE_S,
+    device: str = "auto",
 ) -> int:
     """Start the server, publish its address once healthy, and serve until stopped.
 
@@ -382,39 +412,60 @@ def run_service(
     guard: SessionGuard | None = None
     scratch: Path | None = None
     try:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        command = server_command(model_source, model, port, engine, revision=revision, seed=seed)
-        # A short private temporary folder: vLLM puts IPC sockets there (at most 107 bytes).
-        scratch = Path(tempfile.mkdtemp(prefix="affalign-vllm-", dir=short_temp_root()))
-        with open(server_log, "ab") as log_stream:
-            log_stream.write(f"[affalign] {' '.join(command)}\n".encode())
-            log_stream.flush()
-            process = subprocess.Popen(
-                command,
-                stdout=log_stream,
-                stderr=subprocess.STDOUT,
-                env=server_environment(scratch),
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-        guard = SessionGuard(process.pid, stop_grace_s, (scratch,))
-        common["pid"] = process.pid
-        write_service_file(service_file, status="starting", **common)
-        while not is_healthy(url):
-            if process.poll() is not None:
-                raise ServerError(
-                    f"vLLM server for {model!r} exited with code {process.returncode} before it "
-                    f"became healthy; see {server_log}:\n{log_tail(server_log)}"
+        # Seconds, not hours in the GPU queue: a job given GPUs whose interpreter cannot use
+        # them stops here, naming the interpreter (see affalign.io.accelerator).
+        try:
+            runtime = check_accelerator(device, needs_vllm=True)
+        except WrongAccelerator as error:
+            raise ServerError(str(error)) from error
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            command = server_command(model_source, model, port, engine, revision=revision, seed=seed)
+            # A short private temporary folder: vLLM puts IPC sockets there (at most 107 bytes).
+            scratch = Path(tempfile.mkdtemp(prefix="affalign-vllm-", dir=short_temp_root()))
+            log_start = server_log.stat().st_size if server_log.exists() else 0
+            with open(server_log, "ab") as log_stream:
+                log_stream.write(f"[affalign] {' '.join(command)}\n".encode())
+                log_stream.flush()
+                process = subprocess.Popen(
+                    command,
+                    stdout=log_stream,
+                    stderr=subprocess.STDOUT,
+                    env=server_environment(scratch, engine),
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
                 )
-            if stopping["requested"] or orphaned():
-                return 0
-            if time.time() - started > start_timeout_s:
-                raise ServerError(
-                    f"vLLM server for {model!r} did not answer /health within {start_timeout_s:.0f} s; "
-                    f"see {server_log}"
-                )
-            time.sleep(1.0)
+            guard = SessionGuard(process.pid, stop_grace_s, (scratch,))
+            common["pid"] = process.pid
+            write_service_file(service_file, status="starting", **common)
+            # Published only when the answer comes from our own server (see service.ports).
+            while not (is_healthy(url) and is_own_server(url, port, process.pid, model)):
+                if process.poll() is not None:
+                    if attempt < PORT_ATTEMPTS and address_in_use(log_since(server_log, log_start)):
+                        print(
+                            f"[affalign] {model}: port {port} was taken before vLLM bound it; "
+                            "starting again on another port",
+                            flush=True,
+                        )
+                        stop_session(process.pid, process, stop_grace_s)
+                        guard.release()
+                        process = guard = scratch = None
+                        break
+                    raise ServerError(
+                        f"vLLM server for {model!r} exited with code {process.returncode} before it "
+                        f"became healthy; see {server_log}:\n{log_tail(server_log)}"
+                    )
+                if stopping["requested"] or orphaned():
+                    return 0
+                if time.time() - started > start_timeout_s:
+                    raise ServerError(
+                        f"vLLM server for {model!r} did not answer /health within {start_timeout_s:.0f} s; "
+                        f"see {server_log}"
+                    )
+                time.sleep(1.0)
+            else:
+                break
         healthy_after = time.time() - started
         write_service_file(
             service_file,
@@ -426,6 +477,8 @@ def run_service(
             device="cpu" if is_cpu_build() else "cuda",
             engine_options=dict(engine),
             server_seed=seed,
+            runtime=accelerator_provenance(runtime),
+            port_attempts=attempt,
             healthy_after_s=round(healthy_after, 3),
             **common,
         )
@@ -470,6 +523,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stop-grace", type=float, default=STOP_GRACE_S, help="seconds between SIGTERM and SIGKILL"
     )
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cuda", "cpu"),
+        default="auto",
+        help="auto: stop at once if the job was given GPUs this environment cannot use (runtime.device)",
+    )
     args = parser.parse_args(argv)
     try:
         return run_service(
@@ -482,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
             start_timeout_s=args.start_timeout,
             seed=args.seed,
             stop_grace_s=args.stop_grace,
+            device=args.device,
         )
     except ServerError as error:
         print(f"affalign: {error}", file=sys.stderr, flush=True)

@@ -1,0 +1,233 @@
+"""Size-aware inference for alignment scores: a bias-corrected alignment and the tests built on it.
+
+Pure functions (arrays in, numbers out, no I/O). Conventions:
+
+* A cell's posts are summarised by *post vectors*: the row each post adds to the cell's label
+  counts (whole counting: 1 for each label it carries; fractional counting: 1/k for each of
+  its k labels; a ``none`` bin adds a column that is 1 for posts without a label). ``S`` is the
+  sum of a post vector. A cell's *moments* are the sums over its posts of
+  ``[y, y², y·S, S, S², 1]`` (``3K + 3`` numbers for ``K`` labels), so the moments of any
+  resample of a cell are ``pattern counts @ pattern_moments(vectors)``: O(patterns) per
+  resample. Leading axes of moment arrays broadcast (cells, replicates).
+* ``divergence`` is the Jensen–Shannon divergence in bits, the square of the distance of
+  :func:`affalign.align.divergence.jensen_shannon_distance` (the one kernel, used here);
+  ``alignment = 1 − √divergence``.
+* The plug-in divergence of two samples is biased upwards by about
+  ``(K − 1) / (8 ln 2) · (1/n_a + 1/n_b)`` for identical single-label distributions, so the
+  plug-in alignment depends on the cells' sizes. :func:`divergence_bias` estimates that bias
+  for any post vectors with the second-order delta method (the ratio estimator ``p = Σy / ΣS``
+  and the Hessian of the divergence, from the cell's own moments, with ``n − 1``
+  denominators); :func:`corrected_alignment` is ``1 − sign(D̃)·√|D̃|`` with
+  ``D̃ = divergence − bias``. The signed root keeps the estimate unbiased where the two
+  distributions are (nearly) identical, so it can exceed 1 by sampling noise there, as a
+  bias-corrected R² can fall below 0; clipping it would bring the size dependence back.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.stats import norm
+
+from affalign.align.divergence import jensen_shannon_distance
+
+LN2 = float(np.log(2.0))
+# Sign-flip tests enumerate every sign vector up to this many topics (2^15 = 32,768), and
+# draw this many random ones beyond.
+EXACT_SIGN_FLIP_TOPICS = 15
+SIGN_FLIP_DRAWS = 9999
+
+
+def pattern_moments(vectors: ArrayLike) -> np.ndarray:
+    """Per-pattern moment rows ``[y, y², y·S, S, S², 1]`` of (patterns × labels) post vectors."""
+    y = np.asarray(vectors, dtype=float)
+    total = y.sum(axis=-1, keepdims=True)
+    return np.concatenate([y, y * y, y * total, total, total * total, np.ones_like(total)], axis=-1)
+
+
+def _labels_in(moments: np.ndarray) -> int:
+    width = moments.shape[-1]
+    if (width - 3) % 3:
+        raise ValueError(f"moment rows have {width} columns; expected 3 × labels + 3")
+    return (width - 3) // 3
+
+
+def label_sums(moments: ArrayLike) -> np.ndarray:
+    """The label counts (sums of the post vectors) held in moment rows."""
+    moments = np.asarray(moments, dtype=float)
+    return moments[..., : _labels_in(moments)]
+
+
+def post_count(moments: ArrayLike) -> np.ndarray:
+    moments = np.asarray(moments, dtype=float)
+    return moments[..., -1]
+
+
+def plugin_divergence(moments_a: ArrayLike, moments_b: ArrayLike) -> np.ndarray:
+    """Plug-in Jensen–Shannon divergence (bits) of the two cells' label counts (NaN if undefined)."""
+    return jensen_shannon_distance(label_sums(moments_a), label_sums(moments_b)) ** 2
+
+
+def plugin_alignment(moments_a: ArrayLike, moments_b: ArrayLike) -> np.ndarray:
+    """The published score ``1 − JSD`` of the two cells' label counts."""
+    return 1.0 - jensen_shannon_distance(label_sums(moments_a), label_sums(moments_b))
+
+
+def _ratio_terms(moments: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distribution ``p``, variance of ``p̂`` and bias of ``p̂`` (ratio estimator) per label."""
+    k = _labels_in(moments)
+    sum_y, sum_y2, sum_ys = moments[..., :k], moments[..., k : 2 * k], moments[..., 2 * k : 3 * k]
+    sum_s, sum_s2, n = moments[..., 3 * k], moments[..., 3 * k + 1], moments[..., 3 * k + 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_s = (sum_s / n)[..., None]
+        p = sum_y / sum_s[..., None]
+        scale = mean_s**2 * (n[..., None] - 1.0)
+        # p̂ − p ≈ mean of (y − S·p) / s: its variance, and the ratio estimator's own bias.
+        variance = (sum_y2 - 2.0 * p * sum_ys + p * p * sum_s2[..., None]) / n[..., None] / scale
+        bias = -((sum_ys - p * sum_s2[..., None]) / n[..., None]) / scale
+    return p, variance, bias
+
+
+def divergence_bias(moments_a: ArrayLike, moments_b: ArrayLike) -> np.ndarray:
+    """Second-order estimate of ``E[plug-in divergence] − divergence`` (bits) for two
+    independent samples with these moments: gradient · bias of ``p̂`` plus half the Hessian
+    (diagonal: ``1/(2p) − 1/(4m)``) times the variance of ``p̂``, on each side."""
+    moments_a = np.asarray(moments_a, dtype=float)
+    moments_b = np.asarray(moments_b, dtype=float)
+    p, var_p, bias_p = _ratio_terms(moments_a)
+    q, var_q, bias_q = _ratio_terms(moments_b)
+    m = 0.5 * (p + q)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_p = np.where(p > 0, np.log(p / m), 0.0)
+        log_q = np.where(q > 0, np.log(q / m), 0.0)
+        curve_p = np.where(p > 0, 1.0 / (2.0 * p) - 1.0 / (4.0 * m), 0.0)
+        curve_q = np.where(q > 0, 1.0 / (2.0 * q) - 1.0 / (4.0 * m), 0.0)
+        terms = (
+            0.5 * log_p * np.where(p > 0, bias_p, 0.0)
+            + 0.5 * log_q * np.where(q > 0, bias_q, 0.0)
+            + 0.5 * curve_p * np.where(p > 0, var_p, 0.0)
+            + 0.5 * curve_q * np.where(q > 0, var_q, 0.0)
+        )
+    return terms.sum(axis=-1) / LN2
+
+
+def signed_root(value: ArrayLike) -> np.ndarray:
+    value = np.asarray(value, dtype=float)
+    return np.sign(value) * np.sqrt(np.abs(value))
+
+
+def corrected_alignment(moments_a: ArrayLike, moments_b: ArrayLike) -> np.ndarray:
+    """Size-corrected alignment ``1 − sign(D̃)·√|D̃|``, ``D̃`` = plug-in divergence − its
+    estimated bias (NaN where a side has no labelled post or fewer than two posts)."""
+    corrected = plugin_divergence(moments_a, moments_b) - divergence_bias(moments_a, moments_b)
+    return 1.0 - signed_root(corrected)
+
+
+@dataclass(frozen=True)
+class SignFlipResult:
+    mean: float
+    p_value: float
+    min_attainable_p: float
+    n: int
+
+
+def min_attainable_sign_flip_p(n: int, draws: int = SIGN_FLIP_DRAWS) -> float:
+    """Smallest two-sided p-value a sign-flip test over ``n`` values can give."""
+    if n < 1:
+        return float("nan")
+    exact = 2.0 ** (1 - n)
+    return exact if n <= EXACT_SIGN_FLIP_TOPICS else max(exact, 1.0 / (draws + 1))
+
+
+def sign_flip_test(
+    differences: ArrayLike, rng: np.random.Generator, draws: int = SIGN_FLIP_DRAWS
+) -> SignFlipResult:
+    """Two-sided sign-flip (permutation) test that per-topic differences are centred on 0.
+
+    Statistic: |mean|. Exact over all 2^n sign vectors up to ``EXACT_SIGN_FLIP_TOPICS``
+    values, else ``draws`` random sign vectors with p = (1 + exceedances) / (1 + draws).
+    Valid when each difference is symmetric about 0 under the null (independent topics);
+    NaN values are left out, and the p-value is NaN with no value left.
+    """
+    values = np.asarray(differences, dtype=float)
+    values = values[np.isfinite(values)]
+    n = values.size
+    if n == 0:
+        return SignFlipResult(float("nan"), float("nan"), float("nan"), 0)
+    observed = abs(values.mean())
+    tolerance = 1e-12 * max(1.0, float(np.abs(values).max()))
+    if n <= EXACT_SIGN_FLIP_TOPICS:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+        p_value = float(np.mean(np.abs(signs @ values) / n >= observed - tolerance))
+    else:
+        signs = rng.choice((1.0, -1.0), size=(draws, n))
+        exceed = int(np.sum(np.abs(signs @ values) / n >= observed - tolerance))
+        p_value = (1 + exceed) / (1 + draws)
+    return SignFlipResult(float(values.mean()), p_value, min_attainable_sign_flip_p(n, draws), n)
+
+
+def holm(p_values: ArrayLike) -> np.ndarray:
+    """Holm's step-down adjusted p-values over the finite entries (NaN stays NaN)."""
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    if finite.size == 0:
+        return adjusted
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m = order.size
+    steps = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    adjusted[order] = np.minimum(steps, 1.0)
+    return adjusted
+
+
+def benjamini_hochberg(p_values: ArrayLike) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (false discovery rate) over the finite entries."""
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    if finite.size == 0:
+        return adjusted
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m = order.size
+    scaled = p[order] * m / np.arange(1, m + 1)
+    adjusted[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
+    return adjusted
+
+
+def wilson_interval(successes: int, trials: int, confidence: float) -> tuple[float, float]:
+    """Wilson score interval for a proportion (NaN, NaN without trials)."""
+    if trials <= 0:
+        return float("nan"), float("nan")
+    z = float(norm.ppf(0.5 + confidence / 2.0))
+    share = successes / trials
+    centre = (share + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * np.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    # With no or only successes the bound is exactly 0 or 1 (rounding would leave 1e-17).
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return float(low), float(high)
+
+
+def hierarchical_means(replicates: ArrayLike, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """Two-stage bootstrap of a mean over topics: each draw resamples topics with replacement,
+    then takes for each drawn topic one of its post-level replicates at random.
+
+    ``replicates`` is (topics × replicates); rows without a finite replicate are left out.
+    Returns ``draws`` means (NaN-free unless no topic is usable).
+    """
+    values = np.asarray(replicates, dtype=float)
+    usable = np.isfinite(values).any(axis=1)
+    values = values[usable]
+    if values.shape[0] == 0:
+        return np.full(draws, np.nan)
+    topics, columns = values.shape
+    chosen_topics = rng.integers(0, topics, size=(draws, topics))
+    chosen_columns = rng.integers(0, columns, size=(draws, topics))
+    picked = values[chosen_topics, chosen_columns]
+    # An undefined replicate (no labelled post in that resample) falls back to the topic's mean.
+    fallback = np.nanmean(values, axis=1)[chosen_topics]
+    picked = np.where(np.isfinite(picked), picked, fallback)
+    return picked.mean(axis=1)

@@ -1,0 +1,45 @@
+"""SLURM resources that follow from the config: which partition, GPU type and flags a job
+asks for. ``workflow/rules/common.smk`` turns these into rule resources; the SLURM executor
+plugin turns those into sbatch flags (``gpu_model`` -> ``--gpus=<type>:<n>``, ``constraint``
+-> ``-C``, ``qos`` -> ``--qos``, ``nodes`` -> ``--nodes``, ``slurm_extra`` verbatim).
+
+Partitions come from the environment of the Snakemake process, as the profile's do:
+``$AFFALIGN_SLURM_PARTITION`` for jobs with GPUs and ``$AFFALIGN_SLURM_CPU_PARTITION`` (the
+profile's default) for every other job. A variable that is not set reaches sbatch as its
+literal name, so SLURM's error names it. None means "leave the resource out" (Snakemake
+drops resources whose value is None, and the plugin then emits no flag).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+GPU_PARTITION_VARIABLE = "AFFALIGN_SLURM_PARTITION"
+CPU_PARTITION_VARIABLE = "AFFALIGN_SLURM_CPU_PARTITION"
+# Per-model keys of models.<m>.resources passed to the plugin under the same name.
+MODEL_SLURM_KEYS = ("gpu_model", "constraint", "qos", "slurm_extra")
+
+
+def gpu_partition(
+    model_resources: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> str:
+    """The partition of a GPU job: the model's own ``resources.partition``, else
+    ``$AFFALIGN_SLURM_PARTITION`` (its literal name when unset)."""
+    environ = os.environ if environ is None else environ
+    own = (model_resources or {}).get("partition")
+    return own or environ.get(GPU_PARTITION_VARIABLE) or f"${GPU_PARTITION_VARIABLE}"
+
+
+def model_slurm_value(model_resources: Mapping[str, Any], key: str) -> str | None:
+    """``models.<m>.resources.<key>`` for one of :data:`MODEL_SLURM_KEYS`, or None."""
+    if key not in MODEL_SLURM_KEYS:
+        raise KeyError(key)
+    return model_resources.get(key)
+
+
+def classifier_partition(needs_gpu: bool, environ: Mapping[str, str] | None = None) -> str | None:
+    """Transformer classifiers go to the GPU partition; lexicons (None) keep the profile's
+    default, the CPU partition."""
+    return gpu_partition(environ=environ) if needs_gpu else None

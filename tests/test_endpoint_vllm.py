@@ -1,0 +1,270 @@
+"""Endpoint models through a real vLLM CPU server that the test starts itself, outside
+Snakemake, with ``--api-key`` (one server for the module; its whole session is stopped at
+the end, SIGKILL after a grace period, since vLLM's EngineCore ignores SIGTERM).
+
+The endpoint's shards must equal those of a model that the workflow serves itself from the
+same weights (same prompts, seeds and engine flags), in both log-probability methods; a
+wrong key fails at once, naming its variable, and no key reaches any file; a run over its
+budget does not start (``test_endpoint.py``); the concurrency limit holds across parallel
+shard jobs, measured on the server's side of the connection by a recording proxy.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import demo_config, run_snakemake, validated_config, write_config
+from http_servers import RecordingProxy
+from polars.testing import assert_frame_equal
+
+from affalign.io.parquet import read_provenance
+from affalign.service.client import is_healthy
+from affalign.service.server import (
+    free_port,
+    server_command,
+    server_environment,
+    short_temp_root,
+    stop_session,
+)
+
+pytestmark = pytest.mark.slow
+
+KEY_VARIABLE = "AFFALIGN_TEST_ENDPOINT_KEY"
+API_KEY = f"affalign-test-key-{uuid.uuid4().hex}"
+SERVED_NAME = "tiny-hosted"
+TOPICS = ["mask-mandates", "vaccines", "lockdowns"]
+PROMPT_TYPES = ["default", "liberal", "conservative"]
+SURVEYS = ["science", "economy"]
+CONTEXTS = ["default", "qa-liberal", "qa-conservative"]
+ENGINE = {
+    "dtype": "float32",
+    "max_model_len": 512,  # survey prompts with a steering context: up to ~360 tokens
+    "max_num_seqs": 16,
+    "kv_cache_memory_bytes": 64 * 1024 * 1024,
+    "enforce_eager": True,
+    "enable_chunked_prefill": False,
+}
+
+
+def study(models: dict, topics: list[str] = TOPICS[:1], n_per_shard: int = 6, max_tokens: int = 8) -> dict:
+    config = demo_config()
+    config["models"] = models
+    covid = config["issues"]["covid-19"]
+    covid["topics"] = {topic: covid["topics"][topic] for topic in topics}
+    config["issues"] = {"covid-19": covid}
+    config["human"] = {"covid-19": config["human"]["covid-19"]}
+    config["generation"].update(n_per_shard=n_per_shard, max_tokens=max_tokens, max_in_flight=4)
+    config["opinions"]["contexts"] = ["default", "qa"]
+    return config
+
+
+def served(model_dir: Path) -> dict:
+    return {"path": str(model_dir), "kind": "instruct", "engine": ENGINE}
+
+
+def endpoint(url: str, **changes) -> dict:
+    entry = {
+        "base_url": f"{url}/v1",
+        "model": SERVED_NAME,
+        "api_key_env": KEY_VARIABLE,
+        "request_budget": 10_000,
+    }
+    return {"kind": "instruct", "endpoint": {**entry, **changes}}
+
+
+def generation_targets(model: str, topics: list[str] = TOPICS[:1]) -> list[str]:
+    return [f"results/generated/{model}/covid-19/{t}/{p}.parquet" for t in topics for p in PROMPT_TYPES]
+
+
+def opinion_targets(model: str) -> list[str]:
+    return [f"results/opinions/{model}/{s}/{c}.parquet" for s in SURVEYS for c in CONTEXTS]
+
+
+def run(workdir: Path, config: dict, targets: list[str], *args: str, key: str | None = API_KEY):
+    configfile = write_config(workdir / "study.yaml", config)
+    env = {KEY_VARIABLE: key} if key is not None else {}
+    return run_snakemake(workdir, *args, "--", *targets, configfile=configfile, env=env, timeout=1200)
+
+
+def files_holding(root: Path, secret: str) -> list[str]:
+    needle = secret.encode()
+    return [str(path) for path in root.rglob("*") if path.is_file() and needle in path.read_bytes()]
+
+
+class EndpointServer:
+    """vLLM's OpenAI-compatible server for the tiny model with an API key, flags as the
+    workflow's serve_model job would give them (same engine options and seed)."""
+
+    def __init__(self, model_dir: Path, folder: Path) -> None:
+        config = validated_config(study({"tiny": served(model_dir)}))
+        engine = config["models"]["tiny"]["engine"]
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        command = server_command(str(model_dir), SERVED_NAME, port, engine, seed=config["seed"])
+        self.scratch = Path(tempfile.mkdtemp(prefix="affalign-ep-", dir=short_temp_root()))
+        # Outside every workflow folder: vLLM writes its arguments, the key among them, here.
+        self.log = folder / "endpoint-server.log"
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(
+                [*command, "--api-key", API_KEY],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=server_environment(self.scratch, engine),
+                start_new_session=True,
+            )
+
+    def wait_until_healthy(self, timeout_s: float = 600) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not is_healthy(self.url):
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            assert time.monotonic() < deadline, self.log.read_text()[-3000:]
+            time.sleep(1)
+
+    def stop(self) -> None:
+        """SIGTERM to the server's whole session, SIGKILL for what is left after 10 s."""
+        stop_session(self.process.pid, self.process, grace_s=10)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory):
+    endpoint_server = EndpointServer(tiny_llama, tmp_path_factory.mktemp("endpoint-server"))
+    try:
+        endpoint_server.wait_until_healthy()
+        yield endpoint_server
+    finally:
+        endpoint_server.stop()
+
+
+@pytest.fixture(scope="module")
+def served_runs(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The same model served by the workflow itself: generation and opinions (exact), and
+    opinions again in top-k mode."""
+    workdirs = {}
+    for mode in ("exact", "top-k"):
+        workdir = tmp_path_factory.mktemp(f"served-{mode}")
+        config = study({"tiny": served(tiny_llama)})
+        config["opinions"]["logprobs"] = mode
+        targets = opinion_targets("tiny") + (generation_targets("tiny") if mode == "exact" else [])
+        result = run(workdir, config, targets, key=None)
+        assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-8000:]
+        workdirs[mode] = workdir
+    return workdirs
+
+
+@pytest.fixture(scope="module")
+def endpoint_run(server: EndpointServer, tmp_path_factory: pytest.TempPathFactory):
+    """The endpoint as two models: log-probabilities detected (auto) and top-k configured."""
+    workdir = tmp_path_factory.mktemp("endpoint")
+    config = study({"tiny": endpoint(server.url), "tiny-topk": endpoint(server.url, logprobs="top-k")})
+    targets = generation_targets("tiny") + opinion_targets("tiny") + opinion_targets("tiny-topk")
+    result = run(workdir, config, targets)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-8000:]
+    return workdir, config, targets, result
+
+
+def test_endpoint_shards_equal_the_served_model_shards(served_runs, endpoint_run):
+    workdir, _, _, result = endpoint_run
+    assert "rule serve_model" not in result.stdout + result.stderr
+    for target in generation_targets("tiny"):
+        assert_frame_equal(pl.read_parquet(workdir / target), pl.read_parquet(served_runs["exact"] / target))
+    for target in opinion_targets("tiny"):
+        assert_frame_equal(
+            pl.read_parquet(workdir / target),
+            pl.read_parquet(served_runs["exact"] / target),
+            check_exact=False,
+            rel_tol=1e-4,
+            abs_tol=1e-6,
+        )
+    for target in opinion_targets("tiny"):
+        topk = pl.read_parquet(workdir / target.replace("/tiny/", "/tiny-topk/"))
+        assert_frame_equal(
+            topk.with_columns(model=pl.lit("tiny")),
+            pl.read_parquet(served_runs["top-k"] / target),
+            check_exact=False,
+            rel_tol=1e-4,
+            abs_tol=1e-6,
+        )
+
+
+def test_provenance_records_the_endpoint_the_method_and_never_the_key(server, endpoint_run):
+    workdir, _, _, _ = endpoint_run
+    host = server.url
+    generated = read_provenance(workdir / generation_targets("tiny")[0])
+    assert generated["model_source"] == f"endpoint {host}"
+    assert generated["endpoint"]["host"] == host and generated["endpoint"]["reported_model_id"] == SERVED_NAME
+    assert generated["endpoint"]["system_fingerprints"][0].startswith("vllm-")
+    detected = read_provenance(workdir / opinion_targets("tiny")[0])["scoring"]
+    assert (detected["mode"], detected["mode_chosen_by"]) == ("exact", "detection before the run")
+    configured = read_provenance(workdir / opinion_targets("tiny-topk")[0])["scoring"]
+    assert (configured["mode"], configured["top_logprobs"], configured["mode_chosen_by"]) == (
+        "top-k",
+        20,
+        "configuration",
+    )
+    assert '"method": "exact"' in (workdir / "results" / "endpoints" / "tiny.json").read_text()
+    assert files_holding(workdir, API_KEY) == []
+
+
+def test_endpoint_shards_are_kept_in_the_shard_store(endpoint_run):
+    workdir, config, targets, _ = endpoint_run
+    store = workdir / "results" / ".shard-store" / "generated" / "tiny"
+    assert len(list(store.glob("*.parquet"))) == len(PROMPT_TYPES)
+    lost = workdir / generation_targets("tiny")[0]
+    kept = pl.read_parquet(lost)
+    lost.unlink()
+    result = run(workdir, config, targets)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-8000:]
+    assert (
+        "finished earlier, taken from"
+        in (workdir / "logs" / "generate" / "tiny" / "covid-19")
+        .joinpath(f"{TOPICS[0]}/default.log")
+        .read_text()
+    )
+    assert_frame_equal(pl.read_parquet(lost), kept)
+
+
+def test_a_wrong_key_fails_at_once_naming_the_variable(server, tmp_path):
+    wrong_key = f"wrong-key-{uuid.uuid4().hex}"
+    with RecordingProxy(server.url) as proxy:
+        result = run(
+            tmp_path, study({"tiny": endpoint(proxy.url)}), generation_targets("tiny")[:1], key=wrong_key
+        )
+        seen = list(proxy.seen)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    log = (tmp_path / "logs" / "generate" / "tiny" / "covid-19" / TOPICS[0] / "default.log").read_text()
+    assert f"HTTP 401: the API key in the environment variable {KEY_VARIABLE} was refused" in log, log
+    assert [(s.method, s.path) for s in seen] == [("GET", "/v1/models")]  # no retries, no generation
+    assert files_holding(tmp_path, wrong_key) == [] and wrong_key not in output
+    assert files_holding(tmp_path, API_KEY) == []
+
+
+def test_the_concurrency_limit_holds_across_parallel_shard_jobs(server, tmp_path):
+    # 9 shards, each job keeping 2 requests in flight: with 8 cores Snakemake would run 8 of
+    # them at once (16 requests); the endpoint allows 4, i.e. two jobs at once.
+    limits = {"max_concurrency": 4, "shard_jobs": 2}
+    targets = generation_targets("tiny", TOPICS)
+    peaks = {}
+    for name, extra in (("limited", ()), ("unlimited", ("--resources", "endpoint_tiny=100"))):
+        workdir = tmp_path / name
+        workdir.mkdir()
+        with RecordingProxy(server.url) as proxy:
+            config = study({"tiny": endpoint(proxy.url, **limits)}, TOPICS, n_per_shard=24, max_tokens=24)
+            result = run(workdir, config, targets, "--cores", "8", *extra)
+            peaks[name] = proxy.peak
+            assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-8000:]
+            assert proxy.generation_requests() == len(targets) * 24
+    print(f"[endpoint concurrency] peak requests in flight at the server: {peaks}")
+    assert peaks["limited"] <= limits["max_concurrency"]
+    # Two jobs did overlap (each holds at most 2): the limit was reached, not just never tested.
+    assert peaks["limited"] > limits["max_concurrency"] // limits["shard_jobs"]
+    # The control: --resources overrides the endpoint's total, and then more are in flight.
+    assert peaks["unlimited"] > limits["max_concurrency"]

@@ -1,0 +1,101 @@
+"""`affalign plan`: shards, requests, token bound and GPU-hours per model, and what a
+rerun would do (shards already written count as done)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, demo_config, validated_config, write_config
+
+from affalign.config.plan import format_plan, model_size_b, plan_study, throughput_for
+
+
+@pytest.mark.parametrize(
+    ("name", "spec", "expected"),
+    [
+        ("llama", {"hub_id": "meta-llama/Llama-3.1-8B-Instruct"}, 8.0),
+        ("qwen", {"hub_id": "Qwen/Qwen2.5-0.5B"}, 0.5),
+        ("olmo", {"hub_id": "allenai/OLMo-2-1124-7B"}, 7.0),
+        ("smol", {"path": "resources/models/SmolLM2-135M-Instruct"}, None),
+        ("mistral-7b-v0.3", {"hub_id": "org/unnamed"}, 7.0),
+    ],
+)
+def test_model_size_is_read_from_the_name(name, spec, expected):
+    assert model_size_b(name, spec, {}) == expected
+    assert model_size_b(name, spec, {name: 1.5}) == 1.5
+
+
+def test_throughput_takes_the_next_larger_size_and_scales_beyond_the_table():
+    table = {"1": 20000, "8": 6000, "72": 900}
+    assert throughput_for(0.5, table) == 20000
+    assert throughput_for(7, table) == 6000
+    assert throughput_for(8, table) == 6000
+    assert throughput_for(144, table) == pytest.approx(450)
+
+
+def test_plan_counts_shards_tokens_and_gpu_hours_and_what_is_done(tmp_path):
+    config = demo_config()
+    config["models"] = {
+        "big": {"hub_id": "org/model-8B", "kind": "base", "engine": {"tensor_parallel_size": 2}},
+        "unknown": {"path": "x", "kind": "instruct"},
+    }
+    config["generation"] = {"n_per_shard": 100, "max_tokens": 50}
+    config["plan"] = {"throughput_tokens_per_s": {"8": 1000}, "load_minutes": 6}
+    config = validated_config(config)
+    shards = sum(len(issue["topics"]) for issue in config["issues"].values()) * 3
+    done = tmp_path / "results" / "generated" / "big" / "covid-19" / "mask-mandates" / "default.parquet"
+    done.parent.mkdir(parents=True)
+    done.write_bytes(b"")
+    big, unknown = plan_study(config, tmp_path)
+    assert (big.shards, big.shards_done, big.requests) == (shards, 1, shards * 100)
+    assert big.max_output_tokens == shards * 100 * 50
+    # (shards still to run x 5,000 tokens / 1,000 tokens/s + 6 min load) x 2 GPUs
+    assert big.gpu_hours == pytest.approx(2 * ((shards - 1) * 5 + 360) / 3600)
+    assert unknown.size_b is None and unknown.gpu_hours is None
+    table = format_plan([big, unknown])
+    assert table.splitlines()[-5].startswith("total") and "(+1 unknown)" in table
+    assert "plan.model_sizes_b" in table
+
+
+def test_a_model_with_every_shard_done_costs_nothing(tmp_path):
+    config = demo_config()
+    config["models"] = {"m": {"hub_id": "org/m-1B", "kind": "base"}}
+    config = validated_config(config)
+    for issue, spec in config["issues"].items():
+        for topic in spec["topics"]:
+            for prompt_type in config["prompt_types"]:
+                path = tmp_path / "results" / "generated" / "m" / issue / topic / f"{prompt_type}.parquet"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"")
+    (plan,) = plan_study(config, tmp_path)
+    assert plan.shards_to_run == 0 and plan.gpu_hours == 0
+
+
+def test_the_plan_command_prints_the_cluster_study():
+    result = subprocess.run(
+        [sys.executable, "-m", "affalign.config.cli", "plan", "--configfile", "config/config.yaml"],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+        env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:4] == ["model", "size_b", "gpus", "shards"]
+    assert any(line.startswith("llama-3.1-8b ") for line in lines)
+    assert any(line.startswith("total") for line in lines)
+
+
+def test_plan_reads_the_configfile_it_is_given(tmp_path):
+    config = demo_config()
+    configfile = write_config(tmp_path / "c.yaml", config)
+    command = ["plan", "--configfile", str(configfile), "--directory", str(tmp_path)]
+    result = subprocess.run(
+        [sys.executable, "-m", "affalign.config.cli", *command],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+        env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for model in config["models"]:
+        assert any(line.startswith(model + " ") for line in result.stdout.splitlines()), result.stdout
