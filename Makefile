@@ -30,7 +30,7 @@ ORCH_VENV ?= .venv-orchestration
 # make cluster-env PREFIX=/shared/affalign [CUDA=12.9]
 CUDA ?= 13.0
 
-.PHONY: help env system-deps test-deps orchestration-env cluster-env locks prepare-model demo test lint format bench-generate bench-classify bench-align bench-dag clean-results
+.PHONY: help env system-deps test-deps orchestration-env cluster-env locks prepare-model demo test lint format bench-generate bench-classify bench-align bench-coverage bench-dag clean-results
 
 help:
 	@echo "make demo   - set up, prepare the embedded model, run the study on config/demo.yaml"
@@ -41,6 +41,7 @@ help:
 	@echo "make bench-generate - service path vs offline vLLM, tokens/s and ratio (3 runs, ~10 min)"
 	@echo "make bench-classify - batched classifier vs transformers.pipeline, texts/s and ratio"
 	@echo "make bench-align    - align stage at the paper's scale with bootstrap vs pandas"
+	@echo "make bench-coverage - simulated studies: bias vs cell size, interval coverage grid, test levels"
 	@echo "make bench-dag      - seconds for Snakemake to plan the paper-sized study"
 
 system-deps:
@@ -99,8 +100,8 @@ cluster-env:
 	@test -n "$(PREFIX)" || { echo "usage: make cluster-env PREFIX=<shared dir> [CUDA=12.9]" >&2; exit 2; }
 	@bash locks/install-env.sh orchestration $(PREFIX)/orchestration $(PYTHON)
 	@bash locks/install-env.sh gpu-runtime $(PREFIX)/gpu-runtime $(PYTHON) $(CUDA)
-	@echo "[affalign] next: export AFFALIGN_RUNTIME_PYTHON=$(abspath $(PREFIX))/gpu-runtime/bin/python"
-	@echo "[affalign]       source $(abspath $(PREFIX))/orchestration/bin/activate   (see README, On a cluster)"
+	@echo "[affalign] next: source $(abspath $(PREFIX))/orchestration/bin/activate"
+	@echo "[affalign]       and in the config: runtime: {python: $(abspath $(PREFIX))/gpu-runtime/bin/python}"
 
 # Re-resolve every lock for linux x86_64 / Python 3.11 from plain PyPI (maintainers).
 locks:
@@ -125,6 +126,9 @@ bench-classify: $(ENV_STAMP)
 
 bench-align: $(ENV_STAMP)
 	$(BIN)/python benchmarks/bench_align.py
+
+bench-coverage: $(ENV_STAMP)
+	$(BIN)/python benchmarks/bench_coverage.py
 
 bench-dag: $(ENV_STAMP)
 	$(BIN)/python benchmarks/bench_dag.py

@@ -203,7 +203,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="model folder (default: a tiny random Llama built now)")
     parser.add_argument("--shards", type=int, default=6, help="concurrent shard consumers (max 6)")
-    parser.add_argument("--per-shard", type=int, default=256)
+    parser.add_argument("--per-shard", type=int, default=1024)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--max-in-flight", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)

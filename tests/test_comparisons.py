@@ -123,3 +123,107 @@ def test_smoothing_leaves_identical_distributions_at_one():
     )  # fmt: skip
     assert smoothed["alignment"]["alignment"].to_list() == pytest.approx([1.0, 1.0])
     assert smoothed["baseline"]["alignment"].to_list() == pytest.approx([1.0])
+
+
+# --- issue 13: reference points, corrected scores, tests -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def full(data):
+    settings = BootstrapSettings(200, 0.95, 3, permutations=99)
+    return bootstrap_comparisons(*data, LABELS, ["liberal", "conservative"], settings, sensitivity=True)
+
+
+def row(frame, **keys):
+    selected = frame.filter(pl.all_horizontal([pl.col(k) == v for k, v in keys.items()]))
+    assert selected.height == 1, keys
+    return selected.row(0, named=True)
+
+
+def test_unlabelled_shares_are_the_share_of_posts_without_a_label(data, full):
+    model, human = data
+
+    def unlabelled(frame):
+        return float((~frame.select([f"y_{label}" for label in LABELS]).to_numpy().any(axis=1)).mean())
+
+    got = row(full["alignment"], model="odd", topic="t2", group="liberal")
+    cell = model.filter((pl.col("model") == "odd") & (pl.col("topic") == "t2"))
+    group = human.filter((pl.col("group") == "liberal") & (pl.col("topic") == "t2"))
+    assert got["unlabelled_model"] == pytest.approx(unlabelled(cell)) != got["unlabelled_human"]
+    assert got["unlabelled_human"] == pytest.approx(unlabelled(group))
+
+
+def test_a_model_writing_like_the_group_sits_at_its_ceiling_and_is_not_distinguishable(full):
+    same = full["alignment"].filter((pl.col("model") == "m") & (pl.col("prompt_type") == "default"))
+    like = same.filter(pl.col("group") == "liberal")
+    # The published score sits at its noise ceiling, below 1; the corrected one near 1.
+    assert (like["ceiling"] < 0.99).all()
+    assert abs((like["alignment"] - like["ceiling"]).mean()) < 0.02
+    assert (like["ceiling_corrected"] - 1).abs().max() < 0.02
+    assert like["alignment_corrected"].mean() == pytest.approx(1.0, abs=0.02)
+    assert (like["corrected_low"] <= like["alignment_corrected"]).all()
+    assert (like["alignment_corrected"] <= like["corrected_high"]).all()
+    assert (like["p_distinguishable"] > 0.05).mean() >= 0.8
+    assert not like["below_baseline"].any()
+    unlike = same.filter(pl.col("group") == "conservative")
+    assert np.allclose(unlike["p_distinguishable"], 1 / 100)
+
+
+def test_baseline_has_its_own_ceiling_and_permutation_test(full):
+    baseline = full["baseline"]
+    # Two groups with identical posts would score the ceiling; these groups differ.
+    assert ((baseline["ceiling"] > 0.9) & (baseline["alignment"] < 0.6)).all()
+    assert np.allclose(baseline["p_distinguishable"], 1 / 100)
+    truth = 1 - jensenshannon(LIBERAL, CONSERVATIVE, base=2)
+    assert baseline["alignment_corrected"].mean() == pytest.approx(truth, abs=0.02)
+
+
+def test_tendency_uses_corrected_scores_and_a_sign_flip_test(full):
+    tendency = full["tendency"]
+    default = row(tendency, model="m", prompt_type="default")
+    assert default["tendency_corrected"] > 0.2 and default["corrected_low"] > 0
+    # Six topics, all in one direction: the smallest attainable p-value 2 / 2^6.
+    assert default["p_signflip"] == pytest.approx(2 / 2**6) == default["min_attainable_p"]
+    assert (tendency["p_holm"] >= tendency["p_bh"] - 1e-12).all()
+    assert (tendency["p_bh"] >= tendency["p_signflip"] - 1e-12).all()
+    assert default["p_holm"] == pytest.approx(min(1, tendency.height * default["p_signflip"]))
+
+
+def test_differential_steerability_separates_steering_from_a_change_of_prompt(full):
+    steer = {r["group"]: r for r in full["steerability"].iter_rows(named=True)}
+    # Steered liberal, the model writes as it does by default: no steerability towards
+    # liberals, yet it is far closer to liberals than when steered conservative.
+    assert abs(steer["liberal"]["steerability_corrected"]) < 0.1
+    assert steer["liberal"]["differential"] > 0.3 and steer["liberal"]["differential_low"] > 0
+    assert steer["conservative"]["differential"] > 0.3
+    assert steer["conservative"]["differential_p_signflip"] == pytest.approx(2 / 2**6)
+    assert steer["liberal"]["differential_n_topics"] == len(TOPICS)
+    # One family: four tests (two steerability, two differential) adjusted together.
+    assert steer["conservative"]["differential_p_holm"] == pytest.approx(min(1, 4 * 2 / 2**6))
+
+
+def test_model_summary_and_tested_share_below_the_baseline(full):
+    summary = full["model_summary"]
+    assert summary.height == full["below_baseline"].height == 8
+    odd = row(summary, model="odd", group="conservative")
+    assert odd["baseline_gap"] < 0 and odd["gap_high"] < 0
+    assert odd["share_below_tested"] == 1.0 and odd["share_below_low"] > 0.5
+    like = row(summary, model="m", prompt_type="default", group="liberal")
+    assert like["corrected_low"] <= like["alignment_corrected"] <= like["corrected_high"]
+    assert like["alignment_low"] <= like["alignment"] <= like["alignment_high"]
+    assert like["share_below_tested"] == 0.0 and like["ceiling"] < 0.99
+    below = row(full["below_baseline"], model="odd", group="conservative")
+    assert below["share_below_tested"] == 1.0 and below["share_below_baseline"] == 1.0
+
+
+def test_sensitivity_table_compares_every_counting_variant(full):
+    table = full["sensitivity"]
+    assert table.height == 4 * 4
+    assert set(zip(table["counting"], table["unlabelled"], strict=True)) == {
+        ("whole", "dropped"), ("whole", "none bin"), ("fractional", "dropped"), ("fractional", "none bin")
+    }  # fmt: skip
+    configured = table.filter(pl.col("configured"))
+    assert (configured["n_changed"] == 0).all() and (configured["max_abs_change"] == 0).all()
+    assert (table["n_changed"] <= table["n_conclusions"]).all()
+    # Counting unlabelled posts moves these scores (about 15 % of posts carry no label).
+    assert table.filter(pl.col("unlabelled") == "none bin")["max_abs_change"].max() > 0.01

@@ -82,3 +82,41 @@ def test_published_scores_match_scipy_on_the_label_counts():
         assert (row["n_model_posts"], row["n_human_posts"]) == (40, 50)
     baseline = results["baseline"]
     assert baseline.height == 3 and set(baseline["n_posts_a"]) == {50}
+
+
+def test_stage_counts_unlabelled_posts_in_a_none_bin_and_warns_when_topics_cannot_reach_alpha():
+    from affalign.align.stage import ALIGNMENT_INFERENCE_COLUMNS, inference_warnings
+
+    rng = np.random.default_rng(4)
+    keys = {"model": "m", "issue": "i"}
+    model = pl.concat(
+        [_posts(rng, [0.3, 0.2, 0.1, 0.1], 40, prompt_type=p, topic=t, **keys) for p in ("default", "liberal")
+         for t in ("t1", "t2", "t3")]
+    )  # fmt: skip
+    groups = ("liberal", "conservative")
+    human = pl.concat(
+        [
+            _posts(rng, [0.2, 0.5, 0.4, 0.3], 50, issue="i", topic=t, group=g)
+            for g in groups
+            for t in ("t1", "t2", "t3")
+        ]
+    )
+    settings = AlignSettings(none_bin=True, bootstrap=BootstrapSettings(20, 0.95, 1, permutations=9))
+    results = compare(model, human, list("abcd"), settings)
+    first = results["alignment"].row(0, named=True)
+    cell = model.filter((pl.col("prompt_type") == first["prompt_type"]) & (pl.col("topic") == first["topic"]))
+    group = human.filter((pl.col("group") == first["group"]) & (pl.col("topic") == first["topic"]))
+
+    def counts(frame):
+        flags = frame.select([f"y_{x}" for x in "abcd"]).to_numpy()
+        return [*flags.sum(axis=0), (~flags.any(axis=1)).sum()]
+
+    assert first["alignment"] == pytest.approx(
+        1 - jensenshannon(counts(cell), counts(group), base=2), abs=1e-12
+    )
+    assert set(ALIGNMENT_INFERENCE_COLUMNS) <= set(results["alignment"].columns)
+    # Three topics: no test over topics can reach p < 0.05 (2 / 2^3 = 0.25), and the log says so.
+    assert (results["tendency"]["min_attainable_p"] == 0.25).all()
+    lines = inference_warnings(results, 0.05)
+    assert any("liberal tendency on i" in line and "0.25" in line for line in lines)
+    assert any(line.startswith("WARNING: steerability on i") for line in lines)

@@ -385,3 +385,24 @@ def test_a_run_over_its_request_budget_does_not_start(study):
     )
     assert "not starting" in output and "Finished jobid" not in output
     assert not (workdir / "results").exists() and not (workdir / "logs").exists()
+
+
+def test_the_plan_shows_requests_per_endpoint_as_the_run_counts_them(study):
+    from affalign.config.endpoints import format_endpoint_plan, plan_endpoints
+    from affalign.opinions import read_questions
+
+    workdir, config = study
+    config = with_endpoint(config, request_budget=400)
+    shards = sum(len(issue["topics"]) for issue in config["issues"].values()) * len(config["prompt_types"])
+    opinions = config["opinions"]
+    contexts = sum(1 if method == "default" else len(opinions["groups"]) for method in opinions["contexts"])
+    questions = sum(len(read_questions(survey["questions"])) for survey in opinions["surveys"].values())
+    expected = shards * config["generation"]["n_per_shard"] + contexts * questions
+    (plan,) = plan_endpoints(config, workdir)
+    assert (plan.model, plan.shards_to_run, plan.requests, plan.budget) == ("hosted", shards, expected, 400)
+    assert plan.over_budget and "OVER BUDGET" in format_endpoint_plan([plan])
+    done = workdir / "results" / "generated" / "hosted" / "covid-19" / "mask-mandates" / "default.parquet"
+    done.parent.mkdir(parents=True)
+    done.write_bytes(b"")
+    (plan,) = plan_endpoints(config, workdir)
+    assert plan.requests == expected - config["generation"]["n_per_shard"]

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import REPO
 
 LOCKS = REPO / "locks"
@@ -174,3 +175,20 @@ def test_make_env_installs_no_slurm_but_make_test_does():
     # torch's +cpu build comes from PyTorch's CPU index, named on the command line.
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in env_commands
     assert "slurm-wlm" in make_dry_run("test-deps")
+
+
+@pytest.mark.parametrize(
+    ("env_file", "lock"),
+    [
+        ("analysis.yaml", "orchestration.txt"),
+        ("generate.yaml", "gpu-runtime.txt"),
+        ("classify.yaml", "gpu-runtime.txt"),
+    ],
+)
+def test_each_rule_environment_file_is_derived_from_its_lock(env_file, lock):
+    spec = yaml.safe_load((REPO / "workflow" / "envs" / env_file).read_text())
+    (pip,) = [item for item in spec["dependencies"] if isinstance(item, dict)]
+    assert "python=3.11" in spec["dependencies"]
+    (requirement,) = [line for line in pip["pip"] if line.startswith("-r ")]
+    target = (REPO / "workflow" / "envs" / requirement.removeprefix("-r ")).resolve()
+    assert target == LOCKS / lock and target.is_file()

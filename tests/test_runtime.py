@@ -278,7 +278,7 @@ def job_resources(dry_run_output: str, rule: str) -> list[str]:
 
 def test_models_ask_for_their_gpu_type_flags_and_one_node_and_cpu_jobs_for_the_cpu_partition(study):
     workdir, config = study
-    first, second = list(config["models"])[:2]
+    first = next(iter(config["models"]))
     config["models"][first]["resources"].update(
         gpu_model="h100", constraint="gpu80g", qos="high", slurm_extra="--exclusive", partition="h100-queue"
     )
@@ -299,6 +299,53 @@ def test_models_ask_for_their_gpu_type_flags_and_one_node_and_cpu_jobs_for_the_c
     # The shard consumers ride in their model's job: same partition as its server.
     consumers = job_resources(result.stdout, "generate")
     assert consumers and all("slurm_partition=" in line for line in consumers)
-    # Lexicon classification needs no GPU: no partition from the rule (the profile's CPU default).
-    assert all("slurm_partition" not in line for line in job_resources(result.stdout, "classify_human"))
-    del second
+    # Lexicon classification needs no GPU: the CPU partition.
+    lexicons = job_resources(result.stdout, "classify_human")
+    assert lexicons and all("slurm_partition=cpu" in line for line in lexicons), lexicons
+
+
+# The first port handed to vLLM is one another process already listens on: the race lost.
+# Patching free_port is the only way to lose it on purpose (the real race is a matter of
+# timing); everything else is the real wrapper and the real vLLM CPU server.
+TAKEN_PORT_FIRST = """
+import os, runpy, sys
+import affalign.service.server as server
+real_free_port = server.free_port
+ports = [int(os.environ["AFFALIGN_TEST_TAKEN_PORT"])]
+server.free_port = lambda host="127.0.0.1": ports.pop() if ports else real_free_port(host)
+sys.argv = ["server", *sys.argv[1:]]
+sys.exit(server.main())
+"""
+
+
+@pytest.mark.slow
+def test_a_port_taken_before_vllm_binds_it_is_replaced_by_another(tiny_llama, tmp_path):
+    engine = {"dtype": "float32", "max_model_len": 256, "max_num_seqs": 8, "enforce_eager": True,
+              "kv_cache_memory_bytes": 64 * 1024 * 1024, "enable_chunked_prefill": False}  # fmt: skip
+    service = tmp_path / "results" / "services" / "tiny.json"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        wrapper = subprocess.Popen(
+            [sys.executable, "-c", TAKEN_PORT_FIRST, "--model", "tiny", "--source", str(tiny_llama),
+             "--engine", json.dumps(engine), "--service-file", str(service),
+             "--server-log", str(tmp_path / "tiny.server.log"), "--start-timeout", "600",
+             "--stop-grace", "10"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=dict(os.environ, PYTHONPATH=SOURCE, AFFALIGN_TEST_TAKEN_PORT=str(port)),
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 600
+            state: dict = {}
+            while state.get("status") not in ("ready", "failed") and time.monotonic() < deadline:
+                assert wrapper.poll() is None, wrapper.stdout.read()
+                time.sleep(1)
+                state = json.loads(service.read_text()) if service.exists() else {}
+        finally:
+            wrapper.terminate()
+            output = wrapper.communicate(timeout=120)[0]
+    assert state.get("status") == "ready", (state, output[-3000:])
+    assert state["port_attempts"] == 2 and not state["url"].endswith(f":{port}"), state
+    assert f"port {port} was taken before vLLM bound it" in output
+    assert address_in_use((tmp_path / "tiny.server.log").read_text())

@@ -11,7 +11,12 @@ import pytest
 from conftest import demo_config, job_counts, run_snakemake, write_config
 from scipy.spatial.distance import jensenshannon
 
-from affalign.align.stage import ALIGNMENT_COLUMNS, INTERVAL_COLUMNS
+from affalign.align.stage import (
+    ALIGNMENT_COLUMNS,
+    ALIGNMENT_INFERENCE_COLUMNS,
+    BASELINE_COLUMNS,
+    INTERVAL_COLUMNS,
+)
 from affalign.generate.prompts import ShardSpec, build_requests, load_templates
 from affalign.generate.shards import SHARD_SCHEMA
 from affalign.io.parquet import read_provenance
@@ -146,9 +151,20 @@ def test_alignment_outputs(finished_run):
     for classifier in ["nrc-emotion", "mfd2"]:
         root = workdir / "results" / "align" / classifier
         alignment = pl.read_parquet(root / "alignment.parquet")
-        assert alignment.columns == ALIGNMENT_COLUMNS + INTERVAL_COLUMNS
+        assert alignment.columns == ALIGNMENT_COLUMNS + INTERVAL_COLUMNS + ALIGNMENT_INFERENCE_COLUMNS
         defined = alignment.drop_nulls("alignment_low")
         assert (defined["alignment_low"] <= defined["alignment_high"]).all()
+        # Issue 13: every row has its reference point, corrected score and tests.
+        scored = alignment.drop_nulls("alignment")
+        for column in ["ceiling", "alignment_corrected", "corrected_low", "ceiling_corrected"]:
+            assert scored[column].null_count() == 0, column
+        assert scored["p_distinguishable"].is_between(0, 1).all()
+        assert (scored["corrected_low"] <= scored["corrected_high"]).all()
+        assert scored["unlabelled_model"].is_between(0, 1).all()
+        summary = pl.read_csv(root / "model_summary.csv")
+        assert summary.height == len(MODELS) * len(PROMPT_TYPES) * 2
+        sensitivity = pl.read_csv(root / "sensitivity.csv")
+        assert sensitivity.height == 16 and sensitivity.filter(pl.col("configured"))["n_changed"].sum() == 0
         tendency = pl.read_csv(root / "liberal_tendency.csv")
         assert tendency.height == len(MODELS) * len(PROMPT_TYPES)
         assert {"tendency", "tendency_low", "tendency_high", "p_value", "n_topics"} <= set(tendency.columns)
@@ -161,7 +177,7 @@ def test_alignment_outputs(finished_run):
         defined = alignment.drop_nulls("alignment")
         assert ((defined["alignment"] >= 0) & (defined["alignment"] <= 1)).all()
         baseline = pl.read_parquet(root / "partisan_baseline.parquet")
-        assert baseline.height == len(TOPICS)
+        assert baseline.height == len(TOPICS) and baseline.columns == BASELINE_COLUMNS
         assert baseline["alignment"].null_count() == 0
         # Recompute the baseline from the stored distributions with scipy.
         distributions = pl.read_parquet(root / "distributions.parquet").filter(pl.col("source") == "human")

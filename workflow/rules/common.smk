@@ -368,7 +368,7 @@ def get_classifier_gpus(wildcards):
 
 
 def get_classifier_partition(wildcards):
-    """The GPU partition for transformer classifiers; lexicons keep the CPU default."""
+    """The GPU partition for transformer classifiers, the CPU partition for lexicons."""
     return classifier_partition(get_classifier_gpus(wildcards) > 0)
 
 
@@ -576,23 +576,18 @@ def get_endpoint_opinion_params(wildcards):
 
 
 def endpoint_requests_planned(jobs):
-    """Requests the run's endpoint jobs send, per endpoint model: n_per_shard per
-    generation shard, one per survey question per opinion shard (retries and the few
-    metadata requests of each job not counted)."""
-    from affalign.opinions.survey import read_questions
+    """Requests the run's endpoint jobs will send, per endpoint model (see
+    affalign.config.endpoints.RequestCounter for what is counted)."""
+    from affalign.config.endpoints import RequestCounter
 
+    counter = RequestCounter(config)
     planned = dict.fromkeys(ENDPOINTS, 0)
-    questions = {}
     for job in jobs:
-        model = job.wildcards_dict.get("model")
         if job.rule.name == "generate_endpoint":
-            planned[model] += config["generation"]["n_per_shard"]
+            planned[job.wildcards_dict["model"]] += counter.generation()
         elif job.rule.name == "opinion_shard_endpoint":
             survey = job.wildcards_dict["survey"]
-            if survey not in questions:
-                path = OPINIONS["surveys"][survey]["questions"]
-                questions[survey] = len(read_questions(path))
-            planned[model] += questions[survey]
+            planned[job.wildcards_dict["model"]] += counter.opinion(survey)
     return planned
 
 

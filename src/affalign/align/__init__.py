@@ -2,13 +2,17 @@
 
 Reads every generation shard and human posts table with their affect tables from the
 classify stage; writes ``results/align/{classifier}/`` (alignment, partisan baseline,
-alignment matrix, liberal tendency, steerability, below-baseline shares, distributions,
-dropped generations). Rule ``align`` (``workflow/rules/align.smk``) drives
-:func:`~affalign.align.stage.run_align_stage`.
+alignment matrix, liberal tendency, steerability, below-baseline shares, model-level
+summary, counting sensitivity, distributions, dropped generations). Rule ``align``
+(``workflow/rules/align.smk``) drives :func:`~affalign.align.stage.run_align_stage`.
 
 * :mod:`~affalign.align.divergence` — the one Jensen–Shannon kernel and smoothing;
 * :mod:`~affalign.align.distributions` — label counts per cell;
-* :mod:`~affalign.align.resampling` — bootstrap of label patterns, intervals, tests;
-* :mod:`~affalign.align.comparisons` — scores with intervals, tendency, steerability;
+* :mod:`~affalign.align.resampling` — bootstrap and permutation draws of label patterns,
+  intervals;
+* :mod:`~affalign.align.inference` — size-corrected alignment, sign-flip tests, Holm/BH,
+  Wilson and two-stage intervals;
+* :mod:`~affalign.align.comparisons` — scores with ceilings, intervals and tests; tendency,
+  (differential) steerability, the baseline, model-level summary, sensitivity;
 * :mod:`~affalign.align.stage` — joins, drop policy and the stage's files.
 """

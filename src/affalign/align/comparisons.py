@@ -4,7 +4,8 @@ Pure functions over polars frames (no I/O). Inputs are the per-post affect table
 align stage: model posts keyed by ``model, prompt_type, issue, topic`` and human posts keyed
 by ``issue, topic, group``, each with one boolean ``y_<label>`` column per label.
 
-How each number is made (the estimands are spelled out in ``README.md``, "Inference"):
+How each number is made (estimands and measured coverage: ``README.md``, "Sizes, reference
+points, intervals and tests"):
 
 * A cell's posts are reduced to label patterns (:mod:`affalign.align.resampling`); every
   resample is a vector of pattern counts, drawn from a generator seeded by the global seed
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from affalign.align.divergence import jensen_shannon_distance
+from affalign.align.divergence import jensen_shannon_distance, smooth
 from affalign.align.inference import (
     benjamini_hochberg,
     corrected_alignment,
@@ -62,7 +63,6 @@ from affalign.io import derive_seed
 
 MODEL_KEYS = ("model", "prompt_type", "issue", "topic")
 HUMAN_KEYS = ("issue", "topic", "group")
-INTERVAL = ("alignment_low", "alignment_high")
 HIERARCHICAL_DRAWS = 2000
 
 
@@ -106,7 +106,7 @@ def post_vectors(flags: np.ndarray, counting: Counting, smoothing: np.ndarray | 
     carried = flags.sum(axis=1, keepdims=True)
     vectors = flags / np.maximum(carried, 1.0) if counting.fractional else flags
     if smoothing is not None:
-        vectors = vectors @ np.asarray(smoothing, dtype=float).T
+        vectors = smooth(vectors, smoothing)
     if counting.none_bin:
         vectors = np.hstack([vectors, (carried == 0).astype(float)])
     return vectors
@@ -125,9 +125,6 @@ class _Cell:
     @property
     def n(self) -> int:
         return int(self.posts.sum())
-
-    def flags(self, labels: int) -> np.ndarray:
-        return _flags(self.masks, labels)
 
     def unlabelled_share(self) -> float:
         return float(self.posts[self.masks == 0].sum() / self.n) if self.n else float("nan")

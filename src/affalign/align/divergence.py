@@ -53,6 +53,11 @@ def plutchik_smoothing_matrix(labels: Sequence[str], weight: float) -> np.ndarra
 
     Labels that are not wheel emotions keep their mass; a wheel emotion whose neighbour is
     not among ``labels`` keeps that share. Identical distributions stay identical.
+
+    This is neighbour smoothing, not the Plutchik emotion adjustment (PEA) of He et al.
+    Applied to both sides it is one Markov kernel on both distributions, so by the
+    data-processing inequality the divergence can only shrink: smoothing raises alignment
+    by construction, and smoothed scores compare only with smoothed scores.
     """
     if not 0.0 <= weight <= 0.5:
         raise ValueError("the smoothing weight must lie in [0, 0.5]")

@@ -4,6 +4,13 @@ with their line), schema errors in one line, paths exist, model folders hold a m
 tables have rows and the columns the config names, prompt templates parse, survey tables
 are well formed. Reads the config and the files it names; writes nothing.
 
+Around Snakemake, the ``affalign`` command (:mod:`~affalign.config.cli`) checks what a study
+needs before it is submitted: hub weights locked to commits and present in ``HF_HOME``
+(:mod:`~affalign.config.weights`) and its bill in shards, tokens and GPU-hours
+(:mod:`~affalign.config.plan`). :mod:`~affalign.config.runtime` names the interpreter of
+model-side jobs (``runtime.python``) and :mod:`~affalign.config.cluster` the SLURM resources
+that follow from the config.
+
 ``python -m affalign.config FILE...`` reads config files strictly, for a syntax error in a
 ``--configfile``, which Snakemake reports before the workflow can (without its line).
 """

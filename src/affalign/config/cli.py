@@ -60,6 +60,11 @@ def plan_command(args: argparse.Namespace) -> int:
 
     config = load_config(args.configfile, validated=True)
     print(format_plan(plan_study(config, Path(args.directory))))
+    from affalign.config.endpoints import format_endpoint_plan, plan_endpoints
+
+    endpoints = plan_endpoints(config, Path(args.directory))
+    if endpoints:
+        print("\n" + format_endpoint_plan(endpoints))
     return 0
 
 

@@ -7,7 +7,8 @@ Partitions come from the environment of the Snakemake process, as the profile's 
 ``$AFFALIGN_SLURM_PARTITION`` for jobs with GPUs and ``$AFFALIGN_SLURM_CPU_PARTITION`` (the
 profile's default) for every other job. A variable that is not set reaches sbatch as its
 literal name, so SLURM's error names it. None means "leave the resource out" (Snakemake
-drops resources whose value is None, and the plugin then emits no flag).
+drops resources whose value is None, and the plugin then emits no flag; the profile's
+default-resources do not fill it in).
 """
 
 from __future__ import annotations
@@ -39,7 +40,15 @@ def model_slurm_value(model_resources: Mapping[str, Any], key: str) -> str | Non
     return model_resources.get(key)
 
 
-def classifier_partition(needs_gpu: bool, environ: Mapping[str, str] | None = None) -> str | None:
-    """Transformer classifiers go to the GPU partition; lexicons (None) keep the profile's
-    default, the CPU partition."""
-    return gpu_partition(environ=environ) if needs_gpu else None
+def cpu_partition(environ: Mapping[str, str] | None = None) -> str:
+    """The partition of a job without a GPU: ``$AFFALIGN_SLURM_CPU_PARTITION`` (its literal
+    name when unset), as the profile's default."""
+    environ = os.environ if environ is None else environ
+    return environ.get(CPU_PARTITION_VARIABLE) or f"${CPU_PARTITION_VARIABLE}"
+
+
+def classifier_partition(needs_gpu: bool, environ: Mapping[str, str] | None = None) -> str:
+    """Transformer classifiers go to the GPU partition, lexicons to the CPU partition. Both
+    explicitly: a rule whose resource function gives None gets no partition at all (not the
+    profile's default), and SLURM then picks its own default partition."""
+    return gpu_partition(environ=environ) if needs_gpu else cpu_partition(environ)

@@ -184,10 +184,10 @@ def plot_baseline_comparison(
             if level is not None:
                 axis.axhline(level, color="black", linestyle="--", linewidth=1, label="partisan baseline")
             axis.set_xticks(range(len(rows)), rows, rotation=45, ha="right", fontsize=8)
-            axis.set_ylim(0, 1.1)
+            axis.set_ylim(0, 1.3)
             axis.set_ylabel(f"mean alignment, {label}", fontsize=8)
             axis.set_title(f"{issue}: {label}", fontsize=10)
-            axis.legend(fontsize=7, loc="lower right")
+            axis.legend(fontsize=7, loc="upper center", ncols=4)
     figure.suptitle(title, fontsize=11)
     _save(figure, path)
 
@@ -266,23 +266,31 @@ def plot_steerability(steerability: pl.DataFrame, title: str, path: str | Path) 
         steerability, ("steerability_corrected", "corrected_low", "corrected_high", "p_bh"),
         ("steerability", "steerability_low", "steerability_high", "steerability"),
     )  # fmt: skip
-    measures = [(value, low, high, p_column if p_column != value else None, "steered − default alignment")]
+    smallest = "min_attainable_p" if "min_attainable_p" in steerability.columns else None
+    measures = [
+        (value, low, high, p_column if p_column != value else None, smallest, "steered − default alignment")
+    ]
     if "differential" in steerability.columns:
-        measures.append(("differential", "differential_low", "differential_high", "differential_p_bh",
-                         "steered towards the group − towards the other"))  # fmt: skip
+        differential = ("differential", "differential_low", "differential_high", "differential_p_bh")
+        measures.append(
+            (*differential, "differential_min_attainable_p", "steered towards the group − the other")
+        )
     issues = sorted(steerability["issue"].unique().to_list()) or ["(none)"]
     height = max(3.0, 1.2 + 0.35 * steerability.height / max(len(issues), 1))
     size = (5.5 * len(issues), height * len(measures))
     figure, axes = plt.subplots(
         len(measures), len(issues), figsize=size, squeeze=False, constrained_layout=True
     )
-    for row_axes, (column, low_column, high_column, p_col, label) in zip(axes, measures, strict=True):
+    for row_axes, (column, low_column, high_column, p_col, min_col, label) in zip(
+        axes, measures, strict=True
+    ):
         limit = _symmetric_limit(steerability.select(low_column, high_column).to_numpy().astype(float))
         for axis, issue in zip(row_axes, issues, strict=True):
             rows = steerability.filter(pl.col("issue") == issue).sort(["model", "group"])
             p_values = rows[p_col].to_list() if p_col else [None] * rows.height
-            labels = [_marked(f"{m} → {g}", p) for (m, g), p in zip(rows.select("model", "group").iter_rows(),
-                                                                   p_values, strict=True)]  # fmt: skip
+            floors = rows[min_col].to_list() if min_col else [None] * rows.height
+            names = [f"{m} → {g}" for m, g in rows.select("model", "group").iter_rows()]
+            labels = [_marked(n, p, s) for n, p, s in zip(names, p_values, floors, strict=True)]
             colours = [GROUP_COLOURS.get(g, "grey") for g in rows["group"]]
             _interval_bars(axis, labels, rows[column], rows[low_column], rows[high_column], colours)
             axis.set_xlim(-limit, limit)

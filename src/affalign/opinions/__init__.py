@@ -17,6 +17,6 @@ the joined tables under ``results/opinions/`` (rule ``opinion_tables``), all in
 """
 
 from affalign.opinions.positional import context_slug, parse_context_slug
-from affalign.opinions.survey import SurveyError, read_survey
+from affalign.opinions.survey import SurveyError, read_questions, read_survey
 
-__all__ = ["SurveyError", "context_slug", "parse_context_slug", "read_survey"]
+__all__ = ["SurveyError", "context_slug", "parse_context_slug", "read_questions", "read_survey"]
