@@ -89,13 +89,26 @@ if missing or present:
 EOF
   ;;
 gpu-runtime)
-  "$dir/bin/python" -c "import torch, vllm; print('[affalign] torch', torch.__version__, 'CUDA', torch.version.cuda, '| vllm', vllm.__version__)"
-  "$dir/bin/vllm" serve --help >/dev/null
-  # FlashInfer otherwise downloads and compiles its kernels when the server starts, which an
-  # offline compute node cannot do. AFFALIGN_SKIP_KERNELS=1 skips it (machines without
-  # FlashInfer's wheel index; the first server start then needs the network).
+  # Without a GPU (a login node) vLLM 0.32's CUDA build cannot build its command line
+  # (`vllm serve --help`, `vllm download-kernels`: "Failed to infer device type"), but it
+  # imports, and so does the server module the workflow starts.
+  "$dir/bin/python" - <<'EOF'
+import torch, vllm
+import vllm.entrypoints.launchers.api_server.entry  # the OpenAI-compatible server affalign starts
+print("[affalign] torch", torch.__version__, "CUDA", torch.version.cuda, "| vllm", vllm.__version__)
+EOF
+  # FlashInfer otherwise downloads and compiles its kernels when a server starts, which an
+  # offline compute node cannot do. What `vllm download-kernels` runs, without its GPU
+  # check: FlashInfer's own installer of the kernels matching its version and CUDA (from
+  # FlashInfer's wheel index). AFFALIGN_SKIP_KERNELS=1 skips it (machines that cannot reach
+  # that index; the first server start then needs the network).
   if [[ "${AFFALIGN_SKIP_KERNELS:-0}" != 1 ]]; then
-    "$dir/bin/vllm" download-kernels
+    FLASHINFER_DISABLE_VERSION_CHECK=1 "$dir/bin/python" - <<'EOF'
+import subprocess, sys
+from vllm.utils.flashinfer import has_flashinfer_jit_cache_wheels
+action = "download-kernels" if has_flashinfer_jit_cache_wheels() else "install-cubin-wheel"
+sys.exit(subprocess.run([sys.executable, "-m", "flashinfer", action]).returncode)
+EOF
   fi
   ;;
 esac

@@ -79,3 +79,15 @@ def test_plutchik_smoothing_keeps_mass_and_identical_distributions():
     same = smooth(counts, matrix)
     assert jensen_shannon_distance(smoothed[None], same[None])[0] == pytest.approx(0.0)
     assert set(PLUTCHIK_WHEEL) >= {"anger", "joy", "trust", "fear"}
+
+
+def test_plutchik_smoothing_can_only_raise_alignment():
+    # Neighbour smoothing of both sides is one Markov kernel: by the data-processing
+    # inequality the divergence shrinks, so alignment never falls (why it is not the paper's PEA).
+    labels = list(PLUTCHIK_WHEEL)
+    matrix = plutchik_smoothing_matrix(labels, 0.2)
+    rng = np.random.default_rng(8)
+    p, q = rng.dirichlet(np.ones(8), size=500), rng.dirichlet(np.ones(8), size=500)
+    raw = jensen_shannon_distance(p, q)
+    smoothed = jensen_shannon_distance(smooth(p, matrix), smooth(q, matrix))
+    assert (smoothed <= raw + 1e-12).all() and (smoothed < raw - 0.01).mean() > 0.5

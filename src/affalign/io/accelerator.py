@@ -133,11 +133,19 @@ def accelerator_problem(
     if not reasons:
         return None
     given = f"was given GPUs ({gpus})" if gpus else "was told to use CUDA (runtime.device: cuda)"
+    cuda_build = runtime.get("cuda") and runtime.get("vllm_build") != "cpu"
+    hint = (
+        # The right environment on the wrong node: the driver, or no device after all.
+        "Check the node's NVIDIA driver (nvidia-smi; torch for CUDA 13 needs driver >= 580, older "
+        "drivers need the CUDA 12.9 runtime, see README) and that the job was given a GPU"
+        if cuda_build
+        else "Point runtime.python in the config at the GPU runtime (make cluster-env), or set "
+        "runtime.device: cpu to run on the CPU deliberately"
+    )
     return (
         f"this job {given} but the interpreter {runtime.get('python')} cannot use them: "
         + "; ".join(reasons)
-        + ". Point runtime.python in the config at the GPU runtime (make cluster-env), or set "
-        "runtime.device: cpu to run on the CPU deliberately."
+        + f". {hint}."
     )
 
 
