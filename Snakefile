@@ -100,8 +100,8 @@
 #   results/opinions/differential_steerability.parquet  (+ .csv)
 #       model, method, group, default_representativeness, towards_representativeness,
 #       away_representativeness, differential_steerability (towards - away),
-#       differential_low, differential_high, p_value (paired sign-flip test), n_questions,
-#       n_other_groups
+#       differential_low, differential_high, p_value (paired sign-flip test), p_holm, p_bh
+#       (adjusted across all differential tests of the run), n_questions, n_other_groups
 #   results/opinions/consistency.parquet  (+ .csv)
 #       model, context, method, steered_group, best_group, consistency, n_surveys, n_groups
 #   results/opinions/refusals.parquet  (+ .csv)

@@ -35,19 +35,11 @@ from scipy.stats import wilcoxon
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from affalign.align.comparisons import Counting, post_vectors  # noqa: E402
+from affalign.align.comparisons import SIGN_FLIP_DRAWS, Counting, post_vectors  # noqa: E402
 from affalign.align.divergence import alignment as population_alignment  # noqa: E402
-from affalign.align.inference import (  # noqa: E402
-    corrected_alignment,
-    pattern_moments,
-    plugin_alignment,
-    sign_flip_test,
-)
-from affalign.align.resampling import (  # noqa: E402
-    percentile_interval,
-    random_split,
-    resample_pattern_counts,
-)
+from affalign.align.inference import corrected_alignment, pattern_moments, plugin_alignment  # noqa: E402
+from affalign.align.resampling import random_split, resample_pattern_counts  # noqa: E402
+from affalign.stats import percentile_interval, sign_flip_test  # noqa: E402
 
 LABELS = 8
 BASE = np.array([0.30, 0.12, 0.20, 0.25, 0.15, 0.08, 0.18, 0.22])
@@ -164,7 +156,7 @@ def tendency_rates(rng, studies, topics):
                         con = cell(rng, conservative_rates, sizes[2]) @ FEATURES
                         corrected.append(corrected_alignment(m, lib) - corrected_alignment(m, con))
                         plugin.append(plugin_alignment(m, lib) - plugin_alignment(m, con))
-                    rejected[0] += sign_flip_test(corrected, rng).p_value < 0.05
+                    rejected[0] += sign_flip_test(corrected, SIGN_FLIP_DRAWS, rng).p_value < 0.05
                     rejected[1] += wilcoxon(plugin).pvalue < 0.05
                 print(f"{name:27s} {sizes!s:21s} {count:6d} | {rejected[0] / studies:19.3f} | "
                       f"{rejected[1] / studies:.3f}")  # fmt: skip

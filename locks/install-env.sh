@@ -66,6 +66,9 @@ fi
 
 start=$(date +%s)
 echo "[affalign] building the $kind environment in $dir from $(basename "$lock")"
+# Marked as ours from the start, so that a build that fails halfway is rebuilt next time.
+mkdir -p "$dir"
+echo incomplete >"$stamp"
 "$python" -m venv "$dir"
 pip=("$dir/bin/python" -m pip --disable-pip-version-check)
 # pip prints a warning per missing index folder on some images; keep real errors.

@@ -10,23 +10,19 @@ more often than the level, and its corrected score matches its ceiling.
 import numpy as np
 import pytest
 from scipy.spatial.distance import jensenshannon
-from scipy.stats import binomtest, false_discovery_control, hypergeom, permutation_test, wilcoxon
+from scipy.stats import hypergeom, wilcoxon
 
-from affalign.align.comparisons import Counting, post_vectors
+from affalign.align.comparisons import SIGN_FLIP_DRAWS, Counting, post_vectors
 from affalign.align.inference import (
-    benjamini_hochberg,
     corrected_alignment,
     divergence_bias,
     hierarchical_means,
-    holm,
-    min_attainable_sign_flip_p,
     pattern_moments,
     plugin_alignment,
     plugin_divergence,
-    sign_flip_test,
-    wilson_interval,
 )
-from affalign.align.resampling import percentile_interval, random_split, resample_pattern_counts
+from affalign.align.resampling import random_split, resample_pattern_counts
+from affalign.stats import percentile_interval, sign_flip_test
 
 LABELS = 8
 FLAGS = (np.arange(2**LABELS)[:, None] >> np.arange(LABELS)[None, :]) & 1 > 0
@@ -152,37 +148,6 @@ def test_resampled_pattern_counts_have_multinomial_moments():
 # --- tests and adjustments -------------------------------------------------------------------
 
 
-def test_sign_flip_test_against_scipys_permutation_test():
-    rng = np.random.default_rng(6)
-    values = rng.normal(0.1, 0.2, size=9)
-    ours = sign_flip_test(values, rng)
-    reference = permutation_test(
-        (values,), np.mean, permutation_type="samples", n_resamples=np.inf, alternative="two-sided"
-    )
-    assert ours.p_value == pytest.approx(reference.pvalue, rel=1e-9)
-    assert ours.mean == pytest.approx(values.mean()) and ours.n == 9
-    # All of one sign: the smallest attainable p, 2 / 2^n.
-    assert sign_flip_test(np.abs(values), rng).p_value == pytest.approx(2 / 2**9)
-    assert min_attainable_sign_flip_p(3) == 0.25 and min_attainable_sign_flip_p(26) == pytest.approx(1e-4)
-    many = sign_flip_test(np.abs(rng.normal(size=26)), rng)  # random sign vectors beyond 15 topics
-    assert many.p_value == pytest.approx(1e-4) and many.min_attainable_p == pytest.approx(1e-4)
-    assert np.isnan(sign_flip_test([np.nan], rng).p_value)
-
-
-def test_holm_and_benjamini_hochberg():
-    p = np.array([0.01, 0.04, 0.03, np.nan, 0.005])
-    assert np.allclose(holm(p)[[0, 1, 2, 4]], [0.03, 0.06, 0.06, 0.02])
-    assert np.isnan(holm(p)[3]) and np.isnan(benjamini_hochberg(p)[3])
-    finite = p[np.isfinite(p)]
-    assert np.allclose(benjamini_hochberg(p)[np.isfinite(p)], false_discovery_control(finite, method="bh"))
-
-
-@pytest.mark.parametrize(("successes", "trials"), [(0, 10), (3, 10), (10, 10), (1, 3)])
-def test_wilson_interval_is_scipys(successes, trials):
-    expected = binomtest(successes, trials).proportion_ci(0.95, method="wilson")
-    assert wilson_interval(successes, trials, 0.95) == pytest.approx((expected.low, expected.high), abs=1e-12)
-
-
 def test_hierarchical_interval_is_wider_than_the_topic_only_interval():
     rng = np.random.default_rng(7)
     topic_means = rng.normal(0.8, 0.05, size=8)
@@ -202,7 +167,7 @@ def tendency_rejections(rng, rates, sizes, studies, topics):
     conservative = cells(rng, rates[2], sizes[2], (studies, topics)) @ FEATURES
     corrected = corrected_alignment(model, liberal) - corrected_alignment(model, conservative)
     plugin = plugin_alignment(model, liberal) - plugin_alignment(model, conservative)
-    ours = np.mean([sign_flip_test(row, rng).p_value < 0.05 for row in corrected])
+    ours = np.mean([sign_flip_test(row, SIGN_FLIP_DRAWS, rng).p_value < 0.05 for row in corrected])
     published = np.mean([wilcoxon(row).pvalue < 0.05 for row in plugin])
     return ours, published
 

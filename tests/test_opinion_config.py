@@ -209,8 +209,8 @@ def test_steering_figure_draws_both_panels_and_tolerates_empty_tables(tmp_path):
     )
     differential = pl.DataFrame(
         [
-            ("m", "qa", "lib", 0.7, 0.8, 0.79, 0.01, -0.02, 0.04, 0.5, 6, 1),
-            ("m", "qa", "con", 0.7, 0.8, 0.7, 0.1, 0.05, np.nan, 0.03, 6, 1),
+            ("m", "qa", "lib", 0.7, 0.8, 0.79, 0.01, -0.02, 0.04, 0.5, 0.5, 0.5, 6, 1),
+            ("m", "qa", "con", 0.7, 0.8, 0.7, 0.1, 0.05, np.nan, 0.03, 0.06, 0.06, 6, 1),
         ],
         schema=DIFFERENTIAL_SCHEMA,
         orient="row",

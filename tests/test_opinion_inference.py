@@ -1,5 +1,6 @@
-"""Question-level inference for positional alignment: resampling, intervals, the sign-flip
-test, the steerability slope, differential steerability and consistency.
+"""Question-level inference for positional alignment: resampling, intervals, the steerability
+slope, differential steerability (with its adjusted tests) and consistency. The shared
+intervals and the sign-flip test themselves are checked in test_stats.py.
 
 numpy/scipy are the oracles; statistical claims are checked on seeded simulations whose
 truth is known."""
@@ -9,20 +10,19 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-from scipy.stats import permutation_test
 
 from affalign.opinions.comparisons import InferenceSettings, compare_opinions
 from affalign.opinions.positional import ALIGNMENT_SCHEMA, HUMAN_ALIGNMENT_SCHEMA, parse_context_slug
 from affalign.opinions.resampling import (
     consistency,
-    percentile_bounds,
     question_resamples,
     resampled_means,
-    sign_flip_p_values,
     slope_through_origin,
 )
+from affalign.stats import benjamini_hochberg, holm, percentile_interval
 
 SETTINGS = InferenceSettings(replicates=400, confidence=0.95, permutations=2000, seed=11)
+ADJUSTED = ["p_holm", "p_bh"]
 
 
 def alignment_frame(
@@ -70,50 +70,6 @@ def test_resampled_means_equal_the_means_of_explicit_resamples():
             assert found[c, b] == pytest.approx(expected, nan_ok=True)
 
 
-def test_percentile_bounds_match_numpy_and_tolerate_empty_rows():
-    rng = np.random.default_rng(2)
-    replicates = rng.normal(size=(2, 500))
-    replicates[1] = np.nan
-    low, high = percentile_bounds(replicates, 0.9)
-    assert low[0] == pytest.approx(np.percentile(replicates[0], 5))
-    assert high[0] == pytest.approx(np.percentile(replicates[0], 95))
-    assert np.isnan(low[1]) and np.isnan(high[1])
-
-
-@pytest.mark.parametrize("n", [2, 4, 9])
-def test_exact_sign_flip_p_values_equal_scipy(n):
-    rng = np.random.default_rng(n)
-    differences = rng.normal(0.3, 1.0, size=(5, n))
-    found = sign_flip_p_values(differences, permutations=10_000, seed=0)
-    for row, p_value in zip(differences, found, strict=True):
-        expected = permutation_test(
-            (row,),
-            lambda x, axis: np.mean(x, axis=axis),
-            permutation_type="samples",
-            alternative="two-sided",
-            n_resamples=np.inf,
-        ).pvalue
-        assert p_value == pytest.approx(expected)
-
-
-def test_sign_flip_test_without_differences_and_its_smallest_p():
-    assert sign_flip_p_values(np.zeros((1, 30)), 500, seed=0)[0] == 1.0
-    # Every difference positive over 30 questions: no random sign vector is as extreme.
-    assert sign_flip_p_values(np.ones((1, 30)), 500, seed=0)[0] == pytest.approx(1 / 501)
-    # NaN questions are left out: with one question left the exact p is 1.
-    assert sign_flip_p_values(np.array([[np.nan, 2.0, np.nan]]), 500, seed=0)[0] == 1.0
-
-
-def test_sign_flip_test_holds_its_level_and_detects_a_shift():
-    rng = np.random.default_rng(5)
-    # 400 studies of 40 questions; differences symmetric about 0 but skewed in size.
-    null = rng.choice((-1.0, 1.0), size=(400, 40)) * rng.exponential(0.05, size=(400, 40))
-    rejected = np.mean(sign_flip_p_values(null, 2000, seed=1) < 0.05)
-    assert rejected <= 0.07
-    shifted = rng.normal(0.03, 0.05, size=(100, 40))
-    assert np.mean(sign_flip_p_values(shifted, 2000, seed=1) < 0.05) >= 0.9
-
-
 def test_slope_through_origin_equals_least_squares_without_intercept():
     rng = np.random.default_rng(8)
     x, y = rng.uniform(0.6, 0.9, size=12), rng.uniform(0.6, 0.95, size=12)
@@ -144,7 +100,7 @@ def test_representativeness_interval_covers_the_question_population_mean():
     covered = []
     for _ in range(400):
         sample = rng.choice(population, size=80)
-        low, high = percentile_bounds(resampled_means(sample[None, :], counts), 0.95)
+        low, high = percentile_interval(resampled_means(sample[None, :], counts), 0.95)
         covered.append(low[0] <= truth <= high[0])
     assert 0.90 <= np.mean(covered) <= 0.98
 
@@ -196,6 +152,26 @@ def test_differential_steerability_test_holds_its_level_and_finds_real_steering(
     assert np.mean(np.array(steered_p) < 0.05) >= 0.9
 
 
+def test_differential_p_values_are_adjusted_across_every_test_of_the_run():
+    rng = np.random.default_rng(23)
+    first = format_effect_study(rng, 30, 0.1)
+    second = format_effect_study(rng, 30, 0.0).with_columns(pl.lit("other").alias("model"))
+    table = compare_opinions(pl.concat([first, second]), human_frame({}), SETTINGS)[
+        "differential_steerability"
+    ]
+    at = table.columns.index("p_value")
+    assert table.columns[at : at + 3] == ["p_value", "p_holm", "p_bh"]
+    assert table.height == 12  # one family: two models x three methods x two groups
+    p = table["p_value"].to_numpy()
+    assert np.allclose(table["p_holm"], holm(p)) and np.allclose(table["p_bh"], benjamini_hochberg(p))
+    # The smallest p-value is multiplied by the whole family's size, not by one model's six tests.
+    smallest = int(np.argmin(p))
+    assert table["p_holm"][smallest] == pytest.approx(min(1.0, 12 * p[smallest]))
+    assert (table["p_holm"] >= table["p_bh"] - 1e-15).all()
+    assert (table["p_bh"] >= table["p_value"] - 1e-15).all()
+    assert (table.filter(pl.col("model") == "m")["p_bh"] < 0.05).all()  # real steering survives
+
+
 def test_slope_and_consistency_tables():
     rng = np.random.default_rng(3)
     surveys = ["econ"] * 10 + ["science"] * 10
@@ -233,7 +209,12 @@ def test_tables_are_seeded_and_a_new_model_leaves_the_others_unchanged():
     both = compare_opinions(pl.concat([first, second]), human_frame({}), SETTINGS)
     for name in ("representativeness", "differential_steerability", "steerability"):
         assert alone[name].equals(again[name])
-        assert alone[name].equals(both[name].filter(pl.col("model") == "m")), name
+        # Adjusted p-values depend on their family (every differential test of the run).
+        own = both[name].filter(pl.col("model") == "m").drop(ADJUSTED, strict=False)
+        assert alone[name].drop(ADJUSTED, strict=False).equals(own), name
+    # A larger family can only raise Holm's adjusted p-values.
+    grown = both["differential_steerability"].filter(pl.col("model") == "m")["p_holm"]
+    assert (grown >= alone["differential_steerability"]["p_holm"]).all()
     other_seed = compare_opinions(first, human_frame({}), InferenceSettings(400, 0.95, 2000, seed=12))
     assert not other_seed["representativeness"].equals(alone["representativeness"])
 

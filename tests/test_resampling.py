@@ -8,12 +8,8 @@ from affalign.align.divergence import (
     plutchik_smoothing_matrix,
     smooth,
 )
-from affalign.align.resampling import (
-    bootstrap_label_counts,
-    label_patterns,
-    liberal_tendency,
-    percentile_interval,
-)
+from affalign.align.resampling import bootstrap_label_counts, label_patterns, liberal_tendency
+from affalign.stats import percentile_interval
 
 
 def test_patterns_and_bootstrap_counts():
@@ -45,11 +41,6 @@ def test_interval_covers_the_score_and_narrows_with_more_posts():
     assert low <= observed <= high
     _, low_big, high_big = interval_width(5000)
     assert high_big - low_big < (high - low) / 2
-
-
-def test_percentile_interval_ignores_undefined_replicates():
-    assert percentile_interval(np.array([np.nan, 1.0, 2.0, 3.0]), 0.5) == pytest.approx((1.5, 2.5))
-    assert np.isnan(percentile_interval(np.array([np.nan]), 0.9)[0])
 
 
 def test_liberal_tendency_sign_and_test():

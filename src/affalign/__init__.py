@@ -14,6 +14,7 @@ subpackage     rule file                what it does
 ``opinions``   ``opinions.smk``         survey answers and positional alignment
 ``config``     ``common.smk``           checks of a config before any job runs
 ``io``         (every rule)             tables in, parquet + provenance out, atomic writes
+``stats``      (align, opinions)        intervals, sign-flip test, Holm / BH adjustments
 =============  =======================  ==============================================
 
 A stage imports other stages only through their package (``from affalign.io import

@@ -9,9 +9,9 @@ summary, counting sensitivity, distributions, dropped generations). Rule ``align
 * :mod:`~affalign.align.divergence` — the one Jensen–Shannon kernel and smoothing;
 * :mod:`~affalign.align.distributions` — label counts per cell;
 * :mod:`~affalign.align.resampling` — bootstrap and permutation draws of label patterns,
-  intervals;
-* :mod:`~affalign.align.inference` — size-corrected alignment, sign-flip tests, Holm/BH,
-  Wilson and two-stage intervals;
+  the published Wilcoxon tendency test;
+* :mod:`~affalign.align.inference` — size-corrected alignment and two-stage (topics, then
+  posts) bootstrap means; intervals, sign-flip tests and Holm/BH are :mod:`affalign.stats`;
 * :mod:`~affalign.align.comparisons` — scores with ceilings, intervals and tests; tendency,
   (differential) steerability, the baseline, model-level summary, sensitivity;
 * :mod:`~affalign.align.stage` — joins, drop policy and the stage's files.

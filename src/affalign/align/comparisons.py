@@ -41,29 +41,24 @@ import polars as pl
 
 from affalign.align.divergence import jensen_shannon_distance, smooth
 from affalign.align.inference import (
-    benjamini_hochberg,
     corrected_alignment,
     hierarchical_means,
-    holm,
     pattern_moments,
     plugin_alignment,
     plugin_divergence,
-    sign_flip_test,
-    wilson_interval,
 )
-from affalign.align.resampling import (
-    liberal_tendency,
-    percentile_interval,
-    random_split,
-    resample_pattern_counts,
-)
+from affalign.align.resampling import liberal_tendency, random_split, resample_pattern_counts
 from affalign.classify import label_column
 from affalign.generate import DEFAULT_PROMPT_TYPE
 from affalign.io import derive_seed
+from affalign.stats import benjamini_hochberg, holm, percentile_interval, sign_flip_test, wilson_interval
 
 MODEL_KEYS = ("model", "prompt_type", "issue", "topic")
 HUMAN_KEYS = ("issue", "topic", "group")
 HIERARCHICAL_DRAWS = 2000
+# Random sign vectors per sign-flip test over topics (every vector is enumerated up to 15
+# topics): smallest p 1e-4 beyond that.
+SIGN_FLIP_DRAWS = 9999
 
 
 @dataclass(frozen=True)
@@ -368,102 +363,117 @@ def _nanmean(values) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
-def _alignment_table(scorer: _Scorer) -> pl.DataFrame:
-    scored = scorer.scored[scorer.variants[0]]
-    confidence = scorer.settings.confidence
-    rows = []
-    for key in sorted(scored.rows):
-        score, extra = scored.rows[key], scorer.extras[key]
-        model_n, model_unlabelled = scorer.sizes[key[:4]]
-        human_n, human_unlabelled = scorer.sizes[(key[2], key[3], key[4])]
-        low, high = _interval(score.plugin_reps, confidence)
-        corrected_low, corrected_high = _interval(score.corrected_reps, confidence)
-        jsd = 1.0 - score.plugin
-        rows.append(
-            (*key, jsd, score.plugin, model_n, human_n, low, high, model_unlabelled, human_unlabelled,
-             extra.ceiling, score.corrected, corrected_low, corrected_high, extra.ceiling_corrected,
-             extra.p_distinguishable)
-        )  # fmt: skip
-    schema = {
-        "model": pl.String,
-        "prompt_type": pl.String,
-        "issue": pl.String,
-        "topic": pl.String,
-        "group": pl.String,
+# The columns every scored comparison (a model against a group, a partisan baseline) ends
+# with, after its keys, plug-in score, sizes, plug-in interval and unlabelled shares.
+SCORE_INFERENCE_COLUMNS = [
+    "ceiling",
+    "alignment_corrected",
+    "corrected_low",
+    "corrected_high",
+    "ceiling_corrected",
+    "p_distinguishable",
+]
+
+
+def _scored_schema(keys: Sequence[str], sizes: Sequence[str], unlabelled: Sequence[str]) -> dict:
+    return {
+        **dict.fromkeys(keys, pl.String),
         "jsd": pl.Float64,
         "alignment": pl.Float64,
-        "n_model_posts": pl.Int64,
-        "n_human_posts": pl.Int64,
+        **dict.fromkeys(sizes, pl.Int64),
         "alignment_low": pl.Float64,
         "alignment_high": pl.Float64,
-        "unlabelled_model": pl.Float64,
-        "unlabelled_human": pl.Float64,
-        "ceiling": pl.Float64,
-        "alignment_corrected": pl.Float64,
-        "corrected_low": pl.Float64,
-        "corrected_high": pl.Float64,
-        "ceiling_corrected": pl.Float64,
-        "p_distinguishable": pl.Float64,
+        **dict.fromkeys(unlabelled, pl.Float64),
+        **dict.fromkeys(SCORE_INFERENCE_COLUMNS, pl.Float64),
     }
+
+
+def _scored_row(keys: tuple, score: _Scores, extra: _Extras, sides: Sequence[tuple], confidence: float):
+    """One row of :func:`_scored_schema`; ``sides`` holds each side's (posts, unlabelled share)."""
+    (n_first, unlabelled_first), (n_second, unlabelled_second) = sides
+    low, high = _interval(score.plugin_reps, confidence)
+    corrected_low, corrected_high = _interval(score.corrected_reps, confidence)
+    return (*keys, 1.0 - score.plugin, score.plugin, n_first, n_second, low, high, unlabelled_first,
+            unlabelled_second, extra.ceiling, score.corrected, corrected_low, corrected_high,
+            extra.ceiling_corrected, extra.p_distinguishable)  # fmt: skip
+
+
+def _alignment_table(scorer: _Scorer) -> pl.DataFrame:
+    scored = scorer.scored[scorer.variants[0]]
+    rows = []
+    for key in sorted(scored.rows):
+        model, prompt_type, issue, topic, group = key
+        sides = (scorer.sizes[(model, prompt_type, issue, topic)], scorer.sizes[(issue, topic, group)])
+        rows.append(_scored_row(key, scored.rows[key], scorer.extras[key], sides, scorer.settings.confidence))
+    schema = _scored_schema(
+        (*MODEL_KEYS, "group"), ("n_model_posts", "n_human_posts"), ("unlabelled_model", "unlabelled_human")
+    )
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 def _baseline_table(scorer: _Scorer) -> pl.DataFrame:
     scored = scorer.scored[scorer.variants[0]]
-    confidence = scorer.settings.confidence
     group_a, group_b = scorer.groups[:2] if len(scorer.groups) >= 2 else (None, None)
     rows = []
     for (issue, topic), score in sorted(scored.baseline.items()):
+        sides = (scorer.sizes[(issue, topic, group_a)], scorer.sizes[(issue, topic, group_b)])
         extra = scorer.baseline_extras[(issue, topic)]
-        n_a, unlabelled_a = scorer.sizes[(issue, topic, group_a)]
-        n_b, unlabelled_b = scorer.sizes[(issue, topic, group_b)]
-        low, high = _interval(score.plugin_reps, confidence)
-        corrected_low, corrected_high = _interval(score.corrected_reps, confidence)
         rows.append(
-            (issue, topic, group_a, group_b, 1.0 - score.plugin, score.plugin, n_a, n_b, low, high,
-             unlabelled_a, unlabelled_b, extra.ceiling, score.corrected, corrected_low, corrected_high,
-             extra.ceiling_corrected, extra.p_distinguishable)
-        )  # fmt: skip
-    schema = {
-        "issue": pl.String,
-        "topic": pl.String,
-        "group_a": pl.String,
-        "group_b": pl.String,
-        "jsd": pl.Float64,
-        "alignment": pl.Float64,
-        "n_posts_a": pl.Int64,
-        "n_posts_b": pl.Int64,
-        "alignment_low": pl.Float64,
-        "alignment_high": pl.Float64,
-        "unlabelled_a": pl.Float64,
-        "unlabelled_b": pl.Float64,
-        "ceiling": pl.Float64,
-        "alignment_corrected": pl.Float64,
-        "corrected_low": pl.Float64,
-        "corrected_high": pl.Float64,
-        "ceiling_corrected": pl.Float64,
-        "p_distinguishable": pl.Float64,
-    }
+            _scored_row((issue, topic, group_a, group_b), score, extra, sides, scorer.settings.confidence)
+        )
+    schema = _scored_schema(
+        ("issue", "topic", "group_a", "group_b"), ("n_posts_a", "n_posts_b"), ("unlabelled_a", "unlabelled_b")
+    )
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
-def _sign_flip(values: list[float], settings: BootstrapSettings, *coordinates) -> tuple[float, float]:
-    rng = np.random.default_rng(derive_seed(settings.seed, "sign-flip", *coordinates))
-    result = sign_flip_test(values, rng)
-    return result.p_value, result.min_attainable_p
+@dataclass(frozen=True)
+class _Paired:
+    """Per-topic differences of two comparisons, summarised over topics: the interval of the
+    mean plug-in difference (NaN without plug-in replicates), the mean corrected difference
+    with its interval, its sign-flip test and the smallest p-value the topics can reach."""
+
+    plugin_low: float
+    plugin_high: float
+    corrected: float
+    corrected_low: float
+    corrected_high: float
+    p_signflip: float
+    min_attainable_p: float
 
 
-def _adjust(frame: pl.DataFrame, columns: Sequence[str], prefix_of: dict[str, str]) -> pl.DataFrame:
-    """Holm and BH columns for the p-value ``columns`` of one family (all of them together)."""
-    stacked = (
-        np.concatenate([frame[c].to_numpy().astype(float) for c in columns]) if frame.height else np.array([])
+def _paired(
+    first: Sequence[_Scores], second: Sequence[_Scores], settings: BootstrapSettings, *coordinates
+) -> _Paired:
+    """``first − second`` topic by topic (same topics, same order); the sign-flip test is
+    seeded by the global seed and ``coordinates``."""
+    pairs = list(zip(first, second, strict=True))
+    if first[0].plugin_reps is not None and second[0].plugin_reps is not None:
+        low, high = percentile_interval(
+            _topic_means([a.plugin_reps - b.plugin_reps for a, b in pairs]), settings.confidence
+        )
+    else:
+        low = high = float("nan")
+    differences = [a.corrected - b.corrected for a, b in pairs]
+    corrected_low, corrected_high = percentile_interval(
+        _topic_means([a.corrected_reps - b.corrected_reps for a, b in pairs]), settings.confidence
     )
-    holm_all, bh_all = holm(stacked), benjamini_hochberg(stacked)
+    rng = np.random.default_rng(derive_seed(settings.seed, "sign-flip", *coordinates))
+    test = sign_flip_test(differences, SIGN_FLIP_DRAWS, rng)
+    return _Paired(
+        low, high, _nanmean(differences), corrected_low, corrected_high, test.p_value, test.min_attainable_p
+    )
+
+
+def _adjust(frame: pl.DataFrame, prefixes: dict[str, str]) -> pl.DataFrame:
+    """Holm and BH columns (``<prefix>p_holm``, ``<prefix>p_bh``) for the p-value columns
+    named in ``prefixes``, all of them one family."""
+    p_values = np.array([frame[column].to_numpy().astype(float) for column in prefixes])
+    p_values = p_values.reshape(len(prefixes), frame.height)
+    holm_all, bh_all = holm(p_values), benjamini_hochberg(p_values)
     added = []
-    for i, column in enumerate(columns):
-        part = slice(i * frame.height, (i + 1) * frame.height)
-        prefix = prefix_of[column]
-        added += [pl.Series(f"{prefix}p_holm", holm_all[part]), pl.Series(f"{prefix}p_bh", bh_all[part])]
+    for i, prefix in enumerate(prefixes.values()):
+        added += [pl.Series(f"{prefix}p_holm", holm_all[i]), pl.Series(f"{prefix}p_bh", bh_all[i])]
     return frame.with_columns(added)
 
 
@@ -482,23 +492,11 @@ def _tendency_table(scorer: _Scorer, variant: Counting) -> pl.DataFrame:
         lib = [scored.rows[(model, prompt_type, issue, t, liberal)] for t in topics]
         con = [scored.rows[(model, prompt_type, issue, t, conservative)] for t in topics]
         plugin = liberal_tendency([s.plugin for s in lib], [s.plugin for s in con])
-        if lib[0].plugin_reps is not None:
-            low, high = percentile_interval(
-                _topic_means([a.plugin_reps - b.plugin_reps for a, b in zip(lib, con, strict=True)]),
-                settings.confidence,
-            )
-        else:
-            low = high = float("nan")
-        differences = [a.corrected - b.corrected for a, b in zip(lib, con, strict=True)]
-        corrected_low, corrected_high = percentile_interval(
-            _topic_means([a.corrected_reps - b.corrected_reps for a, b in zip(lib, con, strict=True)]),
-            settings.confidence,
-        )
-        p_value, smallest = _sign_flip(differences, settings, "tendency", model, prompt_type, issue)
+        paired = _paired(lib, con, settings, "tendency", model, prompt_type, issue)
         rows.append(
-            (model, issue, prompt_type, plugin["tendency"], low, high, plugin["n_topics"],
-             plugin["wilcoxon_statistic"], plugin["p_value"], _nanmean(differences), corrected_low,
-             corrected_high, p_value, smallest)
+            (model, issue, prompt_type, plugin["tendency"], paired.plugin_low, paired.plugin_high,
+             plugin["n_topics"], plugin["wilcoxon_statistic"], plugin["p_value"], paired.corrected,
+             paired.corrected_low, paired.corrected_high, paired.p_signflip, paired.min_attainable_p)
         )  # fmt: skip
     schema = {
         "model": pl.String,
@@ -517,7 +515,7 @@ def _tendency_table(scorer: _Scorer, variant: Counting) -> pl.DataFrame:
         "min_attainable_p": pl.Float64,
     }
     frame = pl.DataFrame(rows, schema=schema, orient="row")
-    adjusted = _adjust(frame, ["p_signflip"], {"p_signflip": ""})
+    adjusted = _adjust(frame, {"p_signflip": ""})
     return adjusted.select([*list(schema)[:13], "p_holm", "p_bh", "min_attainable_p"])
 
 
@@ -534,25 +532,12 @@ def _steerability_table(scorer: _Scorer, variant: Counting) -> pl.DataFrame:
         steered = [scored.rows[(model, group, issue, t, group)] for t in topic_list]
         default = [scored.rows[(model, DEFAULT_PROMPT_TYPE, issue, t, group)] for t in topic_list]
         shifts = [s.plugin - d.plugin for s, d in zip(steered, default, strict=True)]
-        if steered[0].plugin_reps is not None:
-            low, high = percentile_interval(
-                _topic_means([s.plugin_reps - d.plugin_reps for s, d in zip(steered, default, strict=True)]),
-                settings.confidence,
-            )
-        else:
-            low = high = float("nan")
-        corrected = [s.corrected - d.corrected for s, d in zip(steered, default, strict=True)]
-        corrected_low, corrected_high = percentile_interval(
-            _topic_means(
-                [s.corrected_reps - d.corrected_reps for s, d in zip(steered, default, strict=True)]
-            ),
-            settings.confidence,
-        )
-        p_value, smallest = _sign_flip(corrected, settings, "steerability", model, issue, group)
+        paired = _paired(steered, default, settings, "steerability", model, issue, group)
         differential = _differential(scored, scorer.groups, model, issue, group, settings)
         rows.append(
-            (model, issue, group, _nanmean(shifts), low, high, len(topic_list), _nanmean(corrected),
-             corrected_low, corrected_high, p_value, smallest, *differential)
+            (model, issue, group, _nanmean(shifts), paired.plugin_low, paired.plugin_high, len(topic_list),
+             paired.corrected, paired.corrected_low, paired.corrected_high, paired.p_signflip,
+             paired.min_attainable_p, *differential)
         )  # fmt: skip
     schema = {
         "model": pl.String,
@@ -575,11 +560,7 @@ def _steerability_table(scorer: _Scorer, variant: Counting) -> pl.DataFrame:
         "differential_min_attainable_p": pl.Float64,
     }
     frame = pl.DataFrame(rows, schema=schema, orient="row")
-    frame = _adjust(
-        frame,
-        ["p_signflip", "differential_p_signflip"],
-        {"p_signflip": "", "differential_p_signflip": "differential_"},
-    )
+    frame = _adjust(frame, {"p_signflip": "", "differential_p_signflip": "differential_"})
     order = [*list(schema)[:11], "p_holm", "p_bh", "min_attainable_p", *list(schema)[12:17],
              "differential_p_holm", "differential_p_bh", "differential_min_attainable_p"]  # fmt: skip
     return frame.select(order)
@@ -589,19 +570,25 @@ def _differential(scored: _Scored, groups, model, issue, group, settings) -> tup
     """Alignment with ``group`` when steered towards it − when steered towards the other
     group(s) (their mean), per topic: mean, interval, topics, sign-flip p, smallest p."""
     others = [g for g in groups if g != group]
-    values, replicates = [], []
+    towards, away = [], []
     for topic in sorted({key[3] for key in scored.rows if key[0] == model and key[2] == issue}):
         own = scored.rows.get((model, group, issue, topic, group))
         other = [scored.rows.get((model, g, issue, topic, group)) for g in others]
         if own is None or not other or any(o is None for o in other):
             continue
-        values.append(own.corrected - np.mean([o.corrected for o in other]))
-        replicates.append(own.corrected_reps - np.mean([o.corrected_reps for o in other], axis=0))
-    if not values:
+        towards.append(own)
+        # The other groups' mean, as one comparison (corrected scores only).
+        away.append(
+            _Scores(
+                float(np.mean([o.corrected for o in other])),
+                np.mean([o.corrected_reps for o in other], axis=0),
+            )
+        )
+    if not towards:
         return (float("nan"), float("nan"), float("nan"), 0, float("nan"), float("nan"))
-    low, high = percentile_interval(_topic_means(replicates), settings.confidence)
-    p_value, smallest = _sign_flip(values, settings, "differential", model, issue, group)
-    return (_nanmean(values), low, high, len(values), p_value, smallest)
+    paired = _paired(towards, away, settings, "differential", model, issue, group)
+    return (paired.corrected, paired.corrected_low, paired.corrected_high, len(towards), paired.p_signflip,
+            paired.min_attainable_p)  # fmt: skip
 
 
 def _model_level(scorer: _Scorer, variant: Counting) -> tuple[pl.DataFrame, dict[tuple, np.ndarray]]:

@@ -1,4 +1,6 @@
-"""Size-aware inference for alignment scores: a bias-corrected alignment and the tests built on it.
+"""Size-aware inference for alignment scores: a bias-corrected alignment and a two-stage
+bootstrap of means over topics (the tests, adjustments and intervals they feed are the
+stage-independent ones of :mod:`affalign.stats`).
 
 Pure functions (arrays in, numbers out, no I/O). Conventions:
 
@@ -25,20 +27,12 @@ Pure functions (arrays in, numbers out, no I/O). Conventions:
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass
-
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.stats import norm
 
 from affalign.align.divergence import jensen_shannon_distance
 
 LN2 = float(np.log(2.0))
-# Sign-flip tests enumerate every sign vector up to this many topics (2^15 = 32,768), and
-# draw this many random ones beyond.
-EXACT_SIGN_FLIP_TOPICS = 15
-SIGN_FLIP_DRAWS = 9999
 
 
 def pattern_moments(vectors: ArrayLike) -> np.ndarray:
@@ -124,91 +118,6 @@ def corrected_alignment(moments_a: ArrayLike, moments_b: ArrayLike) -> np.ndarra
     estimated bias (NaN where a side has no labelled post or fewer than two posts)."""
     corrected = plugin_divergence(moments_a, moments_b) - divergence_bias(moments_a, moments_b)
     return 1.0 - signed_root(corrected)
-
-
-@dataclass(frozen=True)
-class SignFlipResult:
-    mean: float
-    p_value: float
-    min_attainable_p: float
-    n: int
-
-
-def min_attainable_sign_flip_p(n: int, draws: int = SIGN_FLIP_DRAWS) -> float:
-    """Smallest two-sided p-value a sign-flip test over ``n`` values can give."""
-    if n < 1:
-        return float("nan")
-    exact = 2.0 ** (1 - n)
-    return exact if n <= EXACT_SIGN_FLIP_TOPICS else max(exact, 1.0 / (draws + 1))
-
-
-def sign_flip_test(
-    differences: ArrayLike, rng: np.random.Generator, draws: int = SIGN_FLIP_DRAWS
-) -> SignFlipResult:
-    """Two-sided sign-flip (permutation) test that per-topic differences are centred on 0.
-
-    Statistic: |mean|. Exact over all 2^n sign vectors up to ``EXACT_SIGN_FLIP_TOPICS``
-    values, else ``draws`` random sign vectors with p = (1 + exceedances) / (1 + draws).
-    Valid when each difference is symmetric about 0 under the null (independent topics);
-    NaN values are left out, and the p-value is NaN with no value left.
-    """
-    values = np.asarray(differences, dtype=float)
-    values = values[np.isfinite(values)]
-    n = values.size
-    if n == 0:
-        return SignFlipResult(float("nan"), float("nan"), float("nan"), 0)
-    observed = abs(values.mean())
-    tolerance = 1e-12 * max(1.0, float(np.abs(values).max()))
-    if n <= EXACT_SIGN_FLIP_TOPICS:
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
-        p_value = float(np.mean(np.abs(signs @ values) / n >= observed - tolerance))
-    else:
-        signs = rng.choice((1.0, -1.0), size=(draws, n))
-        exceed = int(np.sum(np.abs(signs @ values) / n >= observed - tolerance))
-        p_value = (1 + exceed) / (1 + draws)
-    return SignFlipResult(float(values.mean()), p_value, min_attainable_sign_flip_p(n, draws), n)
-
-
-def holm(p_values: ArrayLike) -> np.ndarray:
-    """Holm's step-down adjusted p-values over the finite entries (NaN stays NaN)."""
-    p = np.asarray(p_values, dtype=float)
-    adjusted = np.full(p.shape, np.nan)
-    finite = np.flatnonzero(np.isfinite(p))
-    if finite.size == 0:
-        return adjusted
-    order = finite[np.argsort(p[finite], kind="stable")]
-    m = order.size
-    steps = np.maximum.accumulate((m - np.arange(m)) * p[order])
-    adjusted[order] = np.minimum(steps, 1.0)
-    return adjusted
-
-
-def benjamini_hochberg(p_values: ArrayLike) -> np.ndarray:
-    """Benjamini–Hochberg adjusted p-values (false discovery rate) over the finite entries."""
-    p = np.asarray(p_values, dtype=float)
-    adjusted = np.full(p.shape, np.nan)
-    finite = np.flatnonzero(np.isfinite(p))
-    if finite.size == 0:
-        return adjusted
-    order = finite[np.argsort(p[finite], kind="stable")]
-    m = order.size
-    scaled = p[order] * m / np.arange(1, m + 1)
-    adjusted[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
-    return adjusted
-
-
-def wilson_interval(successes: int, trials: int, confidence: float) -> tuple[float, float]:
-    """Wilson score interval for a proportion (NaN, NaN without trials)."""
-    if trials <= 0:
-        return float("nan"), float("nan")
-    z = float(norm.ppf(0.5 + confidence / 2.0))
-    share = successes / trials
-    centre = (share + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z * np.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
-    # With no or only successes the bound is exactly 0 or 1 (rounding would leave 1e-17).
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == trials else min(1.0, centre + half)
-    return float(low), float(high)
 
 
 def hierarchical_means(replicates: ArrayLike, draws: int, rng: np.random.Generator) -> np.ndarray:

@@ -8,12 +8,12 @@ Conventions
   replicate costs O(patterns), not O(posts).
 * Scores are ``1 − JSD`` with the base-2 Jensen–Shannon distance; replicates whose label
   counts sum to zero have no distribution and score NaN (ignored by the intervals).
-* Intervals are percentile intervals over replicates at the given confidence level. Over
-  replicates of the plug-in score they show its spread only: the plug-in distance is biased
-  upwards in small samples (so alignment downwards, most for nearly identical
-  distributions). Over replicates of the bias-corrected score
-  (:mod:`affalign.align.inference`) they are confidence intervals whose coverage
-  ``benchmarks/bench_coverage.py`` measures.
+* Intervals (:func:`affalign.stats.percentile_interval`) are percentile intervals over
+  replicates at the given confidence level. Over replicates of the plug-in score they show
+  its spread only: the plug-in distance is biased upwards in small samples (so alignment
+  downwards, most for nearly identical distributions). Over replicates of the
+  bias-corrected score (:mod:`affalign.align.inference`) they are confidence intervals
+  whose coverage ``benchmarks/bench_coverage.py`` measures.
 * A *random split* of pooled pattern counts (a permutation of the pooled posts between two
   cells of fixed sizes) is a multivariate hypergeometric draw: exact, O(smaller cell).
 * Liberal tendency as published = alignment with liberals − alignment with conservatives,
@@ -89,17 +89,6 @@ def random_split(pooled: np.ndarray, first: int, draws: int, rng: np.random.Gene
     sample = rng.multivariate_hypergeometric(pooled, smaller, size=draws, method="count")
     chosen = sample if smaller == first else pooled[None, :] - sample
     return chosen.astype(float)
-
-
-def percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
-    """Percentile interval of the finite values (NaN, NaN if none)."""
-    finite = np.asarray(values, dtype=float)
-    finite = finite[np.isfinite(finite)]
-    if finite.size == 0:
-        return float("nan"), float("nan")
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(finite, [tail, 100.0 - tail])
-    return float(low), float(high)
 
 
 def liberal_tendency(liberal: Sequence[float], conservative: Sequence[float]) -> dict[str, float]:

@@ -48,26 +48,12 @@ INTERVAL_COLUMNS = ["alignment_low", "alignment_high"]
 ALIGNMENT_INFERENCE_COLUMNS = [
     "unlabelled_model",
     "unlabelled_human",
-    "ceiling",
-    "alignment_corrected",
-    "corrected_low",
-    "corrected_high",
-    "ceiling_corrected",
-    "p_distinguishable",
+    *comparisons.SCORE_INFERENCE_COLUMNS,
     "baseline_gap",
     "p_below_baseline",
     "below_baseline",
 ]
-BASELINE_INFERENCE_COLUMNS = [
-    "unlabelled_a",
-    "unlabelled_b",
-    "ceiling",
-    "alignment_corrected",
-    "corrected_low",
-    "corrected_high",
-    "ceiling_corrected",
-    "p_distinguishable",
-]
+BASELINE_INFERENCE_COLUMNS = ["unlabelled_a", "unlabelled_b", *comparisons.SCORE_INFERENCE_COLUMNS]
 BASELINE_COLUMNS = [
     "issue",
     "topic",

@@ -9,7 +9,8 @@ the joined tables under ``results/opinions/`` (rule ``opinion_tables``), all in
 
 * :mod:`~affalign.opinions.survey` — reading and checking survey tables;
 * :mod:`~affalign.opinions.positional` — prompts, answer distributions, W1 alignment;
-* :mod:`~affalign.opinions.resampling` — question resamples, intervals, sign-flip test;
+* :mod:`~affalign.opinions.resampling` — question resamples, the slope, consistency
+  (intervals, the sign-flip test and Holm/BH are :mod:`affalign.stats`);
 * :mod:`~affalign.opinions.comparisons` — representativeness, baselines, steerability
   (best of three, slope, differential) and consistency, with intervals;
 * :mod:`~affalign.opinions.client` — letter log-probabilities through the service;

@@ -26,8 +26,10 @@ so differences are paired and adding a model leaves the others' intervals unchan
   ``h``: how much closer to ``g`` the model gets when steered towards ``g`` than when
   steered, with the same method, towards someone else. A format effect raises both terms
   alike and cancels. Interval from the resamples of the per-question differences; test:
-  two-sided paired sign-flip permutation over questions (p-value per row, not adjusted for
-  multiplicity). Needs at least two groups steered towards with that method.
+  two-sided paired sign-flip permutation over questions (``p_value``), with Holm and
+  Benjamini–Hochberg adjustments (``p_holm``, ``p_bh``) across one family: every
+  differential test of the run (all models, methods and groups). Needs at least two groups
+  steered towards with that method.
 * **consistency** (Santurkar et al. 2023): per model and context, the fraction of topics on
   which the group the model represents best (highest ``R`` over the topic's questions,
   ``overall`` aside) is the group it represents best over all questions. A topic is a survey
@@ -48,13 +50,12 @@ from affalign.io import derive_seed
 from affalign.opinions.resampling import (
     best_groups,
     consistency,
-    percentile_bounds,
     question_resamples,
     resampled_means,
-    sign_flip_p_values,
     slope_through_origin,
 )
 from affalign.opinions.survey import OVERALL
+from affalign.stats import benjamini_hochberg, holm, percentile_interval, sign_flip_p_values
 
 HUMAN_AVG = "human (avg)"
 HUMAN_WORST = "human (worst)"
@@ -110,6 +111,8 @@ DIFFERENTIAL_SCHEMA = {
     "differential_low": pl.Float64,
     "differential_high": pl.Float64,
     "p_value": pl.Float64,
+    "p_holm": pl.Float64,
+    "p_bh": pl.Float64,
     "n_questions": pl.Int64,
     "n_other_groups": pl.Int64,
 }
@@ -230,12 +233,13 @@ def compare_opinions(
         "consistency": CONSISTENCY_SCHEMA,
     }
     tables = {name: pl.concat([_frame([], schemas[name]), *frames]) for name, frames in parts.items()}
+    tables["differential_steerability"] = _adjusted(tables["differential_steerability"])
     tables["baselines"] = human_baselines(human_alignment, questions, counts, settings.confidence)
     return tables
 
 
 def _representativeness(data: _ModelCells, settings: InferenceSettings) -> pl.DataFrame:
-    low, high = percentile_bounds(data.replicates, settings.confidence)
+    low, high = percentile_interval(data.replicates, settings.confidence)
     return data.cells.select(
         pl.lit(data.model).alias("model"),
         *CELL_KEYS,
@@ -260,11 +264,11 @@ def _steerability(data: _ModelCells, settings: InferenceSettings) -> tuple[pl.Da
         best = min(options, key=lambda i: (-data.point[i], contexts[i]))
         # The best context is chosen again in each resample (fmax ignores NaN).
         replicate_best = np.fmax.reduce(data.replicates[options], axis=0)
-        low, high = percentile_bounds(replicate_best - data.replicates[default], settings.confidence)
+        low, high = percentile_interval(replicate_best - data.replicates[default], settings.confidence)
         rows.append(
             (
                 data.model, group, data.point[default], contexts[best], data.point[best],
-                data.point[best] - data.point[default], int(data.n_questions[best]), low[0], high[0],
+                data.point[best] - data.point[default], int(data.n_questions[best]), low, high,
             )
         )  # fmt: skip
         defaults.append(data.point[default])
@@ -275,8 +279,8 @@ def _steerability(data: _ModelCells, settings: InferenceSettings) -> tuple[pl.Da
     if rows:
         slope = float(slope_through_origin(defaults, bests))
         replicate_slopes = slope_through_origin(np.array(default_replicates).T, np.array(best_replicates).T)
-        low, high = percentile_bounds(replicate_slopes[None, :], settings.confidence)
-        slope_rows.append((data.model, slope, low[0], high[0], len(rows)))
+        low, high = percentile_interval(replicate_slopes, settings.confidence)
+        slope_rows.append((data.model, slope, low, high, len(rows)))
     return _frame(rows, STEERABILITY_SCHEMA), _frame(slope_rows, SLOPE_SCHEMA)
 
 
@@ -307,15 +311,25 @@ def _differential(data: _ModelCells, counts: np.ndarray, settings: InferenceSett
         return _frame([], DIFFERENTIAL_SCHEMA)
     matrix = np.array(differences)
     point, n_questions = row_means(matrix)
-    low, high = percentile_bounds(resampled_means(matrix, counts), settings.confidence)
+    low, high = percentile_interval(resampled_means(matrix, counts), settings.confidence)
     p_values = sign_flip_p_values(
         matrix, settings.permutations, derive_seed(settings.seed, "opinions", "sign-flip", data.model)
     )
+    # p_holm and p_bh are filled in over the whole family (:func:`_adjusted`).
     rows = [
-        (*row, point[i], low[i], high[i], p_values[i], int(n_questions[i]), n_away)
+        (*row, point[i], low[i], high[i], p_values[i], np.nan, np.nan, int(n_questions[i]), n_away)
         for i, (row, n_away) in enumerate(zip(described, n_other, strict=True))
     ]
     return _frame(rows, DIFFERENTIAL_SCHEMA)
+
+
+def _adjusted(differential: pl.DataFrame) -> pl.DataFrame:
+    """The differential table with Holm and BH adjusted p-values across all its tests."""
+    p_values = differential["p_value"].to_numpy().astype(float)
+    return differential.with_columns(
+        pl.Series("p_holm", holm(p_values), dtype=pl.Float64),
+        pl.Series("p_bh", benjamini_hochberg(p_values), dtype=pl.Float64),
+    )
 
 
 def _consistency(data: _ModelCells, questions: pl.DataFrame) -> pl.DataFrame:
@@ -353,16 +367,16 @@ def human_baselines(
     cells, values = alignment_matrix(human_alignment, ["group"], questions)
     point, n_questions = row_means(values)
     replicates = resampled_means(values, counts)
-    low, high = percentile_bounds(replicates, confidence)
+    low, high = percentile_interval(replicates, confidence)
     groups = cells["group"].to_list()
     rows = [
         (GROUP_VS_OVERALL, g, point[i], int(n_questions[i]), low[i], high[i]) for i, g in enumerate(groups)
     ]
-    average_low, average_high = percentile_bounds(replicates.mean(axis=0)[None, :], confidence)
+    average_low, average_high = percentile_interval(replicates.mean(axis=0), confidence)
     worst = int(np.argmin(point))
-    worst_low, worst_high = percentile_bounds(np.fmin.reduce(replicates, axis=0)[None, :], confidence)
+    worst_low, worst_high = percentile_interval(np.fmin.reduce(replicates, axis=0), confidence)
     rows += [
-        (HUMAN_AVG, None, float(point.mean()), int(n_questions.max()), average_low[0], average_high[0]),
-        (HUMAN_WORST, groups[worst], point[worst], int(n_questions[worst]), worst_low[0], worst_high[0]),
+        (HUMAN_AVG, None, float(point.mean()), int(n_questions.max()), average_low, average_high),
+        (HUMAN_WORST, groups[worst], point[worst], int(n_questions[worst]), worst_low, worst_high),
     ]
     return _frame(rows, BASELINE_SCHEMA)

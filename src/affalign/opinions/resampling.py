@@ -1,4 +1,5 @@
-"""Question-level resampling and tests for positional alignment (pure functions, no I/O).
+"""Question-level resampling, the steerability slope and consistency for positional alignment
+(pure functions, no I/O; intervals and the sign-flip test are :mod:`affalign.stats`).
 
 Conventions
 -----------
@@ -13,20 +14,18 @@ Conventions
   in a resample of the question set with replacement (each row sums to the number of
   questions). Using the same ``counts`` for every cell makes differences between cells
   paired: a replicate of ``a − b`` is the replicate of ``a`` minus that of ``b``.
-* Intervals are percentile intervals over replicates at the given confidence level.
+* Intervals are percentile intervals over replicates at the given confidence level
+  (:func:`affalign.stats.percentile_interval`).
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-PERMUTATION_CHUNK = 1024
-# Ties between a permuted and the observed statistic are counted as "as extreme" up to
-# floating-point noise of the sums.
+# Groups whose scores differ by less than this are tied for best (floating-point noise).
 TIE_TOLERANCE = 1e-12
 
 
@@ -52,60 +51,6 @@ def resampled_means(values: ArrayLike, counts: np.ndarray) -> np.ndarray:
     drawn = present.astype(float) @ weights
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(drawn > 0, totals / np.where(drawn > 0, drawn, 1.0), np.nan)
-
-
-def percentile_bounds(replicates: ArrayLike, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the percentile interval of the finite replicates (NaN, NaN if none)."""
-    replicates = np.atleast_2d(np.asarray(replicates, dtype=float))
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low = np.full(replicates.shape[0], np.nan)
-    high = np.full(replicates.shape[0], np.nan)
-    usable = np.isfinite(replicates).any(axis=1) if replicates.shape[1] else np.zeros(len(low), bool)
-    if usable.any():
-        bounds = np.nanpercentile(replicates[usable], [tail, 100.0 - tail], axis=1)
-        low[usable], high[usable] = bounds[0], bounds[1]
-    return low, high
-
-
-def sign_flip_p_values(differences: ArrayLike, permutations: int, seed: int) -> np.ndarray:
-    """Two-sided paired sign-flip (permutation) test of a zero mean difference, per row.
-
-    Each row holds one comparison's per-question differences ``a_q − b_q`` (NaN: question
-    left out). Under the null hypothesis the two conditions are exchangeable within each
-    question, so each difference is as likely to have either sign; the statistic is
-    ``|Σ_q d_q|``. With ``2^n ≤ permutations`` (``n`` the row's questions) every sign
-    vector is enumerated and ``p = #{|T*| ≥ |T|} / 2^n`` is exact; otherwise ``permutations``
-    random sign vectors (seeded) give ``p = (1 + #{|T*| ≥ |T|}) / (1 + permutations)``.
-    A row without questions, or whose differences are all 0, gets p = 1.
-    """
-    differences = np.atleast_2d(np.asarray(differences, dtype=float))
-    present = np.isfinite(differences)
-    filled = np.where(present, differences, 0.0)
-    observed = np.abs(filled.sum(axis=1))
-    tolerance = TIE_TOLERANCE * np.maximum(1.0, np.abs(filled).sum(axis=1))
-    sizes = present.sum(axis=1)
-    p_values = np.ones(differences.shape[0])
-    testable = np.any(filled != 0, axis=1)
-    exact = testable & (2.0**sizes <= permutations)
-    for row in np.flatnonzero(exact):
-        d = filled[row][present[row]]
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=d.size)))
-        p_values[row] = float(np.mean(np.abs(signs @ d) >= observed[row] - tolerance[row]))
-    sampled = np.flatnonzero(testable & ~exact)
-    if sampled.size:
-        # One set of random sign vectors for every sampled row (a question left out of a
-        # row is 0 there, so its sign does not matter).
-        rng = np.random.default_rng(seed)
-        extreme = np.zeros(sampled.size, dtype=np.int64)
-        left = permutations
-        while left > 0:
-            size = min(left, PERMUTATION_CHUNK)
-            signs = rng.choice((-1.0, 1.0), size=(size, filled.shape[1]))
-            permuted = np.abs(signs @ filled[sampled].T)
-            extreme += np.sum(permuted >= observed[sampled] - tolerance[sampled], axis=0)
-            left -= size
-        p_values[sampled] = (1 + extreme) / (1 + permutations)
-    return p_values
 
 
 def slope_through_origin(x: ArrayLike, y: ArrayLike) -> np.ndarray:

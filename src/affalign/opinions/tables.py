@@ -85,7 +85,8 @@ def run_opinion_tables(
         "stage": "opinions",
         "metric": "1 - W1(model, group) / (max ordinal - min ordinal), mean over questions",
         "intervals": "percentile, resampling questions with replacement (same resamples for every table)",
-        "tests": "two-sided paired sign-flip permutation over questions (differential steerability)",
+        "tests": "two-sided paired sign-flip permutation over questions (differential steerability); "
+        "Holm and BH across all its tests",
         "bootstrap_replicates": inference.replicates,
         "confidence": inference.confidence,
         "permutations": inference.permutations,
