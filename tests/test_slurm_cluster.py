@@ -44,7 +44,10 @@ def test_stopping_the_cluster_ends_its_daemons_munged_and_running_jobs(tmp_path)
         if not munged_before:  # started by the cluster, so it must stop with it
             assert "munged" in names, ours
         submitted = subprocess.run(
-            ["sbatch", "--parsable", "--wrap", "sleep 600"], capture_output=True, text=True, env=cluster.env
+            ["sbatch", "--parsable", "--output", str(tmp_path / "job.out"), "--wrap", "sleep 600"],
+            capture_output=True,
+            text=True,
+            env=cluster.env,
         )
         assert submitted.returncode == 0, submitted.stderr
         job = submitted.stdout.strip()
