@@ -196,6 +196,12 @@ def test_batch_invariance_is_set_in_the_servers_environment(tmp_path):
     assert server_environment(tmp_path, {"batch_invariant": False})["VLLM_BATCH_INVARIANT"] == "0"
 
 
+def test_an_api_key_exported_for_an_endpoint_does_not_lock_our_own_server(tmp_path, monkeypatch):
+    # vLLM takes VLLM_API_KEY as --api-key; our consumers send no key to the server we start.
+    monkeypatch.setenv("VLLM_API_KEY", "sk-for-the-endpoint")
+    assert "VLLM_API_KEY" not in server_environment(tmp_path, {})
+
+
 # --- the port ---------------------------------------------------------------------------
 
 

@@ -175,6 +175,9 @@ def server_environment(scratch: Path, engine: Mapping[str, Any] | None = None) -
     """Environment for the server: offline, no telemetry, a private temporary folder, and
     the engine options vLLM reads from its environment (:data:`ENVIRONMENT_OPTIONS`)."""
     env = dict(os.environ)
+    # vLLM reads VLLM_API_KEY as its --api-key: a key exported for an endpoint model would
+    # lock our own consumers out of the server we start.
+    env.pop("VLLM_API_KEY", None)
     for key, variable in ENVIRONMENT_OPTIONS.items():
         if key in (engine or {}):
             env[variable] = "1" if engine[key] else "0"
