@@ -23,6 +23,7 @@ import pytest
 from conftest import demo_config, run_snakemake, validated_config, write_config
 from http_servers import RecordingProxy
 from polars.testing import assert_frame_equal
+from tiny_models import tiny_engine
 
 from affalign.io.parquet import read_provenance
 from affalign.service.client import is_healthy
@@ -43,14 +44,8 @@ TOPICS = ["mask-mandates", "vaccines", "lockdowns"]
 PROMPT_TYPES = ["default", "liberal", "conservative"]
 SURVEYS = ["science", "economy"]
 CONTEXTS = ["default", "qa-liberal", "qa-conservative"]
-ENGINE = {
-    "dtype": "float32",
-    "max_model_len": 512,  # survey prompts with a steering context: up to ~360 tokens
-    "max_num_seqs": 16,
-    "kv_cache_memory_bytes": 64 * 1024 * 1024,
-    "enforce_eager": True,
-    "enable_chunked_prefill": False,
-}
+# Survey prompts with a steering context: up to ~360 tokens.
+ENGINE = tiny_engine(max_model_len=512)
 
 
 def study(models: dict, topics: list[str] = TOPICS[:1], n_per_shard: int = 6, max_tokens: int = 8) -> dict:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, demo_config, run_snakemake, validated_config, write_config
+from tiny_models import tiny_engine
 
 from affalign.config.cluster import gpu_partition
 from affalign.config.runtime import runtime_problems, runtime_python
@@ -328,8 +329,7 @@ sys.exit(server.main())
 
 @pytest.mark.slow
 def test_a_port_taken_before_vllm_binds_it_is_replaced_by_another(tiny_llama, tmp_path):
-    engine = {"dtype": "float32", "max_model_len": 256, "max_num_seqs": 8, "enforce_eager": True,
-              "kv_cache_memory_bytes": 64 * 1024 * 1024, "enable_chunked_prefill": False}  # fmt: skip
+    engine = tiny_engine(max_num_seqs=8)
     service = tmp_path / "results" / "services" / "tiny.json"
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

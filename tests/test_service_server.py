@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_snakemake, write_config
 from processes import processes_with_environment, wait_until_gone
+from tiny_models import tiny_engine
 
 from affalign.service.server import STOP_GRACE_S, SessionGuard, session_members, stop_session
 
@@ -148,14 +149,7 @@ def test_the_server_runs_with_the_interpreter_running_snakemake(study):
 
 # --- The real vLLM CPU server -----------------------------------------------------------
 
-ENGINE = {
-    "dtype": "float32",
-    "max_model_len": 256,
-    "max_num_seqs": 8,
-    "kv_cache_memory_bytes": 64 * 1024 * 1024,
-    "enforce_eager": True,
-    "enable_chunked_prefill": False,
-}
+ENGINE = tiny_engine(max_num_seqs=8)
 
 
 class Wrapper:

@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import demo_config, run_snakemake, unwritable, write_config
+from tiny_models import tiny_engine
 
 pytestmark = pytest.mark.slow
 
@@ -30,14 +31,7 @@ def shard_log(workdir: Path, topic: str) -> str:
 
 def test_a_shard_that_cannot_be_written_keeps_its_rows_and_lets_its_siblings_finish(tiny_llama, tmp_path):
     config = demo_config()
-    engine = {
-        "dtype": "float32",
-        "max_model_len": 256,
-        "max_num_seqs": 16,
-        "kv_cache_memory_bytes": 64 * 1024 * 1024,
-        "enforce_eager": True,
-        "enable_chunked_prefill": False,
-    }
+    engine = tiny_engine()
     config["models"] = {"tiny-chat": {"path": str(tiny_llama), "kind": "instruct", "engine": engine}}
     covid = config["issues"]["covid-19"]
     covid["topics"] = {topic: covid["topics"][topic] for topic in TOPICS}

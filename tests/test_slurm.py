@@ -24,6 +24,7 @@ from conftest import REPO, demo_config, job_counts, run_snakemake, write_config
 from polars.testing import assert_frame_equal
 from processes import processes_with_environment
 from slurm_cluster import CLUSTER_MARKER, CPU_PARTITION, PARTITION, LoopbackCluster, missing_requirements
+from tiny_models import tiny_engine
 
 from affalign.io import read_provenance
 
@@ -71,14 +72,7 @@ def study_config(model_dir: Path, *, broken_max_len: int) -> dict:
     config = demo_config()
     # The model runtime: this test's own environment, not the one running Snakemake.
     config["runtime"] = {"python": sys.executable, "device": "cpu"}
-    engine = {
-        "dtype": "float32",
-        "max_model_len": 256,
-        "max_num_seqs": 16,
-        "kv_cache_memory_bytes": 64 * 1024 * 1024,
-        "enforce_eager": True,
-        "enable_chunked_prefill": False,
-    }
+    engine = tiny_engine()
     # One core each, so that two model jobs share the two-core node.
     resources = {"mem_mb": 3000, "runtime": 30, "cpus": 1}
     config["models"] = {

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from conftest import demo_config, job_counts, run_snakemake, write_config
 from scipy.spatial.distance import jensenshannon
+from tiny_models import tiny_engine
 
 from affalign.align.stage import (
     ALIGNMENT_COLUMNS,
@@ -34,14 +35,7 @@ OPINION_CONTEXTS = ["default", "qa-liberal", "qa-conservative", "portray-liberal
 
 def tiny_config(model_dir: Path) -> dict:
     config = demo_config()
-    engine = {
-        "dtype": "float32",
-        "max_model_len": 512,  # survey prompts with a steering context: up to ~360 tokens
-        "max_num_seqs": 16,
-        "kv_cache_memory_bytes": 64 * 1024 * 1024,
-        "enforce_eager": True,
-        "enable_chunked_prefill": False,
-    }
+    engine = tiny_engine(max_model_len=512)  # survey prompts with a steering context: up to ~360 tokens
     config["models"] = {
         name: {"path": str(model_dir), "kind": kind, "engine": engine} for name, kind in MODELS.items()
     }

@@ -19,6 +19,19 @@ CHAT_TEMPLATE = (
 )
 
 
+def tiny_engine(max_model_len: int = 256, max_num_seqs: int = 16) -> dict:
+    """vLLM engine options for a tiny model on the CPU build (see DESIGN.md: float32 on AVX2,
+    eager mode, no chunked prefill with seeded requests, a small fixed KV cache)."""
+    return {
+        "dtype": "float32",
+        "max_model_len": max_model_len,
+        "max_num_seqs": max_num_seqs,
+        "kv_cache_memory_bytes": 64 * 1024 * 1024,
+        "enforce_eager": True,
+        "enable_chunked_prefill": False,
+    }
+
+
 def build_tokenizer(folder: Path):
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
