@@ -18,6 +18,10 @@
 #   results/endpoints/{model}.json              (endpoint models, positional stage, auto)
 #       method, top_logprobs, detail, host, served_model: the log-probability method
 #       detected before the run (no service file: endpoint models have no server job)
+#   results/services/job_account.parquet  (+ job_account.csv)
+#       model, session, server_started_at, host, slurm_job_id, gpus, load_s, shards,
+#       requests, output_tokens, generation_s, tokens_per_s, idle_tail_s, allocation_s,
+#       generating_share  (what each model's server job spent its time on)
 #   results/generated/{model}/{issue}/{topic}/{prompt_type}.parquet
 #       post_id, model, issue, topic, prompt_type, index, template_id, seed, prompt,
 #       raw_text, text, finish_reason, output_tokens, is_empty, is_degenerate, is_refusal

@@ -69,8 +69,8 @@ def test_a_shard_that_cannot_be_placed_fails_naming_the_stored_copy(tmp_path):
     from conftest import unwritable
 
     from affalign.generate.prompts import ShardSpec
-    from affalign.generate.shards import ShardWriteError
     from affalign.io.parquet import write_table
+    from affalign.service import ShardWriteError
 
     shard = ShardSpec(1, "m", "instruct", "covid-19", "COVID-19", "masks", "masks", "default", 2)
     info = {"kind": "instruct", "model_source": "x"}

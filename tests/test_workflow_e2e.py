@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -120,6 +121,41 @@ def test_no_server_outlives_the_run(finished_run):
     for model in MODELS:
         log = (workdir / "logs" / "serve_model" / f"{model}.log").read_text()
         assert "server stopped" in log
+
+
+def test_job_account(finished_run):
+    workdir = finished_run[0]
+    account = pl.read_csv(workdir / "results" / "services" / "job_account.csv")
+    assert sorted(account["model"].to_list()) == sorted(MODELS)
+    for row in account.iter_rows(named=True):
+        model = row["model"]
+        shards = shard_paths(workdir / "results", "generated")
+        shards = [p for p in shards if p.parts[-4] == model]
+        shards += list((workdir / "results" / "opinions" / model).rglob("*.parquet"))
+        provenance = [read_provenance(p) for p in shards]
+        assert row["session"] == 1 and row["shards"] == len(shards) == len(TOPICS) * len(PROMPT_TYPES) + 10
+        assert row["output_tokens"] == sum(p.get("output_tokens", 0) for p in provenance)
+        assert row["load_s"] == pytest.approx(provenance[0]["server_healthy_after_s"], abs=1e-3)
+        # Load, generation and the idle tail are disjoint parts of the server's life.
+        assert row["generation_s"] > 0 and row["idle_tail_s"] >= 0
+        assert row["load_s"] + row["generation_s"] + row["idle_tail_s"] <= row["allocation_s"] + 1e-3
+        assert 0 < row["generating_share"] < 1
+        # Concurrent shards count once: never more than the shards' summed walls.
+        assert row["generation_s"] <= sum(p["shard_wall_s"] for p in provenance) + 1e-3
+
+
+def test_model_side_job_logs_name_their_interpreter(finished_run):
+    workdir = finished_run[0]
+    logs = {
+        stage: sorted((workdir / "logs" / stage).rglob("*.log"))
+        for stage in ("generate", "opinion_shard", "classify")
+    }
+    assert len(logs["generate"]) == len(MODELS) * len(TOPICS) * len(PROMPT_TYPES)
+    assert len(logs["opinion_shard"]) == len(MODELS) * len(SURVEYS) * len(OPINION_CONTEXTS)
+    assert len(logs["classify"]) == 2 * (len(MODELS) + 1)  # two classifiers: models and humans
+    for log in (path for paths in logs.values() for path in paths):
+        # No runtime.python here: the interpreter running Snakemake (lexicons use it anyway).
+        assert log.read_text().splitlines()[0] == f"[affalign] interpreter: {sys.executable}", log
 
 
 def test_affect_files_match_their_shards(finished_run):
@@ -307,6 +343,21 @@ def test_second_run_has_nothing_to_do(finished_run):
     )
 
 
+def test_operational_settings_rerun_nothing(finished_run):
+    # Neither the server's start-up wait, the client's limits nor the interpreter of the
+    # model-side jobs (here the same Python by another path) decides what a shard holds.
+    workdir, _, config, _ = finished_run
+    changed = {
+        **config,
+        "generation": {**config["generation"], "server_start_timeout_s": 1234, "max_in_flight": 2},
+        "runtime": {"python": str(Path(sys.executable).parent / "python3")},
+    }
+    configfile = write_config(workdir / "operational.yaml", changed)
+    dry = run_snakemake(workdir, "--dry-run", configfile=configfile)
+    assert dry.returncode == 0, dry.stderr
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout + dry.stderr
+
+
 def test_adding_a_model_schedules_only_its_jobs_and_the_joins(finished_run):
     workdir, _, config, _ = finished_run
     extended = {**config, "models": {**config["models"], "tiny-chat-2": dict(config["models"]["tiny-chat"])}}
@@ -324,8 +375,9 @@ def test_adding_a_model_schedules_only_its_jobs_and_the_joins(finished_run):
         "plot_comparisons": 2,
         "opinion_tables": 1,
         "plot_representativeness": 1,
+        "job_account": 1,
         "all": 1,
-        "total": 1 + 6 + 10 + 2 + 2 + 2 + 2 + 1 + 1 + 1,
+        "total": 1 + 6 + 10 + 2 + 2 + 2 + 2 + 1 + 1 + 1 + 1,
     }, dry.stdout
     assert "tiny-chat-2" in dry.stdout
 

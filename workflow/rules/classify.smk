@@ -16,9 +16,13 @@ rule classify_generated:
         gpu=get_classifier_gpus,
         slurm_partition=get_classifier_partition,
     params:
-        spec=get_classifier_spec,
-    script:
-        "../scripts/classify.py"
+        src=unrecorded(get_package_source),
+        python=unrecorded(get_classifier_python),
+        spec=json_params(get_classifier_spec),
+    shell:
+        "PYTHONPATH={params.src:q} exec {params.python:q} -m affalign.classify.job"
+        " --classifier {wildcards.classifier} --spec {params.spec:q}"
+        " --inputs {input:q} --outputs {output:q} --log {log:q}"
 
 
 rule classify_human:
@@ -36,6 +40,10 @@ rule classify_human:
         gpu=get_classifier_gpus,
         slurm_partition=get_classifier_partition,
     params:
-        spec=get_classifier_spec,
-    script:
-        "../scripts/classify.py"
+        src=unrecorded(get_package_source),
+        python=unrecorded(get_classifier_python),
+        spec=json_params(get_classifier_spec),
+    shell:
+        "PYTHONPATH={params.src:q} exec {params.python:q} -m affalign.classify.job"
+        " --classifier {wildcards.classifier} --spec {params.spec:q}"
+        " --inputs {input:q} --outputs {output:q} --log {log:q}"

@@ -1,5 +1,6 @@
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -274,6 +275,25 @@ def get_model_python(wildcards):
     return runtime_python(config)
 
 
+def forget_service_record(wildcards):
+    """Input function of serve_model that declares no input. Its side effect: it drops
+    Snakemake's metadata record of the model's service file when no server is running.
+    A service file exists only while its server runs, yet Snakemake keeps the record of
+    the params and command that made it; any change to them (an operational setting such
+    as generation.server_start_timeout_s or runtime.python, or a new affalign) would mark
+    the service as changed and rerun every shard and everything downstream. What a shard
+    contains is decided by the shard rules' own params. Without the record Snakemake
+    starts a server only when a shard must run (tests/test_workflow_e2e.py checks it).
+    """
+    service = f"results/services/{wildcards.model}.json"
+    persistence = workflow.persistence
+    if persistence is not None and not Path(service).exists():
+        from snakemake.io import IOFile
+
+        persistence.cleanup_metadata(IOFile(service))
+    return []
+
+
 def get_runtime_device(wildcards):
     """runtime.device: auto, cuda or cpu (what a job given GPUs must be able to use)."""
     return runtime_device(config)
@@ -281,6 +301,67 @@ def get_runtime_device(wildcards):
 
 def get_package_source(wildcards):
     return str(Path(workflow.basedir) / "src")
+
+
+# Model-side jobs are shell rules that run `python -m affalign.<stage>.job` with the
+# interpreter above (a script: rule always runs Snakemake's own). Two kinds of values reach
+# their command line, and Snakemake's rerun triggers must tell them apart: its params
+# trigger records repr() of every params value of a builtin type and leaves out values of
+# any other type (snakemake/persistence/__init__.py: Persistence._params and
+# _serialize_param_builtin, UNREPRESENTABLE), and its code trigger compares the shell
+# command's text before formatting (Persistence._code).
+
+
+class JsonParams(dict):
+    """What determines a job's output, as a dict: recorded by the params trigger exactly as
+    a plain dict (the repr is dict's), written into the command as JSON."""
+
+    def __format__(self, spec):
+        return format(json.dumps(self, sort_keys=True), spec)
+
+
+def json_params(function):
+    """A params function whose dict goes into the job's command as JSON."""
+    return lambda wildcards: JsonParams(function(wildcards))
+
+
+class Unrecorded:
+    """A command-line value that changes how a job runs, never what it writes (the
+    interpreter, the checkout's src/, requests in flight, timeouts, an endpoint's limits and
+    key variable): not a builtin type, so invisible to the params trigger, and absent from
+    the command's text, so changing it reruns nothing. Formats as its text."""
+
+    def __init__(self, text):
+        self.text = str(text)
+
+    def __format__(self, spec):
+        return format(self.text, spec)
+
+    def __repr__(self):
+        return f"Unrecorded({self.text!r})"
+
+
+def unrecorded(function):
+    """A params function whose value the rerun triggers do not see."""
+    return lambda wildcards: Unrecorded(function(wildcards))
+
+
+def get_consumer_operations(wildcards):
+    """The shard consumers' operational flags (generation.* and an endpoint's settings),
+    quoted for the shell."""
+    generation = config["generation"]
+    flags = [
+        "--max-in-flight",
+        generation["max_in_flight"],
+        "--server-start-timeout",
+        generation["server_start_timeout_s"],
+        "--request-timeout",
+        generation["request_timeout_s"],
+    ]
+    entry = config["models"][wildcards.model]
+    if "endpoint" in entry:
+        flags += ["--endpoint", json.dumps(entry["endpoint"], sort_keys=True)]
+    return Unrecorded(shlex.join(str(flag) for flag in flags))
 
 
 def get_model_gpus(wildcards):
@@ -367,6 +448,15 @@ def get_classifier_gpus(wildcards):
     return 0 if config["classifiers"][wildcards.classifier]["type"] == "lexicon" else 1
 
 
+def get_classifier_python(wildcards):
+    """Transformer classifiers run in the model runtime (runtime.python, like the server);
+    lexicons, which need no GPU, in the environment running Snakemake, whose lock holds
+    the lexicon wheels."""
+    if get_classifier_gpus(wildcards) > 0:
+        return get_model_python(wildcards)
+    return sys.executable
+
+
 def get_classifier_partition(wildcards):
     """The GPU partition for transformer classifiers, the CPU partition for lexicons."""
     return classifier_partition(get_classifier_gpus(wildcards) > 0)
@@ -405,8 +495,20 @@ def opinion_shards(model):
     )
 
 
+def opinion_store(wildcards):
+    """Where finished opinion shards are kept by content hash. Where copies are kept does
+    not change what a shard holds: passed unrecorded, so that wiring the store in reran
+    no finished shard."""
+    return f"results/.shard-store/opinions/{wildcards.model}"
+
+
 def get_all_opinion_shards(wildcards):
     return [path for model in MODELS for path in opinion_shards(model)]
+
+
+def get_all_model_shards(wildcards):
+    """Every shard a model wrote: generated posts and, with opinions, scored surveys."""
+    return get_all_generated(wildcards) + get_all_opinion_shards(wildcards)
 
 
 def get_survey_inputs(wildcards):
@@ -470,7 +572,7 @@ def get_final_outputs():
             "results/opinions/refusals.csv",
             "results/figures/opinions/representativeness_heatmap.png",
         ]
-    return outputs
+    return outputs + ["results/services/job_account.csv"]
 
 
 def leave_unremovable_empty_folders():
@@ -499,6 +601,49 @@ def leave_unremovable_empty_folders():
 
 
 leave_unremovable_empty_folders()
+
+
+# Rules whose jobs write their one output atomically as their last act (the shard is
+# written whole or not at all), so an output that exists when the job ends is complete.
+SHARDS_WRITTEN_WHOLE = ("generate", "opinion_shard")
+
+
+def keep_finished_shards_of_failed_groups():
+    """When one job of a service group fails, Snakemake 9 fails the whole group: the
+    scheduler (scheduling/job_scheduler.py, JobScheduler._handle_error) calls
+    GroupJob.postprocess(error=True), which runs Job.postprocess(error=True) for every
+    member (jobs.py): that records each member's metadata as finished
+    (persistence.finished) and then, unless --keep-incomplete, deletes every member's
+    existing outputs (Job.cleanup), the shards of siblings that had finished included. No
+    setting spares only the finished members (--keep-incomplete spares the outputs of
+    every failed job of every rule, and records them as complete). Shards are written
+    whole or not at all, so a shard that exists is a finished one: keep it, with the
+    metadata Snakemake has just recorded for it, and a rerun does not redo it. Outputs of
+    other rules are removed as before. (tests/test_shard_write_failure.py checks this on
+    each Snakemake version.)"""
+    from snakemake.jobs import Job
+    from snakemake.logging import logger
+
+    cleanup = getattr(Job, "cleanup", None)
+    if cleanup is None or getattr(cleanup, "keeps_finished_shards", False):
+        return
+
+    async def cleanup_keeping_finished_shards(job, skip_outputs):
+        if job.rule.name in SHARDS_WRITTEN_WHOLE:
+            finished = [f for f in job.output if Path(f).is_file()]
+            if finished:
+                logger.warning(
+                    f"affalign: kept the finished shard {', '.join(map(str, finished))} "
+                    "of the failed group (written whole; a rerun does not redo it)"
+                )
+            skip_outputs = set(skip_outputs) | set(job.output)
+        await cleanup(job, skip_outputs)
+
+    cleanup_keeping_finished_shards.keeps_finished_shards = True
+    Job.cleanup = cleanup_keeping_finished_shards
+
+
+keep_finished_shards_of_failed_groups()
 
 
 # --- Endpoint models (models.<m>.endpoint): OpenAI-compatible servers that already run. ---

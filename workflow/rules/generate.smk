@@ -1,6 +1,8 @@
 # A shell rule (not a script) so that Snakemake can stop the service: it signals the
 # process it started, and `exec` makes that process the service wrapper itself.
 rule serve_model:
+    input:
+        forget_service_record,
     output:
         service("results/services/{model}.json"),
     log:
@@ -29,6 +31,8 @@ rule serve_model:
         engine=get_model_engine_json,
         seed=config["seed"],
         server_log="logs/serve_model/{model}.server.log",
+        # One line per server session, read by rule job_account.
+        sessions="logs/serve_model/{model}.sessions.jsonl",
         # Operational, not part of any output.
         start_timeout=config["generation"]["server_start_timeout_s"],
         device=get_runtime_device,
@@ -36,7 +40,8 @@ rule serve_model:
         "PYTHONPATH={params.src:q} exec {params.python:q} -m affalign.service.server"
         " --model {wildcards.model} --source {params.source:q} --revision={params.revision:q}"
         " --engine {params.engine:q} --seed {params.seed} --service-file {output:q}"
-        " --server-log {params.server_log:q} --start-timeout {params.start_timeout}"
+        " --server-log {params.server_log:q} --sessions-file {params.sessions:q}"
+        " --start-timeout {params.start_timeout}"
         " --device {params.device} >> {log:q} 2>&1"
 
 
@@ -56,14 +61,23 @@ rule generate:
         mem_mb=200,
         slurm_partition=get_model_partition,
     params:
-        generation=get_generation_params,
+        src=unrecorded(get_package_source),
+        python=unrecorded(get_model_python),
+        generation=json_params(get_generation_params),
         prompts=config["prompts"],
         server_log="logs/serve_model/{model}.server.log",
         # Finished shards kept by content hash, so that a failed sibling in the service
         # group (Snakemake then removes every member's output) costs no finished work.
         store="results/.shard-store/generated/{model}",
-    script:
-        "../scripts/generate.py"
+        # Operational, not part of the shard: changing them reruns nothing (common.smk).
+        operations=get_consumer_operations,
+    shell:
+        "PYTHONPATH={params.src:q} exec {params.python:q} -m affalign.generate.job"
+        " --model {wildcards.model} --issue {wildcards.issue} --topic {wildcards.topic}"
+        " --prompt-type {wildcards.prompt_type} --settings {params.generation:q}"
+        " --prompts {params.prompts:q} --service-file {input.service:q}"
+        " --server-log {params.server_log:q} --store {params.store:q}"
+        " --output {output:q} --log {log:q} {params.operations}"
 
 
 # An endpoint model's shards (models.<m>.endpoint): no service; the job calls the endpoint
@@ -83,11 +97,41 @@ rule generate_endpoint:
         **get_endpoint_resources(),
         mem_mb=200,
     params:
-        generation=get_endpoint_generation_params,
+        src=unrecorded(get_package_source),
+        python=unrecorded(get_model_python),
+        generation=json_params(get_endpoint_generation_params),
         prompts=config["prompts"],
         store="results/.shard-store/generated/{model}",
-    script:
-        "../scripts/generate.py"
+        # The endpoint's limits and key variable too (common.smk).
+        operations=get_consumer_operations,
+    shell:
+        "PYTHONPATH={params.src:q} exec {params.python:q} -m affalign.generate.job"
+        " --model {wildcards.model} --issue {wildcards.issue} --topic {wildcards.topic}"
+        " --prompt-type {wildcards.prompt_type} --settings {params.generation:q}"
+        " --prompts {params.prompts:q} --store {params.store:q}"
+        " --output {output:q} --log {log:q} {params.operations}"
 
 
 ruleorder: generate_endpoint > generate
+
+
+# What each model's server job spent its time on (load, generation, idle tail), from the
+# shards' provenance and the servers' session records (see affalign.service.account).
+rule job_account:
+    input:
+        get_all_model_shards,
+    output:
+        table="results/services/job_account.parquet",
+        csv=report(
+            "results/services/job_account.csv",
+            caption="../report/job_account.rst",
+            category="Job account",
+        ),
+    log:
+        "logs/job_account.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        sessions=expand("logs/serve_model/{model}.sessions.jsonl", model=MODELS),
+    script:
+        "../scripts/job_account.py"

@@ -31,10 +31,20 @@ rule opinion_shard:
         mem_mb=200,
         slurm_partition=get_model_partition,
     params:
-        opinion=get_opinion_params,
+        src=unrecorded(get_package_source),
+        python=unrecorded(get_model_python),
+        opinion=json_params(get_opinion_params),
         server_log="logs/serve_model/{model}.server.log",
-    script:
-        "../scripts/opinion_shard.py"
+        # Finished shards kept by content hash (see rule generate).
+        store=unrecorded(opinion_store),
+        # Operational, not part of the shard: changing them reruns nothing (common.smk).
+        operations=get_consumer_operations,
+    shell:
+        "PYTHONPATH={params.src:q} exec {params.python:q} -m affalign.opinions.job"
+        " --model {wildcards.model} --survey {wildcards.survey} --context {wildcards.context}"
+        " --settings {params.opinion:q} --questions {input.questions:q}"
+        " --service-file {input.service:q} --server-log {params.server_log:q}"
+        " --store {params.store:q} --output {output:q} --log {log:q} {params.operations}"
 
 
 rule opinion_tables:
@@ -146,10 +156,19 @@ rule opinion_shard_endpoint:
         **get_endpoint_resources(),
         mem_mb=200,
     params:
-        opinion=get_endpoint_opinion_params,
+        src=unrecorded(get_package_source),
+        python=unrecorded(get_model_python),
+        opinion=json_params(get_endpoint_opinion_params),
         detected=lambda wildcards: endpoint_detection_file(wildcards.model),
-    script:
-        "../scripts/opinion_shard.py"
+        store=unrecorded(opinion_store),
+        # The endpoint's limits and key variable too (common.smk).
+        operations=get_consumer_operations,
+    shell:
+        "PYTHONPATH={params.src:q} exec {params.python:q} -m affalign.opinions.job"
+        " --model {wildcards.model} --survey {wildcards.survey} --context {wildcards.context}"
+        " --settings {params.opinion:q} --questions {input.questions:q}"
+        " --detected {params.detected:q} --store {params.store:q} --output {output:q}"
+        " --log {log:q} {params.operations}"
 
 
 ruleorder: opinion_shard_endpoint > opinion_shard

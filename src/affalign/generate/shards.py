@@ -6,15 +6,15 @@ at the first newline. Requests run concurrently with a bounded number in flight,
 retried with back-off on transient errors, and each carries its own seed.
 
 A finished shard goes to the shard store first and then to its output path, so a shard
-whose output cannot be written keeps its rows; such a shard fails only once the other
-consumers of its model's server have finished (Snakemake kills the whole group when one
-job fails).
+whose output cannot be written keeps its rows; such a shard fails (``ShardWriteError``)
+only once the other consumers of its model's server have finished (Snakemake kills the
+whole group when one job fails): :mod:`affalign.service.consumer`, shared with the opinion
+shards.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import time
 from collections.abc import Mapping
@@ -26,8 +26,8 @@ import polars as pl
 
 from affalign.generate import postprocess
 from affalign.generate.prompts import GenerationRequest, ShardSpec, build_requests, load_templates
-from affalign.io import content_sha256, file_sha256, place_file, write_table
-from affalign.service import ServiceClient, ServiceUnavailable
+from affalign.io import content_sha256, file_sha256
+from affalign.service import ServiceClient, publish_shard, restore_shard
 
 SHARD_SCHEMA = {
     "post_id": pl.String,
@@ -47,10 +47,6 @@ SHARD_SCHEMA = {
     "is_degenerate": pl.Boolean,
     "is_refusal": pl.Boolean,
 }
-
-
-class ShardWriteError(RuntimeError):
-    """A shard's output could not be written (its rows may be kept in the shard store)."""
 
 
 @dataclass(frozen=True)
@@ -175,12 +171,7 @@ def write_generation_shard(
         client = ServiceClient(
             service_file, server_log, max_in_flight=max_in_flight, request_timeout_s=request_timeout_s
         )
-    if kept is not None and kept.is_file():
-        try:
-            place_file(kept, output)
-        except OSError as error:
-            raise _write_failure(client, output, error, kept, server_start_timeout_s) from error
-        print(f"[affalign] {output}: finished earlier, taken from {kept}", flush=True)
+    if restore_shard(kept, output, client, server_start_timeout_s):
         return pl.read_parquet(output)
     requests = build_requests(load_templates(prompts_file), shard)
     client.wait(server_start_timeout_s)
@@ -231,43 +222,15 @@ def write_generation_shard(
         "template_ids": sorted({r.template_id for r in requests}),
         "prompts_file": str(prompts_file),
         "shard_wall_s": round(wall, 3),
+        "began_at": round(began, 3),
+        "ended_at": round(began + wall, 3),
+        "requests": len(requests),
         "output_tokens": int(frame["output_tokens"].sum()),
     }
-    # The store first: if the output cannot be written, the rows survive there.
-    if kept is not None:
-        try:
-            write_table(frame, kept, provenance)
-        except OSError as error:
-            print(f"[affalign] warning: cannot keep the shard in the store ({error}); writing only {output}")
-            kept = None
-    try:
-        if kept is not None:
-            place_file(kept, output)
-        else:
-            write_table(frame, output, provenance)
-    except OSError as error:
-        raise _write_failure(client, output, error, kept, server_start_timeout_s) from error
+    publish_shard(frame, provenance, output, kept=kept, client=client, start_timeout_s=server_start_timeout_s)
     print(
         f"[affalign] wrote {output}: {frame.height} generations, "
         f"{provenance['output_tokens']} tokens in {wall:.1f} s",
         flush=True,
     )
     return frame
-
-
-def _write_failure(
-    client: ServiceClient, output: str | Path, error: OSError, kept: Path | None, start_timeout_s: float
-) -> ShardWriteError:
-    """The error for a shard whose output cannot be written, raised once the other consumers
-    of the model's server have finished: Snakemake kills every job of the group when one
-    fails, and their requests in flight would be lost."""
-    reason = f"cannot write {output}: {error.strerror or error} ({error.filename or output})"
-    if kept is not None:
-        reason += f"; its rows are kept in {kept} and a rerun takes them from there"
-    print(f"[affalign] {reason}", flush=True)
-    with contextlib.suppress(ServiceUnavailable):
-        # Siblings register when they start waiting for the server: once it is ready, every
-        # consumer that started with this one has.
-        client.wait(start_timeout_s)
-    client.wait_for_siblings()
-    return ShardWriteError(reason)

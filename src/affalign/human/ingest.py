@@ -22,6 +22,10 @@ Conventions:
   spaces (``Liberal `` is ``liberal``; a warning counts what was matched so). Any other value
   stops the job with the values found and their counts, unless
   ``human.<issue>.drop_unknown_groups`` is set: then those rows are left out with a warning.
+* **Topic values** from a column match the study's topics the same way (with the same
+  warning); rows with any other value (a topic the study leaves out) are left out with a
+  warning that lists those values and their counts. There is no switch: a study of a
+  subset of a table's topics is ordinary, so such rows are never an error.
 * **Rows left out** are counted per reason, each row under its first reason in this order:
   the group (not in the study / the user's ideology), the topic column (not in the study),
   empty text, the keywords (no topic / several topics). Then topics with fewer than
@@ -458,8 +462,13 @@ def ingest_posts(
 
     empty_text = _blank(fields["text"])
     if spec.topic_from == "column":
+        topic, unknown_topic, topic_value_warnings = match_topics(
+            fields["topic"], topic_names, issue=issue, source=str(spec.source("topic"))
+        )
+        warnings += topic_value_warnings
+        fields = fields.with_columns(topic.alias("topic"))
         topic_lists = fields.select(pl.concat_list(pl.col("topic")).alias("t"))["t"]
-        reasons.append((REASON_TOPIC, ~fields["topic"].is_in(topic_names)))
+        reasons.append((REASON_TOPIC, unknown_topic))
         reasons.append((REASON_EMPTY, empty_text))
     else:
         assignment = assign_topics(fields["text"], topics, multiple_topics)  # type: ignore[arg-type]
@@ -549,6 +558,34 @@ def _value_counts(values: pl.Series) -> str:
     return ", ".join(listed) + (f" and {more} more values" if more > 0 else "")
 
 
+def _match_folded(
+    values: pl.Series, names: Sequence[str], *, issue: str | None, source: str, field: str
+) -> tuple[pl.Series, pl.Series, list[str]]:
+    """Column values as the study's ``names`` (groups or topics), ignoring case and
+    surrounding spaces: the names (null where none matches), the mask of rows that match
+    none, and a warning counting the values matched only after folding, if any."""
+    by_folded = {name.strip().casefold(): name for name in names}
+    folded = values.str.strip_chars().str.to_lowercase()
+    matched = folded.replace_strict(by_folded, default=None, return_dtype=pl.String)
+    unknown = matched.is_null()
+    warnings = []
+    changed = ~unknown & (matched != values)
+    if changed.any():
+        pairs = pl.DataFrame({"value": values, "name": matched}).filter(changed)
+        folds = ", ".join(
+            f"{value!r} -> {name} ({rows} row{'s' if rows != 1 else ''})"
+            for value, name, rows in pairs.group_by("value", "name")
+            .len()
+            .sort(["len", "value"], descending=[True, False])
+            .rows()
+        )
+        warnings.append(
+            f"issue {issue!r}: {int(changed.sum())} rows of column {source!r} ({field}) were matched to "
+            f"the study's {field}s ignoring case and spaces: {folds}"
+        )
+    return matched, unknown, warnings
+
+
 def match_groups(
     values: pl.Series,
     groups: Sequence[str],
@@ -566,25 +603,7 @@ def match_groups(
     out. Without ``drop_unknown`` a value that matches no group raises
     :class:`HumanDataError` listing those values and their counts.
     """
-    by_folded = {group.strip().casefold(): group for group in groups}
-    folded = values.str.strip_chars().str.to_lowercase()
-    matched = folded.replace_strict(by_folded, default=None, return_dtype=pl.String)
-    unknown = matched.is_null()
-    warnings = []
-    changed = ~unknown & (matched != values)
-    if changed.any():
-        pairs = pl.DataFrame({"value": values, "group": matched}).filter(changed)
-        folds = ", ".join(
-            f"{value!r} -> {group} ({rows} row{'s' if rows != 1 else ''})"
-            for value, group, rows in pairs.group_by("value", "group")
-            .len()
-            .sort(["len", "value"], descending=[True, False])
-            .rows()
-        )
-        warnings.append(
-            f"issue {issue!r}: {int(changed.sum())} rows of column {source!r} (group) were matched to "
-            f"the study's groups ignoring case and spaces: {folds}"
-        )
+    matched, unknown, warnings = _match_folded(values, groups, issue=issue, source=source, field="group")
     if unknown.any():
         found = _value_counts(values.filter(unknown))
         if not drop_unknown:
@@ -598,6 +617,26 @@ def match_groups(
             f"issue {issue!r}: {int(unknown.sum())} rows left out because column {source!r} (group) "
             f"holds values that are not groups of the study ({_key(issue, 'drop_unknown_groups')}): "
             f"{found}"
+        )
+    return matched.fill_null(values), unknown, warnings
+
+
+def match_topics(
+    values: pl.Series, topics: Sequence[str], *, issue: str | None, source: str
+) -> tuple[pl.Series, pl.Series, list[str]]:
+    """Topic column values as the study's topics, ignoring case and surrounding spaces.
+
+    Returns the topics (a value that matches no topic is kept as it is), the mask of rows
+    whose value matches no topic (they are left out), and the warnings: one counting the
+    values matched only after folding case or spaces, and one listing the values that
+    match no topic with their counts.
+    """
+    matched, unknown, warnings = _match_folded(values, topics, issue=issue, source=source, field="topic")
+    if unknown.any():
+        warnings.append(
+            f"issue {issue!r}: {int(unknown.sum())} rows of column {source!r} (topic) hold values that "
+            f"are not topics of the study (issues.{issue or '<issue>'}.topics) and are left out: "
+            f"{_value_counts(values.filter(unknown))}"
         )
     return matched.fill_null(values), unknown, warnings
 

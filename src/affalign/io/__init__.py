@@ -6,7 +6,8 @@
 * :mod:`~affalign.io.files` — the one atomic writer, file and content hashes, seeds.
 * :mod:`~affalign.io.jobs` — how a ``script:`` job logs to its rule's ``log:`` and fails.
 * :mod:`~affalign.io.accelerator` — what a model-side job runs on (GPU, driver, CUDA, torch,
-  vLLM), and the check that stops a GPU job whose environment cannot use the GPU.
+  vLLM), the check that stops a GPU job whose environment cannot use the GPU, and how a
+  model-side job begins (its interpreter in its log, a missing module in one line).
 
 Used by every rule; writes nothing by itself.
 """
@@ -17,7 +18,9 @@ from affalign.io.accelerator import (
     accelerator_provenance,
     allocated_gpus,
     check_accelerator,
+    missing_module,
     probe_runtime,
+    start_job,
 )
 from affalign.io.files import (
     atomic_write,
@@ -53,11 +56,13 @@ __all__ = [
     "content_sha256",
     "derive_seed",
     "file_sha256",
+    "missing_module",
     "place_file",
     "probe_runtime",
     "read_provenance",
     "read_table",
     "run_logged",
+    "start_job",
     "table_format",
     "table_has_rows",
     "table_schema",

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from affalign import missing_module_line
+
 Result = TypeVar("Result")
 
 
@@ -16,7 +18,10 @@ def run_logged(log_path: str | Path, job: Callable[[], Result]) -> Result:
     """Run ``job`` with stdout and stderr appended to ``log_path``.
 
     On failure the traceback goes to the log and the job exits with status 1 and the
-    error's message, which Snakemake shows with the log's path.
+    error's message, which Snakemake shows with the log's path. A third-party module the
+    interpreter lacks is one line instead, in the log and on stderr
+    (:func:`affalign.missing_module_line`: interpreter, module, what to do); a job that
+    lacks it already on import gets the same line from the hook in :mod:`affalign`.
     """
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -25,7 +30,11 @@ def run_logged(log_path: str | Path, job: Callable[[], Result]) -> Result:
             try:
                 return job()
             except Exception as error:
-                traceback.print_exc()
-                message = f"{type(error).__name__}: {error}"
-        sys.stderr.write(f"affalign: {message}\n(see {log_path})\n")
+                message = missing_module_line(error)
+                if message:
+                    print(message)
+                else:
+                    traceback.print_exc()
+                    message = f"affalign: {type(error).__name__}: {error}\n(see {log_path})"
+        sys.stderr.write(f"{message}\n")
         raise SystemExit(1)

@@ -36,7 +36,7 @@ from typing import Any
 
 import polars as pl
 
-from affalign.io import atomic_write_text, file_sha256, write_table
+from affalign.io import atomic_write_text, content_sha256, file_sha256
 from affalign.opinions.positional import (
     Steering,
     context_text,
@@ -45,7 +45,15 @@ from affalign.opinions.positional import (
     parse_context_slug,
 )
 from affalign.opinions.survey import LETTERS, Question, read_questions
-from affalign.service import EndpointClient, EndpointError, EndpointSpec, RequestRejected, ServiceClient
+from affalign.service import (
+    EndpointClient,
+    EndpointError,
+    EndpointSpec,
+    RequestRejected,
+    ServiceClient,
+    publish_shard,
+    restore_shard,
+)
 
 ANCHOR = "Answer:"
 SEPARATORS = ("", " ")
@@ -304,6 +312,24 @@ def read_logprob_support(path: str | Path | None, spec: EndpointSpec) -> Logprob
     return LogprobSupport(record["method"], record.get("top_logprobs"), record.get("detail", ""))
 
 
+def opinion_shard_key(
+    shard: OpinionShard,
+    model_info: Mapping[str, Any],
+    scoring: Scoring,
+    questions_file: str | Path,
+    detected: LogprobSupport | None = None,
+) -> str:
+    """SHA-256 of everything that determines an opinion shard's content (the shard store's key)."""
+    content = {
+        "shard": dataclasses.asdict(shard),
+        "model": dict(model_info),
+        "scoring": dataclasses.asdict(scoring),
+        "detected": dataclasses.asdict(detected) if detected else None,
+        "questions": file_sha256(questions_file),
+    }
+    return content_sha256(content)
+
+
 def write_opinion_shard(
     shard: OpinionShard,
     *,
@@ -318,11 +344,15 @@ def write_opinion_shard(
     request_timeout_s: float,
     client: ServiceClient | None = None,
     detected: LogprobSupport | None = None,
+    store: str | Path | None = None,
 ) -> pl.DataFrame:
     """Score every question of a survey topic under one context and write the shard.
 
     ``client``: how to reach the model when not through its service file (an endpoint's);
     a ``scoring`` mode of ``auto`` takes the method ``detected`` before the run, or detects it.
+    With a ``store`` folder the shard is kept there first and taken back from there on a
+    rerun, and a shard whose output cannot be written fails only after its siblings
+    (:mod:`affalign.service.consumer`, as for generation shards).
     """
     method, steered_group = parse_context_slug(shard.context)
     questions: list[Question] = read_questions(questions_file)
@@ -332,6 +362,12 @@ def write_opinion_shard(
         client = ServiceClient(
             service_file, server_log, max_in_flight=max_in_flight, request_timeout_s=request_timeout_s
         )
+    kept = None
+    if store:
+        key = opinion_shard_key(shard, model_info, scoring, questions_file, detected)
+        kept = Path(store) / f"{key}.parquet"
+    if restore_shard(kept, output, client, server_start_timeout_s):
+        return pl.read_parquet(output)
     client.wait(server_start_timeout_s)
     served_name = client.served_name(shard.model)
     chosen = {"by": "configuration", "detail": None}
@@ -394,7 +430,10 @@ def write_opinion_shard(
         "questions_file": str(questions_file),
         "questions_sha256": file_sha256(questions_file),
         "shard_wall_s": round(wall, 3),
+        "began_at": round(began, 3),
+        "ended_at": round(began + wall, 3),
+        "requests": len(questions),
     }
-    write_table(frame, output, provenance)
+    publish_shard(frame, provenance, output, kept=kept, client=client, start_timeout_s=server_start_timeout_s)
     print(f"[affalign] wrote {output}: {len(questions)} questions in {wall:.1f} s", flush=True)
     return frame

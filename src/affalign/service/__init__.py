@@ -9,6 +9,8 @@ limit, server log, watchdog).
 
 * :mod:`~affalign.service.server` — the server process and its lifetime;
 * :mod:`~affalign.service.client` — waiting for the service, requests, retries, watchdog;
+* :mod:`~affalign.service.consumer` — a consumer's finished shard: the shard store first,
+  then its output; a shard that cannot be written fails after its siblings have finished;
 * :mod:`~affalign.service.endpoint` — OpenAI-compatible endpoints as models (no server of
   ours): the same client with a fixed base URL, a key from an environment variable, limits
   across jobs, request budgets;
@@ -22,6 +24,7 @@ from affalign.service.client import (
     retry_after_seconds,
     served_model_provenance,
 )
+from affalign.service.consumer import ShardWriteError, publish_shard, restore_shard
 from affalign.service.endpoint import (
     EndpointClient,
     EndpointError,
@@ -39,8 +42,11 @@ __all__ = [
     "RequestRejected",
     "ServiceClient",
     "ServiceUnavailable",
+    "ShardWriteError",
     "budget_problems",
     "endpoint_config_problems",
+    "publish_shard",
+    "restore_shard",
     "retry_after_seconds",
     "served_model_provenance",
 ]

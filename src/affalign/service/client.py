@@ -148,6 +148,9 @@ def served_model_provenance(service: Mapping[str, Any], model_info: Mapping[str,
         "device": service.get("device"),
         "engine_options": service.get("engine_options"),
         "server_healthy_after_s": service.get("healthy_after_s"),
+        # Which server session answered (the job account pairs shards with sessions).
+        "server_started_at": service.get("started_at"),
+        "server_pid": service.get("pid"),
         # Accelerator, NVIDIA driver, CUDA, torch and vLLM as the server's interpreter saw them.
         "runtime": service.get("runtime"),
     }

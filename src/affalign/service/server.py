@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from affalign.io import WrongAccelerator, accelerator_provenance, atomic_write_text, check_accelerator
+from affalign.service.account import append_session, session_record
 from affalign.service.client import consumers_folder, is_healthy
 from affalign.service.ports import address_in_use, listening_pids, serves_model
 
@@ -380,6 +381,7 @@ def run_service(
     seed: int = 0,
     stop_grace_s: float = STOP_GRACE_S,
     device: str = "auto",
+    sessions_file: str | Path | None = None,
 ) -> int:
     """Start the server, publish its address once healthy, and serve until stopped.
 
@@ -388,7 +390,8 @@ def run_service(
     it is rewritten with ``status: ready`` and the ``url`` only once ``/health`` answers,
     or with ``status: failed`` and the reason if the server cannot start or dies. However
     this function ends, no process of the server's session is left (see the module's
-    docstring).
+    docstring), and the session is appended to ``sessions_file`` (start, load time, stop,
+    host, SLURM job) for the job account (:mod:`affalign.service.account`).
     """
     service_file, server_log = Path(service_file), Path(server_log)
     server_log.parent.mkdir(parents=True, exist_ok=True)
@@ -414,6 +417,8 @@ def run_service(
     process: subprocess.Popen | None = None
     guard: SessionGuard | None = None
     scratch: Path | None = None
+    healthy_after: float | None = None
+    outcome = "failed"
     try:
         # Seconds, not hours in the GPU queue: a job given GPUs whose interpreter cannot use
         # them stops here, naming the interpreter (see affalign.io.accelerator).
@@ -460,6 +465,7 @@ def run_service(
                         f"became healthy; see {server_log}:\n{log_tail(server_log)}"
                     )
                 if stopping["requested"] or orphaned():
+                    outcome = "stopped before ready"
                     return 0
                 if time.time() - started > start_timeout_s:
                     raise ServerError(
@@ -493,6 +499,7 @@ def run_service(
                     f"{log_tail(server_log)}"
                 )
             time.sleep(0.5)
+        outcome = "stopped"
         return 0
     except ServerError as error:
         write_service_file(service_file, status="failed", error=str(error), **common)
@@ -507,6 +514,16 @@ def run_service(
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
         shutil.rmtree(consumers_folder(service_file), ignore_errors=True)
+        if sessions_file is not None:
+            record = session_record(
+                model=model,
+                started_at=started,
+                healthy_after_s=None if healthy_after is None else round(healthy_after, 3),
+                stopped_at=time.time(),
+                pid=common.get("pid"),
+                status=outcome,
+            )
+            append_session(sessions_file, record)
         print(f"[affalign] {model} server stopped", flush=True)
 
 
@@ -523,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--service-file", required=True)
     parser.add_argument("--server-log", required=True)
     parser.add_argument("--start-timeout", type=float, default=1800.0)
+    parser.add_argument("--sessions-file", default=None, help="JSON lines, one per session (job account)")
     parser.add_argument(
         "--stop-grace", type=float, default=STOP_GRACE_S, help="seconds between SIGTERM and SIGKILL"
     )
@@ -545,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             stop_grace_s=args.stop_grace,
             device=args.device,
+            sessions_file=args.sessions_file,
         )
     except ServerError as error:
         print(f"affalign: {error}", file=sys.stderr, flush=True)

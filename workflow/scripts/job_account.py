@@ -5,15 +5,15 @@ from pathlib import Path
 # relative path): resolve it before climbing to the checkout's src/.
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
-from affalign.classify.run import classify_files
 from affalign.io.jobs import run_logged
+from affalign.service.account import write_job_account
 
 run_logged(
     snakemake.log[0],
-    lambda: classify_files(
-        snakemake.wildcards.classifier,
-        snakemake.params.spec,
+    lambda: write_job_account(
         list(snakemake.input),
-        list(snakemake.output),
+        list(snakemake.params.sessions),
+        snakemake.output.table,
+        snakemake.output.csv,
     ),
 )

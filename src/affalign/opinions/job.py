@@ -1,0 +1,106 @@
+"""Command line of the opinion shard jobs (rules ``opinion_shard`` and
+``opinion_shard_endpoint``): ``python -m affalign.opinions.job``, run by the interpreter
+the workflow chose for model-side jobs (``runtime.python``), not the one running Snakemake.
+
+What determines the shard's content arrives as ``--settings`` (the rule's params, JSON);
+how the job runs (requests in flight, timeouts, an endpoint's limits and key variable) as
+separate flags that the workflow keeps out of its rerun decision. The log begins with the
+interpreter; a missing HTTP client library stops the job with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from affalign.io import run_logged, start_job
+
+# The HTTP client of the service and of endpoints.
+CONSUMER_MODULES = ("aiohttp",)
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Score a survey topic under one context through a model.")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--survey", required=True)
+    parser.add_argument("--context", required=True, help="default or <method>-<group>")
+    parser.add_argument(
+        "--settings", required=True, help="what determines the shard (the rule's params) as JSON"
+    )
+    parser.add_argument("--questions", required=True, help="the survey's questions table")
+    parser.add_argument(
+        "--service-file", default=None, help="the model's service file (none for an endpoint)"
+    )
+    parser.add_argument("--server-log", default="", help="the model server's log, quoted when it fails")
+    parser.add_argument(
+        "--detected", default=None, help="an endpoint's log-probability method, detected before the run"
+    )
+    parser.add_argument("--store", default=None, help="the model's shard store folder")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--log", required=True, help="the rule's log file")
+    # How the job runs, never what it writes.
+    parser.add_argument("--max-in-flight", type=int, required=True, help="requests in flight at once")
+    parser.add_argument(
+        "--server-start-timeout", type=float, required=True, help="seconds to wait for the service"
+    )
+    parser.add_argument("--request-timeout", type=float, required=True, help="seconds per request")
+    parser.add_argument(
+        "--endpoint", default=None, help="an endpoint model's models.<m>.endpoint entry as JSON"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if not start_job(args.log, CONSUMER_MODULES, f"opinion shards of {args.model}"):
+        return 1
+    from affalign.opinions.client import OpinionShard, Scoring, read_logprob_support, write_opinion_shard
+    from affalign.opinions.positional import Steering
+    from affalign.service import EndpointClient, EndpointSpec
+
+    settings = json.loads(args.settings)
+    shard = OpinionShard(
+        model=args.model,
+        survey=args.survey,
+        context=args.context,
+        steering=Steering.from_config(settings["steering"]) if settings["steering"] else None,
+    )
+    scoring = Scoring(
+        mode=settings["logprobs"],
+        top_logprobs=settings["top_logprobs"],
+        chat=settings["chat"],
+        chat_template_kwargs=settings["chat_template_kwargs"],
+    )
+    # An endpoint model (rule opinion_shard_endpoint): its base URL instead of a service
+    # file, and the log-probability method detected before the run when it is left to "auto".
+    endpoint = (
+        EndpointSpec.from_config(args.model, {"endpoint": json.loads(args.endpoint)})
+        if args.endpoint
+        else None
+    )
+    client = EndpointClient(endpoint) if endpoint else None
+    detected = read_logprob_support(args.detected, endpoint) if endpoint else None
+    run_logged(
+        args.log,
+        lambda: write_opinion_shard(
+            shard,
+            model_info=settings,
+            questions_file=args.questions,
+            scoring=scoring,
+            service_file=args.service_file,
+            server_log=args.server_log,
+            output=args.output,
+            max_in_flight=args.max_in_flight,
+            server_start_timeout_s=args.server_start_timeout,
+            request_timeout_s=args.request_timeout,
+            client=client,
+            detected=detected,
+            store=args.store,
+        ),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""What each model's server job spent its allocation on: the job account.
+
+A served model's job (rule ``serve_model`` and its consumers, one SLURM allocation on a
+cluster) loads the model, answers the consumers' requests and, once the last consumer is
+done, is stopped. The server appends one record per session to its sessions file when it
+stops (:func:`append_session`); every shard records when it was generated, by which server
+session (``server_started_at``) and how many requests and output tokens it took. From these
+:func:`job_account` derives one row per model and server session:
+
+* ``load_s`` — from the server's start to its first healthy answer (weights, compilation,
+  warm-up);
+* ``generation_s`` — the length of the union of the shards' request intervals (shards run
+  concurrently, so their walls are not summed); ``tokens_per_s`` is output tokens over it,
+  the aggregate throughput that ``affalign plan``'s throughput table estimates;
+* ``idle_tail_s`` — from the last shard's end to the server's stop (Snakemake noticing
+  that the consumers are done, and the engine shutting down);
+* ``allocation_s`` — from the SLURM job's start when the job ran under SLURM (else the
+  server's start) to the server's stop; ``generating_share`` = generation_s / allocation_s.
+
+Shards taken from the shard store keep the provenance of the session that generated them,
+so they are accounted to that session, not to the one that restored them. An endpoint
+model has no server: its rows carry the generation columns only. A session with no stop
+record (killed with SIGKILL, or records removed with ``logs/``) has nulls where the stop is
+needed. The account covers the sessions that produced the current results: a session whose
+shards were all replaced since, or that served none (a server that failed to start), is in
+the sessions file and the server log, not in the account.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from affalign.io import read_provenance, write_csv, write_table
+
+ACCOUNT_SCHEMA = {
+    "model": pl.String,
+    "session": pl.Int64,
+    "server_started_at": pl.String,
+    "host": pl.String,
+    "slurm_job_id": pl.String,
+    "gpus": pl.String,
+    "load_s": pl.Float64,
+    "shards": pl.Int64,
+    "requests": pl.Int64,
+    "output_tokens": pl.Int64,
+    "generation_s": pl.Float64,
+    "tokens_per_s": pl.Float64,
+    "idle_tail_s": pl.Float64,
+    "allocation_s": pl.Float64,
+    "generating_share": pl.Float64,
+}
+
+
+def session_record(
+    *,
+    model: str,
+    started_at: float,
+    healthy_after_s: float | None,
+    stopped_at: float,
+    pid: int | None,
+    status: str,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """One server session as the sessions file records it (times are Unix seconds)."""
+    environ = os.environ if environ is None else environ
+    job_start = environ.get("SLURM_JOB_START_TIME")
+    return {
+        "model": model,
+        "started_at": started_at,
+        "healthy_after_s": healthy_after_s,
+        "stopped_at": stopped_at,
+        "pid": pid,
+        "status": status,
+        "host": socket.gethostname(),
+        "slurm_job_id": environ.get("SLURM_JOB_ID"),
+        "slurm_job_start": float(job_start) if job_start and job_start.isdigit() else None,
+        "gpus": environ.get("CUDA_VISIBLE_DEVICES") or None,
+    }
+
+
+def append_session(path: str | Path, record: Mapping[str, Any]) -> None:
+    """Append ``record`` as one JSON line. One short ``write`` in append mode, so records
+    of sessions stopping at the same time are not interleaved; a reader skips a torn last
+    line (a server killed mid-write)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as stream:
+        stream.write(json.dumps(dict(record), sort_keys=True) + "\n")
+
+
+def read_sessions(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Every complete record of the sessions files that exist."""
+    records = []
+    for path in paths:
+        if not Path(path).is_file():
+            continue
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+def union_length(intervals: Sequence[tuple[float, float]]) -> float:
+    """Total length covered by ``intervals`` (start, end); overlaps count once."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end <= reach:
+            continue
+        total += end - max(start, reach)
+        reach = end
+    return total
+
+
+def _iso(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return pl.Series([seconds * 1e6]).cast(pl.Datetime("us", "UTC")).dt.strftime("%Y-%m-%dT%H:%M:%SZ")[0]
+
+
+def job_account(shards: Sequence[Mapping[str, Any]], sessions: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+    """One row per model and server session (see the module docstring for the columns).
+
+    ``shards``: the provenance of each shard (``model``, ``began_at``, ``ended_at``,
+    ``requests``, ``output_tokens``, ``server_started_at``, ``server_pid``, ``server_healthy_after_s``);
+    shards written before these were recorded count in ``shards`` only. ``sessions``:
+    records from :func:`read_sessions`, matched to shards by model, start time and pid.
+    Sessions are numbered from 1 per model in order of start; an endpoint model's single
+    row has session null.
+    """
+    stops = {(s["model"], round(float(s["started_at"]), 3), s.get("pid")): s for s in sessions}
+    groups: dict[tuple[str, float | None, Any], list[Mapping[str, Any]]] = {}
+    for shard in shards:
+        started = shard.get("server_started_at")
+        key = (shard["model"], None if started is None else round(float(started), 3), shard.get("server_pid"))
+        groups.setdefault(key, []).append(shard)
+    rows = []
+    numbering: dict[str, int] = {}
+    for model, started, pid in sorted(groups, key=lambda k: (k[0], k[1] is not None, k[1] or 0.0)):
+        members = groups[(model, started, pid)]
+        stop = stops.get((model, started, pid))
+        timed = [s for s in members if s.get("began_at") is not None and s.get("ended_at") is not None]
+        generation_s = (
+            union_length([(float(s["began_at"]), float(s["ended_at"])) for s in timed]) if timed else None
+        )
+        tokens = sum(int(s.get("output_tokens") or 0) for s in members)
+        load_s = (stop or {}).get("healthy_after_s")
+        if load_s is None:
+            load_s = next(
+                (s.get("server_healthy_after_s") for s in members if s.get("server_healthy_after_s")), None
+            )
+        idle_tail_s = allocation_s = share = None
+        if stop is not None and stop.get("stopped_at") is not None:
+            stopped = float(stop["stopped_at"])
+            if timed:
+                idle_tail_s = max(0.0, stopped - max(float(s["ended_at"]) for s in timed))
+            allocation_start = stop.get("slurm_job_start") or started
+            allocation_s = stopped - float(allocation_start)
+            if generation_s is not None and allocation_s > 0:
+                share = generation_s / allocation_s
+        session = None
+        if started is not None:
+            numbering[model] = numbering.get(model, 0) + 1
+            session = numbering[model]
+        rows.append(
+            {
+                "model": model,
+                "session": session,
+                "server_started_at": _iso(started),
+                "host": (stop or {}).get("host"),
+                "slurm_job_id": (stop or {}).get("slurm_job_id"),
+                "gpus": (stop or {}).get("gpus"),
+                "load_s": None if load_s is None else float(load_s),
+                "shards": len(members),
+                "requests": sum(int(s.get("requests") or 0) for s in members),
+                "output_tokens": tokens,
+                "generation_s": generation_s,
+                "tokens_per_s": tokens / generation_s if generation_s else None,
+                "idle_tail_s": idle_tail_s,
+                "allocation_s": allocation_s,
+                "generating_share": share,
+            }
+        )
+    return pl.DataFrame(rows, schema=ACCOUNT_SCHEMA)
+
+
+def write_job_account(
+    shard_files: Iterable[str | Path],
+    sessions_files: Iterable[str | Path],
+    output: str | Path,
+    csv: str | Path,
+) -> pl.DataFrame:
+    """Read every shard's provenance and the sessions files; write the account (parquet and CSV)."""
+    shard_files = list(shard_files)
+    account = job_account([read_provenance(path) for path in shard_files], read_sessions(sessions_files))
+    provenance = {
+        "stage": "job_account",
+        "shards": len(shard_files),
+        "definitions": {
+            "load_s": "server start to first healthy answer",
+            "generation_s": "length of the union of the shards' request intervals",
+            "tokens_per_s": "output_tokens / generation_s",
+            "idle_tail_s": "last shard's end to the server's stop",
+            "allocation_s": "SLURM job start (else server start) to the server's stop",
+            "generating_share": "generation_s / allocation_s",
+        },
+    }
+    write_table(account, output, provenance)
+    write_csv(account, csv)
+    for row in account.iter_rows(named=True):
+        print(
+            f"[affalign] {row['model']} session {row['session']}: {row['shards']} shards, "
+            f"{row['output_tokens']} tokens, load {_seconds(row['load_s'])}, "
+            f"generating {_seconds(row['generation_s'])}, idle tail {_seconds(row['idle_tail_s'])}, "
+            f"share generating {_share(row['generating_share'])}",
+            flush=True,
+        )
+    return account
+
+
+def _seconds(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.1f} s"
+
+
+def _share(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.0%}"
