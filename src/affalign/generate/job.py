@@ -14,22 +14,7 @@ import argparse
 import json
 import sys
 
-from affalign.io import run_logged, start_job
-
-# The HTTP client of the service and of endpoints.
-CONSUMER_MODULES = ("aiohttp",)
-
-
-def add_operational_flags(parser: argparse.ArgumentParser) -> None:
-    """Flags that change how a shard job runs, never what it writes."""
-    parser.add_argument("--max-in-flight", type=int, required=True, help="requests in flight at once")
-    parser.add_argument(
-        "--server-start-timeout", type=float, required=True, help="seconds to wait for the service"
-    )
-    parser.add_argument("--request-timeout", type=float, required=True, help="seconds per request")
-    parser.add_argument(
-        "--endpoint", default=None, help="an endpoint model's models.<m>.endpoint entry as JSON"
-    )
+from affalign.io import CONSUMER_MODULES, add_consumer_flags, run_logged, start_job
 
 
 def parser() -> argparse.ArgumentParser:
@@ -42,14 +27,7 @@ def parser() -> argparse.ArgumentParser:
         "--settings", required=True, help="what determines the shard (the rule's params) as JSON"
     )
     parser.add_argument("--prompts", required=True, help="the prompt templates file")
-    parser.add_argument(
-        "--service-file", default=None, help="the model's service file (none for an endpoint)"
-    )
-    parser.add_argument("--server-log", default="", help="the model server's log, quoted when it fails")
-    parser.add_argument("--store", default=None, help="the model's shard store folder")
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--log", required=True, help="the rule's log file")
-    add_operational_flags(parser)
+    add_consumer_flags(parser)
     return parser
 
 

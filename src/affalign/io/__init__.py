@@ -31,7 +31,7 @@ from affalign.io.files import (
     file_sha256,
     place_file,
 )
-from affalign.io.jobs import run_logged
+from affalign.io.jobs import CONSUMER_MODULES, add_consumer_flags, run_logged
 from affalign.io.parquet import read_provenance, write_csv, write_table
 from affalign.io.tables import (
     TableError,
@@ -43,10 +43,12 @@ from affalign.io.tables import (
 )
 
 __all__ = [
+    "CONSUMER_MODULES",
     "TableError",
     "WrongAccelerator",
     "accelerator_problem",
     "accelerator_provenance",
+    "add_consumer_flags",
     "allocated_gpus",
     "atomic_write",
     "atomic_write_bytes",

@@ -1,7 +1,9 @@
-"""Glue for Snakemake script jobs: logging to the rule's log file and clear failures."""
+"""Glue for jobs: logging to the rule's log file, clear failures, and the command-line
+flags shared by the consumers of a model (generation and opinion shard jobs)."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import sys
 import traceback
@@ -12,6 +14,32 @@ from typing import TypeVar
 from affalign import missing_module_line
 
 Result = TypeVar("Result")
+
+# What a consumer of a model needs beyond the package's own dependencies: the HTTP client
+# of the service and of endpoints.
+CONSUMER_MODULES = ("aiohttp",)
+
+
+def add_consumer_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of a shard job that talks to a model, after its own. Where it reads and
+    writes (service file, server log, store, output, log), then how it runs (requests in
+    flight, timeouts, an endpoint's settings): flags the workflow keeps out of its rerun
+    decision, never what the shard contains."""
+    parser.add_argument(
+        "--service-file", default=None, help="the model's service file (none for an endpoint)"
+    )
+    parser.add_argument("--server-log", default="", help="the model server's log, quoted when it fails")
+    parser.add_argument("--store", default=None, help="the model's shard store folder")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--log", required=True, help="the rule's log file")
+    parser.add_argument("--max-in-flight", type=int, required=True, help="requests in flight at once")
+    parser.add_argument(
+        "--server-start-timeout", type=float, required=True, help="seconds to wait for the service"
+    )
+    parser.add_argument("--request-timeout", type=float, required=True, help="seconds per request")
+    parser.add_argument(
+        "--endpoint", default=None, help="an endpoint model's models.<m>.endpoint entry as JSON"
+    )
 
 
 def run_logged(log_path: str | Path, job: Callable[[], Result]) -> Result:

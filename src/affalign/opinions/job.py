@@ -14,10 +14,7 @@ import argparse
 import json
 import sys
 
-from affalign.io import run_logged, start_job
-
-# The HTTP client of the service and of endpoints.
-CONSUMER_MODULES = ("aiohttp",)
+from affalign.io import CONSUMER_MODULES, add_consumer_flags, run_logged, start_job
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,24 +27,9 @@ def parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--questions", required=True, help="the survey's questions table")
     parser.add_argument(
-        "--service-file", default=None, help="the model's service file (none for an endpoint)"
-    )
-    parser.add_argument("--server-log", default="", help="the model server's log, quoted when it fails")
-    parser.add_argument(
         "--detected", default=None, help="an endpoint's log-probability method, detected before the run"
     )
-    parser.add_argument("--store", default=None, help="the model's shard store folder")
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--log", required=True, help="the rule's log file")
-    # How the job runs, never what it writes.
-    parser.add_argument("--max-in-flight", type=int, required=True, help="requests in flight at once")
-    parser.add_argument(
-        "--server-start-timeout", type=float, required=True, help="seconds to wait for the service"
-    )
-    parser.add_argument("--request-timeout", type=float, required=True, help="seconds per request")
-    parser.add_argument(
-        "--endpoint", default=None, help="an endpoint model's models.<m>.endpoint entry as JSON"
-    )
+    add_consumer_flags(parser)
     return parser
 
 
