@@ -4,7 +4,7 @@
 * :mod:`~affalign.io.parquet` — parquet tables that carry their provenance (metadata key
   ``affalign``), and CSV copies for reading.
 * :mod:`~affalign.io.files` — the one atomic writer, file and content hashes, seeds.
-* :mod:`~affalign.io.jobs` — how a ``script:`` job logs to its rule's ``log:`` and fails.
+* :mod:`~affalign.io.jobs` — how a job logs to its rule's ``log:``, begins (interpreter, modules) and fails; the consumers' shared flags.
 * :mod:`~affalign.io.accelerator` — what a model-side job runs on (GPU, driver, CUDA, torch,
   vLLM), the check that stops a GPU job whose environment cannot use the GPU, and how a
   model-side job begins (its interpreter in its log, a missing module in one line).
@@ -18,9 +18,7 @@ from affalign.io.accelerator import (
     accelerator_provenance,
     allocated_gpus,
     check_accelerator,
-    missing_module,
     probe_runtime,
-    start_job,
 )
 from affalign.io.files import (
     atomic_write,
@@ -31,7 +29,7 @@ from affalign.io.files import (
     file_sha256,
     place_file,
 )
-from affalign.io.jobs import CONSUMER_MODULES, add_consumer_flags, run_logged
+from affalign.io.jobs import CONSUMER_MODULES, add_consumer_flags, missing_module, run_logged, start_job
 from affalign.io.parquet import read_provenance, write_csv, write_table
 from affalign.io.tables import (
     TableError,

@@ -4,9 +4,7 @@ A job that SLURM (or the user, through ``CUDA_VISIBLE_DEVICES``) gave GPUs but w
 interpreter has CPU-only torch or vLLM's CPU build would otherwise serve or classify on the
 CPU, silently and for hours. :func:`check_accelerator` stops it within seconds, naming the
 interpreter; :func:`probe_runtime` is also what provenance records: accelerator model,
-NVIDIA driver, CUDA, torch and vLLM versions. :func:`start_job` is how every model-side job
-(``python -m affalign.<stage>.job``) begins: its interpreter named in its log, and one line
-instead of a traceback when a module it needs is missing there.
+NVIDIA driver, CUDA, torch and vLLM versions.
 
 The probe runs in a child process of the same interpreter by default, so that the
 process that then starts vLLM holds no CUDA context of its own.
@@ -14,16 +12,12 @@ process that then starts vLLM holds no CUDA context of its own.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
-
-from affalign import missing_module_message
 
 # Set by SLURM for a job or step with GPUs (gres/gpu), or by whoever starts the job.
 GPU_VARIABLES = ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_ON_NODE", "CUDA_VISIBLE_DEVICES")
@@ -180,40 +174,3 @@ def accelerator_provenance(runtime: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --- The interpreter of a model-side job, said first in its log -------------------------
-
-
-def missing_module(modules: Sequence[str]) -> str | None:
-    """The first module a job needs that this interpreter cannot import (the name Python
-    reports, so a dependency of ``modules`` missing underneath is named itself), or None.
-
-    Imported, not only looked up: a job imports them next anyway, and a package that is
-    installed but whose own imports fail is missing for the job all the same.
-    """
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError as error:
-            return error.name or name
-    return None
-
-
-def start_job(log_path: str | Path, modules: Sequence[str], needed_for: str) -> bool:
-    """Begin a model-side job's log with ``[affalign] interpreter: <sys.executable>`` and
-    check that ``modules`` import; if one does not, write one line saying so to the log
-    and the same line to stderr (no traceback) and return False.
-
-    The workflow chose the interpreter (``runtime.python``), so the log says which one ran,
-    and a wrong choice is named as such rather than as a traceback deep in a library.
-    """
-    log_path = Path(log_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a") as log:
-        log.write(f"[affalign] interpreter: {sys.executable}\n")
-    missing = missing_module(modules)
-    if missing is None:
-        return True
-    message = missing_module_message(missing, needed_for)
-    with open(log_path, "a") as log:
-        log.write(message + "\n")
-    sys.stderr.write(message + "\n")
-    return False

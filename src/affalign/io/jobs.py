@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from affalign import missing_module_line
+from affalign import missing_module_line, missing_module_message
 
 Result = TypeVar("Result")
 
@@ -66,3 +67,40 @@ def run_logged(log_path: str | Path, job: Callable[[], Result]) -> Result:
                     message = f"affalign: {type(error).__name__}: {error}\n(see {log_path})"
         sys.stderr.write(f"{message}\n")
         raise SystemExit(1)
+
+
+def missing_module(modules: Sequence[str]) -> str | None:
+    """The first module a job needs that this interpreter cannot import (the name Python
+    reports, so a dependency of ``modules`` missing underneath is named itself), or None.
+
+    Imported, not only looked up: a job imports them next anyway, and a package that is
+    installed but whose own imports fail is missing for the job all the same.
+    """
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            return error.name or name
+    return None
+
+
+def start_job(log_path: str | Path, modules: Sequence[str], needed_for: str) -> bool:
+    """Begin a model-side job's log with ``[affalign] interpreter: <sys.executable>`` and
+    check that ``modules`` import; if one does not, write one line saying so to the log
+    and the same line to stderr (no traceback) and return False.
+
+    The workflow chose the interpreter (``runtime.python``), so the log says which one ran,
+    and a wrong choice is named as such rather than as a traceback deep in a library.
+    """
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as log:
+        log.write(f"[affalign] interpreter: {sys.executable}\n")
+    missing = missing_module(modules)
+    if missing is None:
+        return True
+    message = missing_module_message(missing, needed_for)
+    with open(log_path, "a") as log:
+        log.write(message + "\n")
+    sys.stderr.write(message + "\n")
+    return False
