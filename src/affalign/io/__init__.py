@@ -4,10 +4,10 @@
 * :mod:`~affalign.io.parquet` — parquet tables that carry their provenance (metadata key
   ``affalign``), and CSV copies for reading.
 * :mod:`~affalign.io.files` — the one atomic writer, file and content hashes, seeds.
-* :mod:`~affalign.io.jobs` — how a job logs to its rule's ``log:``, begins (interpreter, modules) and fails; the consumers' shared flags.
+* :mod:`~affalign.io.jobs` — how a job begins (its interpreter in its log, a missing module
+  in one line), logs to its rule's ``log:`` and fails; the flags all consumers of a model share.
 * :mod:`~affalign.io.accelerator` — what a model-side job runs on (GPU, driver, CUDA, torch,
-  vLLM), the check that stops a GPU job whose environment cannot use the GPU, and how a
-  model-side job begins (its interpreter in its log, a missing module in one line).
+  vLLM) and the check that stops a GPU job whose environment cannot use the GPU.
 
 Used by every rule; writes nothing by itself.
 """
