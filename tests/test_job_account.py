@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
 import numpy as np
 import polars as pl
 import pytest
@@ -9,6 +16,7 @@ import pytest
 from affalign.io import write_table
 from affalign.service.account import (
     append_session,
+    await_sessions,
     job_account,
     read_sessions,
     session_record,
@@ -138,3 +146,30 @@ def test_write_job_account_reads_shard_provenance(tmp_path):
     assert pl.read_csv(tmp_path / "a.csv").height == 1
     assert account["generation_s"][0] == pytest.approx(30.0)
     assert account["output_tokens"][0] == 14
+
+
+def test_the_account_waits_for_a_local_server_that_is_still_stopping(tmp_path):
+    # A real process stands for the server; like the wrapper, a thread appends the
+    # session's record once that process has ended.
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
+    sessions = tmp_path / "m.sessions.jsonl"
+
+    def wrapper():
+        server.wait()
+        append_session(
+            sessions, {"model": "m", "started_at": 1000.0, "pid": server.pid, "stopped_at": 1090.0}
+        )
+
+    threading.Thread(target=wrapper).start()
+    local = {**shard("m", 1020.0, 1050.0, 3, pid=server.pid), "server_host": socket.gethostname()}
+    found = await_sessions([local], [sessions], timeout_s=60)
+    assert [s["pid"] for s in found] == [server.pid]
+    assert job_account([local], found)["idle_tail_s"][0] == pytest.approx(40.0)
+
+
+def test_servers_of_other_hosts_are_not_waited_for(tmp_path):
+    # This test's own pid is alive, but on another host it is another process.
+    remote = {**shard("m", 1020.0, 1050.0, 3, pid=os.getpid()), "server_host": "gpu-node-17"}
+    began = time.monotonic()
+    assert await_sessions([remote], [tmp_path / "none.jsonl"], timeout_s=30) == []
+    assert time.monotonic() - began < 25

@@ -21,9 +21,11 @@ Shards taken from the shard store keep the provenance of the session that genera
 so they are accounted to that session, not to the one that restored them. An endpoint
 model has no server: its rows carry the generation columns only. A session with no stop
 record (killed with SIGKILL, or records removed with ``logs/``) has nulls where the stop is
-needed. The account covers the sessions that produced the current results: a session whose
-shards were all replaced since, or that served none (a server that failed to start), is in
-the sessions file and the server log, not in the account.
+needed. Shards written before sessions were recorded (older results, or shards restored
+from an older store) form one row per model with an empty session. The account covers the
+sessions that produced the current results: a session whose shards were all replaced
+since, or that served none (a server that failed to start), is in the sessions file and
+the server log, not in the account.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -109,6 +112,58 @@ def read_sessions(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     return records
 
 
+def _session_key(model: str, started: Any, pid: Any) -> tuple[str, float | None, Any]:
+    return model, None if started is None else round(float(started), 3), pid
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, TypeError, ValueError):
+        return pid is not None
+    return True
+
+
+def await_sessions(
+    shards: Sequence[Mapping[str, Any]],
+    sessions_files: Sequence[str | Path],
+    timeout_s: float = 300.0,
+    poll_s: float = 0.5,
+) -> list[dict[str, Any]]:
+    """The session records, once every server of this host that answered ``shards`` and
+    has no record yet has stopped (at most ``timeout_s``).
+
+    Outside SLURM the account job can start while Snakemake is still stopping the servers
+    whose shards it reads; a server appends its record as soon as its processes are gone.
+    On a cluster the servers ran in jobs that have ended, on other hosts: nothing to wait for.
+    """
+    host = socket.gethostname()
+    deadline = time.monotonic() + timeout_s
+    waited = False
+    while True:
+        sessions = read_sessions(sessions_files)
+        recorded = {_session_key(s["model"], s.get("started_at"), s.get("pid")) for s in sessions}
+        running = [
+            shard
+            for shard in shards
+            if shard.get("server_host") == host
+            and _session_key(shard["model"], shard.get("server_started_at"), shard.get("server_pid"))
+            not in recorded
+            and _alive(shard.get("server_pid"))
+        ]
+        if not running or time.monotonic() > deadline:
+            break
+        waited = True
+        time.sleep(poll_s)
+    if waited:
+        # The record follows the last process within moments.
+        time.sleep(1.0)
+        sessions = read_sessions(sessions_files)
+    return sessions
+
+
 def union_length(intervals: Sequence[tuple[float, float]]) -> float:
     """Total length covered by ``intervals`` (start, end); overlaps count once."""
     total, reach = 0.0, float("-inf")
@@ -136,11 +191,10 @@ def job_account(shards: Sequence[Mapping[str, Any]], sessions: Sequence[Mapping[
     Sessions are numbered from 1 per model in order of start; an endpoint model's single
     row has session null.
     """
-    stops = {(s["model"], round(float(s["started_at"]), 3), s.get("pid")): s for s in sessions}
+    stops = {_session_key(s["model"], s["started_at"], s.get("pid")): s for s in sessions}
     groups: dict[tuple[str, float | None, Any], list[Mapping[str, Any]]] = {}
     for shard in shards:
-        started = shard.get("server_started_at")
-        key = (shard["model"], None if started is None else round(float(started), 3), shard.get("server_pid"))
+        key = _session_key(shard["model"], shard.get("server_started_at"), shard.get("server_pid"))
         groups.setdefault(key, []).append(shard)
     rows = []
     numbering: dict[str, int] = {}
@@ -183,7 +237,8 @@ def job_account(shards: Sequence[Mapping[str, Any]], sessions: Sequence[Mapping[
                 "requests": sum(int(s.get("requests") or 0) for s in members),
                 "output_tokens": tokens,
                 "generation_s": generation_s,
-                "tokens_per_s": tokens / generation_s if generation_s else None,
+                # Opinion shards ask for one token per question and record none.
+                "tokens_per_s": tokens / generation_s if generation_s and tokens else None,
                 "idle_tail_s": idle_tail_s,
                 "allocation_s": allocation_s,
                 "generating_share": share,
@@ -200,7 +255,8 @@ def write_job_account(
 ) -> pl.DataFrame:
     """Read every shard's provenance and the sessions files; write the account (parquet and CSV)."""
     shard_files = list(shard_files)
-    account = job_account([read_provenance(path) for path in shard_files], read_sessions(sessions_files))
+    shards = [read_provenance(path) for path in shard_files]
+    account = job_account(shards, await_sessions(shards, list(sessions_files)))
     provenance = {
         "stage": "job_account",
         "shards": len(shard_files),

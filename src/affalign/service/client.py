@@ -151,6 +151,7 @@ def served_model_provenance(service: Mapping[str, Any], model_info: Mapping[str,
         # Which server session answered (the job account pairs shards with sessions).
         "server_started_at": service.get("started_at"),
         "server_pid": service.get("pid"),
+        "server_host": service.get("host"),
         # Accelerator, NVIDIA driver, CUDA, torch and vLLM as the server's interpreter saw them.
         "runtime": service.get("runtime"),
     }

@@ -396,7 +396,12 @@ def run_service(
     service_file, server_log = Path(service_file), Path(server_log)
     server_log.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    common: dict[str, Any] = {"model": model, "started_at": started, "server_log": str(server_log)}
+    common: dict[str, Any] = {
+        "model": model,
+        "started_at": started,
+        "host": socket.gethostname(),
+        "server_log": str(server_log),
+    }
     # Registrations left by the consumers of a server that was killed (ignored anyway: their
     # processes are gone).
     shutil.rmtree(consumers_folder(service_file), ignore_errors=True)
@@ -509,11 +514,8 @@ def run_service(
             killed = stop_session(process.pid, process, stop_grace_s)
             if killed:
                 print(f"[affalign] {model}: SIGKILL for {len(killed)} server processes", flush=True)
-        if guard is not None:
-            guard.release()
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-        shutil.rmtree(consumers_folder(service_file), ignore_errors=True)
+        # At once when the server is gone: the job account waits for this record while
+        # the server's process lives (see affalign.service.account).
         if sessions_file is not None:
             record = session_record(
                 model=model,
@@ -524,6 +526,11 @@ def run_service(
                 status=outcome,
             )
             append_session(sessions_file, record)
+        if guard is not None:
+            guard.release()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(consumers_folder(service_file), ignore_errors=True)
         print(f"[affalign] {model} server stopped", flush=True)
 
 
