@@ -618,8 +618,10 @@ def keep_finished_shards_of_failed_groups():
     setting spares only the finished members (--keep-incomplete spares the outputs of
     every failed job of every rule, and records them as complete). Shards are written
     whole or not at all, so a shard that exists is a finished one: keep it, with the
-    metadata Snakemake has just recorded for it, and a rerun does not redo it. Outputs of
-    other rules are removed as before. (tests/test_shard_write_failure.py checks this on
+    metadata Snakemake has just recorded for it. (A rerun still schedules it, because the
+    model's service must run again for the failed shard and Snakemake reruns every
+    consumer of a service that runs; the job then takes the shard from the shard store
+    without a request.) Outputs of other rules are removed as before. (tests/test_shard_write_failure.py checks this on
     each Snakemake version.)"""
     from snakemake.jobs import Job
     from snakemake.logging import logger
@@ -634,7 +636,7 @@ def keep_finished_shards_of_failed_groups():
             if finished:
                 logger.warning(
                     f"affalign: kept the finished shard {', '.join(map(str, finished))} "
-                    "of the failed group (written whole; a rerun does not redo it)"
+                    "of the failed group (written whole; a rerun takes it from the shard store)"
                 )
             skip_outputs = set(skip_outputs) | set(job.output)
         await cleanup(job, skip_outputs)
