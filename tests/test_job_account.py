@@ -74,7 +74,7 @@ def test_one_session_known_truth():
     assert row["tokens_per_s"] == pytest.approx(12.0)
     assert row["idle_tail_s"] == pytest.approx(10.0)
     assert row["allocation_s"] == pytest.approx(90.0)
-    assert row["generating_share"] == pytest.approx(50.0 / 90.0)
+    assert row["generating_share"] == pytest.approx(50.0 / 90.0, abs=1e-6)
     assert row["server_started_at"] == "1970-01-01T00:16:40Z"
 
 

@@ -244,7 +244,10 @@ def job_account(shards: Sequence[Mapping[str, Any]], sessions: Sequence[Mapping[
                 "generating_share": share,
             }
         )
-    return pl.DataFrame(rows, schema=ACCOUNT_SCHEMA)
+    seconds = ["load_s", "generation_s", "tokens_per_s", "idle_tail_s", "allocation_s"]
+    return pl.DataFrame(rows, schema=ACCOUNT_SCHEMA).with_columns(
+        pl.col(seconds).round(3), pl.col("generating_share").round(6)
+    )
 
 
 def write_job_account(
