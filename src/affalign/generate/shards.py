@@ -27,7 +27,7 @@ import polars as pl
 from affalign.generate import postprocess
 from affalign.generate.prompts import GenerationRequest, ShardSpec, build_requests, load_templates
 from affalign.io import content_sha256, file_sha256
-from affalign.service import ServiceClient, publish_shard, restore_shard
+from affalign.service import ServiceClient, publish_shard, restore_shard, shard_timing
 
 SHARD_SCHEMA = {
     "post_id": pl.String,
@@ -221,10 +221,7 @@ def write_generation_shard(
         ),
         "template_ids": sorted({r.template_id for r in requests}),
         "prompts_file": str(prompts_file),
-        "shard_wall_s": round(wall, 3),
-        "began_at": round(began, 3),
-        "ended_at": round(began + wall, 3),
-        "requests": len(requests),
+        **shard_timing(began, wall, len(requests)),
         "output_tokens": int(frame["output_tokens"].sum()),
     }
     publish_shard(frame, provenance, output, kept=kept, client=client, start_timeout_s=server_start_timeout_s)

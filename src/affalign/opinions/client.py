@@ -53,6 +53,7 @@ from affalign.service import (
     ServiceClient,
     publish_shard,
     restore_shard,
+    shard_timing,
 )
 
 ANCHOR = "Answer:"
@@ -429,10 +430,7 @@ def write_opinion_shard(
         "context_text": context_text(method, shard.steering),
         "questions_file": str(questions_file),
         "questions_sha256": file_sha256(questions_file),
-        "shard_wall_s": round(wall, 3),
-        "began_at": round(began, 3),
-        "ended_at": round(began + wall, 3),
-        "requests": len(questions),
+        **shard_timing(began, wall, len(questions)),
     }
     publish_shard(frame, provenance, output, kept=kept, client=client, start_timeout_s=server_start_timeout_s)
     print(f"[affalign] wrote {output}: {len(questions)} questions in {wall:.1f} s", flush=True)

@@ -24,7 +24,7 @@ from affalign.service.client import (
     retry_after_seconds,
     served_model_provenance,
 )
-from affalign.service.consumer import ShardWriteError, publish_shard, restore_shard
+from affalign.service.consumer import ShardWriteError, publish_shard, restore_shard, shard_timing
 from affalign.service.endpoint import (
     EndpointClient,
     EndpointError,
@@ -49,4 +49,5 @@ __all__ = [
     "restore_shard",
     "retry_after_seconds",
     "served_model_provenance",
+    "shard_timing",
 ]

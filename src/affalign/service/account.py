@@ -35,6 +35,7 @@ import os
 import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -116,13 +117,15 @@ def _session_key(model: str, started: Any, pid: Any) -> tuple[str, float | None,
     return model, None if started is None else round(float(started), 3), pid
 
 
-def _alive(pid: Any) -> bool:
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, TypeError, ValueError):
-        return pid is not None
+    except PermissionError:  # someone else's process: alive
+        return True
     return True
 
 
@@ -178,7 +181,7 @@ def union_length(intervals: Sequence[tuple[float, float]]) -> float:
 def _iso(seconds: float | None) -> str | None:
     if seconds is None:
         return None
-    return pl.Series([seconds * 1e6]).cast(pl.Datetime("us", "UTC")).dt.strftime("%Y-%m-%dT%H:%M:%SZ")[0]
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def job_account(shards: Sequence[Mapping[str, Any]], sessions: Sequence[Mapping[str, Any]]) -> pl.DataFrame:

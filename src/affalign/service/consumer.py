@@ -20,6 +20,17 @@ from affalign.io import place_file, write_table
 from affalign.service.client import ServiceClient, ServiceUnavailable
 
 
+def shard_timing(began: float, wall: float, requests: int) -> dict[str, Any]:
+    """What a shard's provenance records of its requests for the job account
+    (:mod:`affalign.service.account`): when they began and ended (Unix seconds) and how many."""
+    return {
+        "shard_wall_s": round(wall, 3),
+        "began_at": round(began, 3),
+        "ended_at": round(began + wall, 3),
+        "requests": requests,
+    }
+
+
 class ShardWriteError(RuntimeError):
     """A shard's output could not be written (its rows may be kept in the shard store)."""
 
