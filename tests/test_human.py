@@ -3,6 +3,7 @@ group values matched or refused, and tables without posts."""
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -55,6 +56,39 @@ def ingest(frame, **kwargs):
 def run(frame, **kwargs):
     result = ingest(frame, **kwargs)
     return result.posts, result.dropped
+
+
+def run_ingest_job(tmp_path: Path, source: Path, *, drop_unknown_groups: bool = False) -> dict[str, str]:
+    """The ingest job's entry point on ``source`` with this file's study; its outputs."""
+    outputs = {
+        name: str(tmp_path / "out" / file)
+        for name, file in {
+            "posts": "posts.parquet",
+            "dropped": "dropped.csv",
+            "users": "users.csv",
+            "quality": "quality.csv",
+            "report": "quality.md",
+        }.items()
+    }
+    run_ingest(
+        issue="covid",
+        table=str(source),
+        outputs=outputs,
+        source={
+            "columns": COLUMNS,
+            "group_from": "column",
+            "topic_from": "column",
+            "url_fields": ["url"],
+            "drop_unknown_groups": drop_unknown_groups,
+        },
+        topics=TOPICS,
+        keywords={},
+        groups=GROUPS,
+        topic_assignment={"min_posts_per_group": 0},
+        ideology={},
+        domain_table=None,
+    )
+    return outputs
 
 
 def test_normalises_and_counts_what_it_leaves_out():
@@ -209,34 +243,7 @@ def test_the_job_shows_group_warnings_on_the_console_and_records_the_switch(tmp_
         side=["Liberal", "conservative", "liberal", "conservative", "moderate", "liberal"],
         subject=["masks", "masks", "vaccines", "vaccines", "masks", "vaccines"],
     ).write_csv(source)
-    outputs = {
-        name: str(tmp_path / "out" / file)
-        for name, file in {
-            "posts": "posts.parquet",
-            "dropped": "dropped.csv",
-            "users": "users.csv",
-            "quality": "quality.csv",
-            "report": "quality.md",
-        }.items()
-    }
-    run_ingest(
-        issue="covid",
-        table=str(source),
-        outputs=outputs,
-        source={
-            "columns": COLUMNS,
-            "group_from": "column",
-            "topic_from": "column",
-            "url_fields": ["url"],
-            "drop_unknown_groups": True,
-        },
-        topics=TOPICS,
-        keywords={},
-        groups=GROUPS,
-        topic_assignment={"min_posts_per_group": 0},
-        ideology={},
-        domain_table=None,
-    )
+    outputs = run_ingest_job(tmp_path, source, drop_unknown_groups=True)
     console = capfd.readouterr().err
     assert "affalign: WARNING: issue 'covid': 1 rows of column 'side' (group) were matched" in console
     assert "affalign: WARNING: issue 'covid': 1 rows left out because column 'side'" in console
@@ -290,26 +297,7 @@ def test_the_job_shows_topic_warnings_in_its_log_and_on_the_console(tmp_path, ca
     table(side=["liberal", "conservative", "liberal", "conservative", "liberal", "conservative"]).write_csv(
         source
     )
-    run_ingest(
-        issue="covid",
-        table=str(source),
-        outputs={
-            name: str(tmp_path / "out" / name) for name in ("posts", "dropped", "users", "quality", "report")
-        },
-        source={
-            "columns": COLUMNS,
-            "group_from": "column",
-            "topic_from": "column",
-            "url_fields": ["url"],
-            "drop_unknown_groups": False,
-        },
-        topics=TOPICS,
-        keywords={},
-        groups=GROUPS,
-        topic_assignment={"min_posts_per_group": 0},
-        ideology={},
-        domain_table=None,
-    )
+    run_ingest_job(tmp_path, source)
     warning = (
         "WARNING: issue 'covid': 1 rows of column 'subject' (topic) hold values that are not topics of "
         "the study (issues.covid.topics) and are left out: 'schools' (1 row)"
@@ -369,25 +357,5 @@ def test_the_ingest_job_checks_for_rows_before_reading(tmp_path):
         HumanDataError,
         match=r"posts\.jsonl: the table has no posts \(0 rows\); config key human\.covid\.path",
     ):
-        run_ingest(
-            issue="covid",
-            table=str(source),
-            outputs={
-                name: str(tmp_path / "out" / name)
-                for name in ("posts", "dropped", "users", "quality", "report")
-            },
-            source={
-                "columns": COLUMNS,
-                "group_from": "column",
-                "topic_from": "column",
-                "url_fields": ["url"],
-                "drop_unknown_groups": False,
-            },
-            topics=TOPICS,
-            keywords={},
-            groups=GROUPS,
-            topic_assignment={"min_posts_per_group": 0},
-            ideology={},
-            domain_table=None,
-        )
+        run_ingest_job(tmp_path, source)
     assert not (tmp_path / "out").exists()
