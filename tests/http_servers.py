@@ -5,11 +5,14 @@
   log-probabilities). Each request is recorded with its arrival time.
 * :class:`RecordingProxy` forwards every request to a real server and records, on the
   server's side of the connection, how many generation requests were in flight at once.
+  It can hold the first generation requests back until a number of them are in flight, so
+  that whether parallel jobs overlap does not depend on how fast each one starts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -91,14 +94,41 @@ class StubEndpoint(ThreadedServer):
 
 class RecordingProxy(ThreadedServer):
     """Forwards requests to ``target`` unchanged (headers included) and records each one and
-    the peak number of generation requests in flight at once."""
+    the peak number of generation requests in flight at once.
 
-    def __init__(self, target: str) -> None:
+    With ``hold_until_in_flight=k``, generation requests wait before being forwarded until
+    ``k`` of them are in flight at once, or ``hold_timeout_s`` has passed since the first one;
+    after that the proxy forwards without waiting. Jobs whose start-up takes longer than their
+    requests (a loaded two-core machine) would otherwise overlap by chance only: held, they
+    overlap whenever the client lets them, and a client that does not shows up as a peak
+    below ``k`` after one timeout."""
+
+    def __init__(
+        self, target: str, hold_until_in_flight: int | None = None, hold_timeout_s: float = 60.0
+    ) -> None:
         self.target = target
         self.seen: list[Seen] = []
         self.in_flight = 0
         self.peak = 0
         self._session: ClientSession | None = None
+        self._hold_until = hold_until_in_flight
+        self._hold_timeout_s = hold_timeout_s
+        self._released: asyncio.Event | None = None
+        self._first_held_at: float | None = None
+
+        async def hold() -> None:
+            if self._hold_until is None:
+                return
+            if self._released is None:  # made on the server's loop
+                self._released = asyncio.Event()
+                self._first_held_at = time.monotonic()
+            if self.in_flight >= self._hold_until:
+                self._released.set()
+            remaining = self._hold_timeout_s - (time.monotonic() - self._first_held_at)
+            if not self._released.is_set() and remaining > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._released.wait(), timeout=remaining)
+            self._released.set()
 
         async def handle(request: web.Request) -> web.StreamResponse:
             data = await request.read()
@@ -110,6 +140,8 @@ class RecordingProxy(ThreadedServer):
                 self.in_flight += 1
                 self.peak = max(self.peak, self.in_flight)
             try:
+                if counted:
+                    await hold()
                 if self._session is None:  # made on the server's loop, unbounded
                     self._session = ClientSession(
                         connector=TCPConnector(limit=0), timeout=ClientTimeout(total=600)

@@ -248,10 +248,16 @@ def test_the_concurrency_limit_holds_across_parallel_shard_jobs(server, tmp_path
     limits = {"max_concurrency": 4, "shard_jobs": 2}
     targets = generation_targets("tiny", TOPICS)
     peaks = {}
-    for name, extra in (("limited", ()), ("unlimited", ("--resources", "endpoint_tiny=100"))):
+    # The proxy holds the first requests until one more than a single job's share is in
+    # flight: two jobs then overlap whenever the limit lets them, however slowly each starts.
+    runs = (
+        ("limited", (), limits["max_concurrency"]),
+        ("unlimited", ("--resources", "endpoint_tiny=100"), limits["max_concurrency"] + 1),
+    )
+    for name, extra, hold_until in runs:
         workdir = tmp_path / name
         workdir.mkdir()
-        with RecordingProxy(server.url) as proxy:
+        with RecordingProxy(server.url, hold_until_in_flight=hold_until, hold_timeout_s=60) as proxy:
             config = study({"tiny": endpoint(proxy.url, **limits)}, TOPICS, n_per_shard=24, max_tokens=24)
             result = run(workdir, config, targets, "--cores", "8", *extra)
             peaks[name] = proxy.peak
