@@ -98,6 +98,8 @@ gpu-runtime)
   "$dir/bin/python" - <<'EOF'
 import torch, vllm
 import vllm.entrypoints.launchers.api_server.entry  # the OpenAI-compatible server affalign starts
+# The model-side jobs the workflow runs with this interpreter (runtime.python).
+import affalign.service.server, affalign.generate.job, affalign.opinions.job, affalign.classify.job
 print("[affalign] torch", torch.__version__, "CUDA", torch.version.cuda, "| vllm", vllm.__version__)
 EOF
   # FlashInfer otherwise downloads and compiles its kernels when a server starts, which an

@@ -213,3 +213,60 @@ def test_operational_settings_rerun_nothing_and_content_settings_do(study, tmp_p
         changed = run(content, "--dry-run")
         assert changed.returncode == 0, changed.stdout[-3000:] + changed.stderr[-3000:]
         assert job_counts(changed.stdout) == {"generate_endpoint": 1, "total": 1}, changed.stdout
+
+
+# --- The model runtime needs no Snakemake -------------------------------------------------
+
+
+def interpreter_without(tmp_path: Path, module: str) -> Path:
+    """An interpreter for ``python -m MODULE ARGS`` in which ``module`` cannot be imported,
+    as in an environment installed without it (the GPU runtime lock holds no Snakemake)."""
+    wrapper = tmp_path / "runtime-without" / "python"
+    wrapper.parent.mkdir(parents=True)
+    wrapper.write_text(
+        f"#!{sys.executable}\n"
+        "import runpy, sys\n"
+        f"sys.modules[{module!r}] = None  # import {module} raises ModuleNotFoundError\n"
+        "assert sys.argv[1] == '-m', sys.argv\n"
+        "sys.argv = [sys.argv[2], *sys.argv[3:]]\n"
+        "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
+    )
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def test_model_side_jobs_run_in_a_runtime_without_snakemake(study, tmp_path):
+    """The GPU runtime is installed from locks/gpu-runtime.txt, which holds no Snakemake
+    (Snakemake's many dependencies only narrow what vLLM can be installed with): a shard
+    job and a transformer classification job really run with an interpreter that cannot
+    import it."""
+    from tiny_models import build_tiny_bert_classifier
+
+    runtime_lock = (REPO / "locks" / "gpu-runtime.txt").read_text()
+    assert not [line for line in runtime_lock.splitlines() if line.lower().startswith("snakemake")]
+    workdir, config = study
+    requests: list[int] = []
+    with StubEndpoint(answer_generation(requests)) as stub:
+        config = with_endpoint_and_transformer(workdir, config)
+        config["models"]["hosted"]["endpoint"]["base_url"] = f"{stub.url}/v1"
+        config["classifiers"]["tiny-emotion"]["model"] = str(
+            build_tiny_bert_classifier(tmp_path / "emotion", ["anger", "joy"])
+        )
+        config["generation"]["n_per_shard"] = 3
+        runtime = interpreter_without(tmp_path, "snakemake")
+        config["runtime"] = {"python": str(runtime)}
+        shard = "hosted/covid-19/mask-mandates/default"
+        # One classification job per model: every shard of the endpoint model is generated.
+        target = f"results/classify/tiny-emotion/generated/{shard}.parquet"
+        configfile = write_config(workdir / "study.yaml", config)
+        result = run_snakemake(workdir, "--", target, configfile=configfile, env={KEY_VARIABLE: KEY})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    shards = list((workdir / "results" / "generated" / "hosted").rglob("*.parquet"))
+    assert len(requests) == 3 * len(shards) and (workdir / target).is_file()
+    for log in (f"logs/generate/{shard}.log", "logs/classify/tiny-emotion/generated/hosted.log"):
+        assert (workdir / log).read_text().splitlines()[0] == f"[affalign] interpreter: {sys.executable}", log
+    # The wrapper really hides Snakemake from the jobs it runs.
+    probe = subprocess.run(
+        [str(runtime), "-m", "snakemake", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert probe.returncode != 0 and "snakemake" in probe.stderr
