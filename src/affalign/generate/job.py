@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from affalign.generate.prompts import ShardSpec
     from affalign.generate.shards import Sampling, write_generation_shard
-    from affalign.service import EndpointClient, EndpointSpec
+    from affalign.service.consumer import consumer_options
 
     settings = json.loads(args.settings)
     shard = ShardSpec(
@@ -51,28 +51,15 @@ def main(argv: list[str] | None = None) -> int:
         prompt_type=args.prompt_type,
         count=settings["n_per_shard"],
     )
-    # An endpoint model (rule generate_endpoint) is reached at its base URL, not through a
-    # service file.
-    client = (
-        EndpointClient(EndpointSpec.from_config(args.model, {"endpoint": json.loads(args.endpoint)}))
-        if args.endpoint
-        else None
-    )
+    options = consumer_options(args)
     run_logged(
         args.log,
         lambda: write_generation_shard(
             shard,
             model_info=settings,
-            service_file=args.service_file,
-            server_log=args.server_log,
-            output=args.output,
             prompts_file=args.prompts,
             sampling=Sampling(settings["max_tokens"], settings["temperature"], settings["top_p"]),
-            max_in_flight=args.max_in_flight,
-            server_start_timeout_s=args.server_start_timeout,
-            request_timeout_s=args.request_timeout,
-            store=args.store,
-            client=client,
+            **options,
         ),
     )
     return 0

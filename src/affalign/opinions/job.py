@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from affalign.opinions.client import OpinionShard, Scoring, read_logprob_support, write_opinion_shard
     from affalign.opinions.positional import Steering
-    from affalign.service import EndpointClient, EndpointSpec
+    from affalign.service.consumer import consumer_options
 
     settings = json.loads(args.settings)
     shard = OpinionShard(
@@ -54,14 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         chat=settings["chat"],
         chat_template_kwargs=settings["chat_template_kwargs"],
     )
-    # An endpoint model (rule opinion_shard_endpoint): its base URL instead of a service
-    # file, and the log-probability method detected before the run when it is left to "auto".
-    endpoint = (
-        EndpointSpec.from_config(args.model, {"endpoint": json.loads(args.endpoint)})
-        if args.endpoint
-        else None
-    )
-    client = EndpointClient(endpoint) if endpoint else None
+    options = consumer_options(args)
+    # An endpoint model (rule opinion_shard_endpoint): the log-probability method detected
+    # before the run when it is left to "auto".
+    endpoint = options["client"].spec if options["client"] else None
     detected = read_logprob_support(args.detected, endpoint) if endpoint else None
     run_logged(
         args.log,
@@ -70,15 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             model_info=settings,
             questions_file=args.questions,
             scoring=scoring,
-            service_file=args.service_file,
-            server_log=args.server_log,
-            output=args.output,
-            max_in_flight=args.max_in_flight,
-            server_start_timeout_s=args.server_start_timeout,
-            request_timeout_s=args.request_timeout,
-            client=client,
             detected=detected,
-            store=args.store,
+            **options,
         ),
     )
     return 0

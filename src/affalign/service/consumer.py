@@ -10,7 +10,9 @@ moment one of them fails, and their requests in flight would be lost.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,29 @@ import polars as pl
 
 from affalign.io import place_file, write_table
 from affalign.service.client import ServiceClient, ServiceUnavailable
+from affalign.service.endpoint import EndpointClient, EndpointSpec
+
+
+def consumer_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of a shard writer (generation or opinions) given by the flags of
+    :func:`affalign.io.add_consumer_flags`: where it reads and writes, how it runs, and
+    ``client``, an endpoint model's client reached at its base URL (None for a model the
+    workflow serves, reached through its service file)."""
+    client = (
+        EndpointClient(EndpointSpec.from_config(args.model, {"endpoint": json.loads(args.endpoint)}))
+        if args.endpoint
+        else None
+    )
+    return {
+        "service_file": args.service_file,
+        "server_log": args.server_log,
+        "output": args.output,
+        "store": args.store,
+        "max_in_flight": args.max_in_flight,
+        "server_start_timeout_s": args.server_start_timeout,
+        "request_timeout_s": args.request_timeout,
+        "client": client,
+    }
 
 
 def shard_timing(began: float, wall: float, requests: int) -> dict[str, Any]:
