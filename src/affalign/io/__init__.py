@@ -29,7 +29,14 @@ from affalign.io.files import (
     file_sha256,
     place_file,
 )
-from affalign.io.jobs import CONSUMER_MODULES, add_consumer_flags, missing_module, run_logged, start_job
+from affalign.io.jobs import (
+    CONSUMER_MODULES,
+    add_consumer_flags,
+    missing_module,
+    pid_alive,
+    run_logged,
+    start_job,
+)
 from affalign.io.parquet import read_provenance, write_csv, write_table
 from affalign.io.tables import (
     TableError,
@@ -57,6 +64,7 @@ __all__ = [
     "derive_seed",
     "file_sha256",
     "missing_module",
+    "pid_alive",
     "place_file",
     "probe_runtime",
     "read_provenance",

@@ -1,11 +1,13 @@
-"""Glue for jobs: logging to the rule's log file, clear failures, and the command-line
-flags shared by the consumers of a model (generation and opinion shard jobs)."""
+"""Glue for jobs: logging to the rule's log file, clear failures, the command-line flags
+shared by the consumers of a model (generation and opinion shard jobs), and whether a
+process they wait on is still there."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import importlib
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -19,6 +21,19 @@ Result = TypeVar("Result")
 # What a consumer of a model needs beyond the package's own dependencies: the HTTP client
 # of the service and of endpoints.
 CONSUMER_MODULES = ("aiohttp",)
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this pid exists on this host (another user's counts)."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def add_consumer_flags(parser: argparse.ArgumentParser) -> None:

@@ -41,7 +41,7 @@ from typing import Any
 
 import polars as pl
 
-from affalign.io import read_provenance, write_csv, write_table
+from affalign.io import pid_alive, read_provenance, write_csv, write_table
 
 ACCOUNT_SCHEMA = {
     "model": pl.String,
@@ -117,18 +117,6 @@ def _session_key(model: str, started: Any, pid: Any) -> tuple[str, float | None,
     return model, None if started is None else round(float(started), 3), pid
 
 
-def _alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
 def await_sessions(
     shards: Sequence[Mapping[str, Any]],
     sessions_files: Sequence[str | Path],
@@ -154,7 +142,7 @@ def await_sessions(
             if shard.get("server_host") == host
             and _session_key(shard["model"], shard.get("server_started_at"), shard.get("server_pid"))
             not in recorded
-            and _alive(shard.get("server_pid"))
+            and pid_alive(shard.get("server_pid"))
         ]
         if not running or time.monotonic() > deadline:
             break

@@ -36,6 +36,8 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from affalign.io import pid_alive
+
 RETRIES = 5
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 Result = TypeVar("Result")
@@ -82,16 +84,6 @@ def is_healthy(url: str, timeout: float = 2.0) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _start_time(pid: int) -> str | None:
@@ -215,7 +207,7 @@ class ServiceClient:
                     f"Server log: {self.server_log}"
                 )
             seen_pid = service.get("pid", seen_pid)
-            if isinstance(seen_pid, int) and not _pid_alive(seen_pid):
+            if isinstance(seen_pid, int) and not pid_alive(seen_pid):
                 raise ServiceUnavailable(
                     f"the model server (pid {seen_pid}) is gone; see its log {self.server_log}"
                 )
@@ -259,7 +251,7 @@ class ServiceClient:
             status, error = current.get("status"), current.get("error", "")
             return f"the model server's status changed to {status!r}: {error}"
         pid = current.get("pid")
-        if isinstance(pid, int) and not _pid_alive(pid):
+        if isinstance(pid, int) and not pid_alive(pid):
             return f"the model server (pid {pid}) is gone"
         return None
 
