@@ -171,6 +171,3 @@ def accelerator_provenance(runtime: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a probe that outputs record."""
     keys = ("python", "python_version", "accelerator", "driver", "cuda", "torch", "vllm", "gpus_allocated")
     return {key: runtime.get(key) for key in keys}
-
-
-# --- The interpreter of a model-side job, said first in its log -------------------------

@@ -1,4 +1,5 @@
-"""What a consumer of a model's server does with its finished shard.
+"""What a consumer of a model's server does with its finished shard, and the options its
+command line gives it (:func:`consumer_options`).
 
 Both consumers (the generate and the opinion shard jobs) keep every finished shard in a
 shard store, under the hash of what determines its content, before writing its output, and
