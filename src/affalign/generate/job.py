@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from affalign.generate.prompts import ShardSpec
     from affalign.generate.shards import Sampling, write_generation_shard
-    from affalign.service.consumer import consumer_options
+    from affalign.service import consumer_options
 
     settings = json.loads(args.settings)
     shard = ShardSpec(

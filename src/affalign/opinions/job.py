@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from affalign.opinions.client import OpinionShard, Scoring, read_logprob_support, write_opinion_shard
     from affalign.opinions.positional import Steering
-    from affalign.service.consumer import consumer_options
+    from affalign.service import consumer_options
 
     settings = json.loads(args.settings)
     shard = OpinionShard(

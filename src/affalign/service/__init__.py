@@ -24,7 +24,13 @@ from affalign.service.client import (
     retry_after_seconds,
     served_model_provenance,
 )
-from affalign.service.consumer import ShardWriteError, publish_shard, restore_shard, shard_timing
+from affalign.service.consumer import (
+    ShardWriteError,
+    consumer_options,
+    publish_shard,
+    restore_shard,
+    shard_timing,
+)
 from affalign.service.endpoint import (
     EndpointClient,
     EndpointError,
@@ -44,6 +50,7 @@ __all__ = [
     "ServiceUnavailable",
     "ShardWriteError",
     "budget_problems",
+    "consumer_options",
     "endpoint_config_problems",
     "publish_shard",
     "restore_shard",
