@@ -7,6 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import REPO
+from polars.testing import assert_frame_equal
 
 from affalign.opinions.survey import SurveyError, read_questions, read_survey
 
@@ -281,6 +282,53 @@ def test_rounded_percentages_and_rounded_shares_pass(tmp_path):
     typo = percentages.replace("q2,overall,Smaller,39", "q2,overall,Smaller,3.9")
     (warning,) = distribution_survey(tmp_path, typo)[1]
     assert "question 'q2', group 'overall': the weights sum to 63.9, not 100 (± 5)" in warning
+
+
+def counts_table(sums: dict[str, int]) -> str:
+    """A distribution table of respondent counts: per group, q1 splits its sum 50/30/15/5 %,
+    q2 40/60 % (the same shares as DISTRIBUTION, so the normalised table is the same)."""
+    rows = []
+    for group, n in sums.items():
+        rows += [f"q1,{group},{o},{n * w / 100:g}\n" for o, w in [("Good", 50), ("Fair", 30), ("Poor", 15)]]
+        rows += [f"q1,{group},Refused,{n * 5 / 100:g}\n", f"q2,{group},Smaller,{n * 40 / 100:g}\n"]
+        rows.append(f"q2,{group},Bigger,{n * 60 / 100:g}\n")
+    return "question_id,group,option,weight\n" + "".join(rows)
+
+
+def test_respondent_counts_are_read_with_one_line_and_normalised(tmp_path):
+    answers = counts_table({"liberal": 120, "conservative": 400, "overall": 1774})
+    table, warnings = distribution_survey(tmp_path, answers)
+    assert warnings == [
+        f"{tmp_path}/answers.csv: weights read as respondent counts (sums 120–1774 per question and "
+        "group); normalised per question and group"
+    ]
+    shares, _ = distribution_survey(tmp_path)
+    # The same distributions as from the shares (counts are shares times the group's size).
+    assert_frame_equal(table.drop("weight"), shares.drop("weight"), check_exact=False, rel_tol=1e-12)
+    assert cell(table, "q1", "overall", "A", "weight") == pytest.approx(887.0)
+
+
+@pytest.mark.parametrize(
+    ("sums", "off"),
+    [
+        # A sum of 100 may be a percentage: every pair is then off the scale 1 (and named).
+        ({"liberal": 100, "conservative": 400, "overall": 1774}, 6),
+        # A group of one respondent sums to 1, a share: the other two groups' pairs are named.
+        ({"liberal": 120, "conservative": 1, "overall": 1774}, 4),
+    ],
+)
+def test_counts_with_a_sum_near_100_or_below_the_count_minimum_warn_per_pair(tmp_path, sums, off):
+    _, warnings = distribution_survey(tmp_path, counts_table(sums))
+    assert len(warnings) == off, warnings
+    assert all("the weights sum to" in warning and "not 1 (± 0.05)" in warning for warning in warnings)
+
+
+def test_shares_with_one_pair_off_scale_are_not_read_as_counts(tmp_path):
+    # Every other pair sums to 1: the one that sums to 5.5 is a typo, named, not a count.
+    answers = DISTRIBUTION.replace("q2,liberal,Bigger,0.6", "q2,liberal,Bigger,5.1")
+    _, warnings = distribution_survey(tmp_path, answers)
+    (warning,) = warnings
+    assert "question 'q2', group 'liberal': the weights sum to 5.5, not 1" in warning
 
 
 def test_weight_warnings_are_capped(tmp_path):

@@ -12,7 +12,8 @@ Inputs (CSV, parquet or JSON lines; read, never modified):
 
   - ``distribution``: ``question_id``, ``group``, ``option``, ``weight``: the (weighted)
     share of the group that chose the option, as shares (summing to 1 per question and
-    group) or percentages (summing to 100), normalised per question and group. It must
+    group), percentages (summing to 100) or weighted respondent counts (as survey crosstabs
+    are often published), normalised per question and group. It must
     hold the group ``overall`` (everyone) as well as every compared group, and one row per
     (question, group, option) at most (a repeated row is an error, not summed).
   - ``responses``: one row per respondent, a group column, a survey-weight column and one
@@ -35,7 +36,9 @@ Warnings (the survey is usable, but probably not as meant; :func:`survey_warning
   :data:`WEIGHT_SUM_TOLERANCE` (5 %) away from the table's scale (1, or 100 when the
   median sum is near 100): rounding published percentages to whole points moves a sum
   by at most 0.5 point per option, so 5 % tolerates rounding for up to 10 options while
-  a typo such as 5.8 for 0.58 stands out.
+  a typo such as 5.8 for 0.58 stands out. A table whose (question, group) sums all exceed
+  :data:`COUNT_SUM_MINIMUM` (1.5) with none near 100 holds respondent counts: it has no
+  scale to miss, and one line says it was read so (:func:`weight_sum_warnings`).
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ LETTERS = string.ascii_uppercase
 QUESTION_COLUMNS = ("question_id", "question", "option", "ordinal")
 DISTRIBUTION_COLUMNS = ("question_id", "group", "option", "weight")
 WEIGHT_SUM_TOLERANCE = 0.05
+# Shares off by a typo still have most sums near 1: only a table whose every sum exceeds
+# this (and none is near 100) is read as respondent counts.
+COUNT_SUM_MINIMUM = 1.5
 MAX_WEIGHT_WARNINGS = 10
 OUTLIER_GAP_FACTOR = 5.0
 # Whole option texts (lower case, parentheses dropped, split at "/", ",", ";", " or ") that
@@ -327,10 +333,14 @@ def weight_sum_warnings(
 ) -> list[str]:
     """Warnings for distribution-form (question, group) weights far from summing to the scale.
 
-    The scale is 100 when the median sum over the table's (question, group) pairs lies
-    within 5 % of 100 (percentages), else 1 (shares). A pair warns when its sum is more than
-    :data:`WEIGHT_SUM_TOLERANCE` × scale away; at most :data:`MAX_WEIGHT_WARNINGS` are named,
-    then one line counts the rest. Only ``groups`` are looked at (other rows are unused).
+    Counts: when every (question, group) sum exceeds :data:`COUNT_SUM_MINIMUM` and none lies
+    within :data:`WEIGHT_SUM_TOLERANCE` of 100, the weights are respondent counts (a crosstab
+    of weighted counts); they have no common sum, so one line says they were read as counts,
+    with the range of the sums, and no pair warns. Otherwise the scale is 100 when the median
+    sum over the table's pairs lies within 5 % of 100 (percentages), else 1 (shares). A pair
+    warns when its sum is more than :data:`WEIGHT_SUM_TOLERANCE` × scale away; at most
+    :data:`MAX_WEIGHT_WARNINGS` are named, then one line counts the rest. Only ``groups``
+    are looked at (other rows are unused).
     """
     sums = (
         weights.filter(pl.col("group").is_in(list(groups)))
@@ -339,8 +349,14 @@ def weight_sum_warnings(
     )
     if sums.height == 0:
         return []
-    median = statistics.median(sums["weight"].to_list())
-    scale = 100.0 if abs(median - 100.0) <= WEIGHT_SUM_TOLERANCE * 100.0 else 1.0
+    totals = sums["weight"].to_list()
+    if all(_reads_as_counts(total) for total in totals):
+        return [
+            f"{path}: weights read as respondent counts (sums {_sum_text(min(totals))}–"
+            f"{_sum_text(max(totals))} per question and group); normalised per question and group"
+        ]
+    median = statistics.median(totals)
+    scale = 100.0 if _near_percent(median) else 1.0
     off = [
         (qid, group, total)
         for qid, group, total in sums.iter_rows()
@@ -358,6 +374,21 @@ def weight_sum_warnings(
             f"sum to {scale:g} (± {WEIGHT_SUM_TOLERANCE * scale:g})"
         )
     return warnings
+
+
+def _near_percent(total: float) -> bool:
+    """Whether a sum lies within :data:`WEIGHT_SUM_TOLERANCE` of 100 (a percentage scale)."""
+    return abs(total - 100.0) <= WEIGHT_SUM_TOLERANCE * 100.0
+
+
+def _reads_as_counts(total: float) -> bool:
+    """Whether a (question, group) sum fits a count: above any share, and not a percentage."""
+    return total > COUNT_SUM_MINIMUM and not _near_percent(total)
+
+
+def _sum_text(total: float) -> str:
+    """A weight sum for a message: four significant digits, whole numbers from 10,000 on."""
+    return f"{total:.0f}" if total >= 1e4 else f"{total:.4g}"
 
 
 def weights_from_responses(
