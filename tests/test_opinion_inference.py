@@ -19,6 +19,7 @@ from affalign.opinions.resampling import (
     resampled_means,
     slope_through_origin,
 )
+from affalign.opinions.survey import TOPICS_SCHEMA
 from affalign.stats import benjamini_hochberg, holm, percentile_interval
 
 SETTINGS = InferenceSettings(replicates=400, confidence=0.95, permutations=2000, seed=11)
@@ -194,10 +195,20 @@ def test_slope_and_consistency_tables():
     slope = tables["steerability_slope"].row(0, named=True)
     assert slope["slope"] == pytest.approx(expected) and slope["n_groups"] == 2
     assert slope["slope_low"] <= slope["slope"] <= slope["slope_high"]
+    # Two surveys but no topic categories: consistency is null, not 1 or 0.5 over the surveys.
+    row = tables["consistency"].filter(pl.col("context") == "default").row(0, named=True)
+    assert row["best_group"] == "lib" and row["consistency"] is None and row["n_topics"] == 0
+    assert "no topic categories" in row["consistency_note"]
+    topics = pl.DataFrame(
+        {"survey": surveys, "question_id": [f"q{q:03d}" for q in range(20)], "topic": surveys},
+        schema=TOPICS_SCHEMA,
+    )
+    tables = compare_opinions(alignment_frame(cells, surveys), human_frame({}), SETTINGS, topics)
     row = tables["consistency"].filter(pl.col("context") == "default").row(0, named=True)
     # Overall lib: mean 0.65 + 0.15 = 0.80 beats con 0.75; econ prefers con, science lib.
     assert row["best_group"] == "lib" and row["consistency"] == pytest.approx(0.5)
     assert row["n_surveys"] == 2 and row["n_groups"] == 2  # overall is not a candidate
+    assert row["n_topics"] == 2 and row["consistency_note"] is None
 
 
 def test_tables_are_seeded_and_a_new_model_leaves_the_others_unchanged():

@@ -9,7 +9,7 @@ import pytest
 from conftest import REPO
 from polars.testing import assert_frame_equal
 
-from affalign.opinions.survey import SurveyError, read_questions, read_survey
+from affalign.opinions.survey import SurveyError, question_topics, read_questions, read_survey
 
 QUESTIONS = """question_id,question,option,ordinal,refusal
 q1,Rate the economy,Good,1,false
@@ -187,8 +187,49 @@ def test_demo_surveys_read_in_both_forms():
     )
     for table in (science, economy):
         assert set(table["group"]) == {"liberal", "conservative", "overall"}
+        assert table["topic"].null_count() == 0  # every demo question has topic categories
         sums = table.group_by("question_id", "group").agg(pl.col("p").sum())
         assert sums["p"].to_list() == pytest.approx([1.0] * sums.height)
+
+
+# --- topic categories ------------------------------------------------------------------------
+
+TOPICS = """question_id,question,option,ordinal,refusal,topic
+q1,Rate the economy,Good,1,false, Economy ;Inequality;;Economy
+q1,Rate the economy,Fair,2,false,
+q1,Rate the economy,Poor,3,false,Inequality; Economy
+q1,Rate the economy,Refused,,true,
+q2,Smaller or bigger government?,Smaller,1,no,
+q2,Smaller or bigger government?,Bigger,2,no,
+"""
+
+
+def test_topic_categories_are_split_stripped_and_given_once_per_question(tmp_path):
+    q1, q2 = read_questions(write(tmp_path, "q.csv", TOPICS))
+    # Split at ";", stripped, empty parts and repeats dropped; empty rows inherit; the same
+    # categories in another order on a later row are the same categories.
+    assert q1.topics == ("Economy", "Inequality") and q2.topics == ()
+    assert read_questions(write(tmp_path, "q.csv", QUESTIONS))[0].topics == ()  # no column
+
+
+def test_a_question_with_other_topics_on_a_later_row_is_an_error(tmp_path):
+    questions = TOPICS.replace("Poor,3,false,Inequality; Economy", "Poor,3,false,Health")
+    message = (
+        r"column 'topic' row 3: question 'q1' has the topics \['Health'\] here but "
+        r"\['Economy', 'Inequality'\] on row 1"
+    )
+    with pytest.raises(SurveyError, match=message):
+        read_questions(write(tmp_path, "q.csv", questions))
+
+
+def test_the_survey_table_carries_each_questions_topics(tmp_path):
+    table = survey(tmp_path, questions=TOPICS)
+    per_question = table.group_by("question_id").agg(pl.col("topic").unique()).sort("question_id")
+    assert per_question.rows() == [("q1", ["Economy;Inequality"]), ("q2", [None])]
+    assert question_topics(table).rows() == [("s", "q1", "Economy"), ("s", "q1", "Inequality")]
+    without = survey(tmp_path)
+    assert without["topic"].null_count() == without.height and question_topics(without).height == 0
+    assert question_topics(without.drop("topic")).height == 0  # a table from before the column
 
 
 # --- duplicated rows, unflagged refusals, weights that do not sum to 1 ----------------------

@@ -30,16 +30,24 @@ so differences are paired and adding a model leaves the others' intervals unchan
   Benjamini–Hochberg adjustments (``p_holm``, ``p_bh``) across one family: every
   differential test of the run (all models, methods and groups). Needs at least two groups
   steered towards with that method.
-* **consistency** (Santurkar et al. 2023): per model and context, the fraction of topics on
-  which the group the model represents best (highest ``R`` over the topic's questions,
-  ``overall`` aside) is the group it represents best over all questions. A topic is a survey
-  topic (an ``opinions.surveys`` entry); the paper computes it per demographic attribute
-  (ideology, education, income) and averages, here all compared groups form one set.
+* **consistency** (Santurkar et al. 2023): per model and context, the fraction of topic
+  categories on which the group the model represents best (highest ``R`` over the
+  category's questions, ``overall`` aside) is the group it represents best over all its
+  questions (``best_group``), as in OpinionQA's reference code (its coarse topics). The
+  categories are the questions tables' ``topic`` column
+  (:func:`~affalign.opinions.survey.question_topics`): a question with several categories
+  counts in each, one without any counts in the overall best only, and a name shared by two
+  surveys is one category (as a topic spans Pew waves). Ties agree when the two sets of best
+  groups share a group. With fewer than two categories among the context's questions, or
+  fewer than two compared groups, the value would be 1 by construction: it is null, and
+  ``consistency_note`` says why (:func:`consistency_warnings` gives the log line).
+  The paper computes it per demographic attribute (ideology, education, income) and
+  averages; here all compared groups form one set.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +62,7 @@ from affalign.opinions.resampling import (
     resampled_means,
     slope_through_origin,
 )
-from affalign.opinions.survey import OVERALL
+from affalign.opinions.survey import OVERALL, TOPIC_COLUMN, TOPICS_SCHEMA
 from affalign.stats import benjamini_hochberg, holm, percentile_interval, sign_flip_p_values
 
 HUMAN_AVG = "human (avg)"
@@ -125,6 +133,8 @@ CONSISTENCY_SCHEMA = {
     "consistency": pl.Float64,
     "n_surveys": pl.Int64,
     "n_groups": pl.Int64,
+    "n_topics": pl.Int64,
+    "consistency_note": pl.String,
 }
 
 
@@ -198,13 +208,21 @@ class _ModelCells:
 
 
 def compare_opinions(
-    alignment: pl.DataFrame, human_alignment: pl.DataFrame, settings: InferenceSettings
+    alignment: pl.DataFrame,
+    human_alignment: pl.DataFrame,
+    settings: InferenceSettings,
+    topics: pl.DataFrame | None = None,
 ) -> dict[str, pl.DataFrame]:
     """Every published opinion table (see the module docstring) from the per-question
     alignments of the models (:func:`~affalign.opinions.positional.question_alignment`) and
     of the groups with ``overall``
-    (:func:`~affalign.opinions.positional.human_question_alignment`)."""
+    (:func:`~affalign.opinions.positional.human_question_alignment`).
+
+    ``topics`` holds the questions' topic categories, one row per (survey, question_id,
+    topic) (:func:`~affalign.opinions.survey.question_topics`); without it consistency is
+    null (see the module docstring)."""
     questions = question_index(alignment, human_alignment)
+    categories = topic_masks(questions, pl.DataFrame(schema=TOPICS_SCHEMA) if topics is None else topics)
     counts = question_resamples(
         questions.height, settings.replicates, derive_seed(settings.seed, "opinions", "question-resamples")
     )
@@ -224,7 +242,7 @@ def compare_opinions(
         parts["steerability"].append(steerability)
         parts["steerability_slope"].append(slope)
         parts["differential_steerability"].append(_differential(data, counts, settings))
-        parts["consistency"].append(_consistency(data, questions))
+        parts["consistency"].append(_consistency(data, questions, categories))
     schemas = {
         "representativeness": REPRESENTATIVENESS_SCHEMA,
         "steerability": STEERABILITY_SCHEMA,
@@ -332,11 +350,24 @@ def _adjusted(differential: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _consistency(data: _ModelCells, questions: pl.DataFrame) -> pl.DataFrame:
+def topic_masks(questions: pl.DataFrame, topics: pl.DataFrame) -> dict[str, np.ndarray]:
+    """Per topic category (sorted by name), which columns of the question index belong to it.
+
+    A question with several categories is in each mask; categories of questions outside the
+    index are dropped.
+    """
+    located = topics.join(questions, on=QUESTION_KEYS, how="inner")
+    masks: dict[str, np.ndarray] = {}
+    for topic, q in located.select(TOPIC_COLUMN, "q").sort(TOPIC_COLUMN, "q").iter_rows():
+        masks.setdefault(topic, np.zeros(questions.height, dtype=bool))[q] = True
+    return masks
+
+
+def _consistency(
+    data: _ModelCells, questions: pl.DataFrame, categories: Mapping[str, np.ndarray]
+) -> pl.DataFrame:
+    topic_scores = {topic: row_means(data.values[:, mask])[0] for topic, mask in categories.items()}
     surveys = questions["survey"].to_numpy()
-    topic_scores = {
-        survey: row_means(data.values[:, surveys == survey])[0] for survey in sorted(set(surveys))
-    }
     groups = data.cells["group"].to_list()
     contexts = data.cells.select("context", "method", "steered_group").rows()
     rows = []
@@ -345,15 +376,50 @@ def _consistency(data: _ModelCells, questions: pl.DataFrame) -> pl.DataFrame:
         if not members:
             continue
         overall = {groups[i]: data.point[i] for i in members}
-        by_topic = [{groups[i]: scores[i] for i in members} for scores in topic_scores.values()]
-        used = [topic for topic in by_topic if best_groups(topic)]
+        by_topic = {topic: {groups[i]: scores[i] for i in members} for topic, scores in topic_scores.items()}
+        used = [topic for topic, scores in by_topic.items() if best_groups(scores)]
+        asked = np.isfinite(data.values[members]).any(axis=0)
+        note = consistency_note(used, len(members), bool(categories))
+        value = consistency(overall, [by_topic[topic] for topic in used]) if note is None else None
         rows.append(
             (
-                data.model, *context, ", ".join(sorted(best_groups(overall))),
-                consistency(overall, by_topic), len(used), len(members),
+                data.model, *context, ", ".join(sorted(best_groups(overall))), value,
+                len(set(surveys[asked])), len(members), len(used), note,
             )
         )  # fmt: skip
     return _frame(rows, CONSISTENCY_SCHEMA)
+
+
+def consistency_note(topics: Sequence[str], n_groups: int, any_topics: bool) -> str | None:
+    """Why a context's consistency is null, or ``None`` when it is computed.
+
+    ``topics`` are the categories among the context's questions, ``n_groups`` the compared
+    groups, ``any_topics`` whether any question of the run has a category. With one category
+    or one group the best group agrees with itself: 1 by construction, not a measurement.
+    """
+    if n_groups < 2:
+        return f"{n_groups} group compared; consistency needs at least two"
+    if not any_topics:
+        return (
+            f"no topic categories: the questions tables have no {TOPIC_COLUMN!r} column (or it is "
+            "empty); consistency needs at least two categories"
+        )
+    if len(topics) < 2:
+        named = f" ({', '.join(repr(t) for t in topics)})" if topics else ""
+        return (
+            f"{len(topics)} topic categor{'y' if len(topics) == 1 else 'ies'}{named} among the "
+            "context's questions; consistency needs at least two"
+        )
+    return None
+
+
+def consistency_warnings(table: pl.DataFrame) -> list[str]:
+    """One line per distinct reason the consistency table holds nulls, with how many rows."""
+    notes = table.filter(pl.col("consistency_note").is_not_null())
+    return [
+        f"consistency is empty for {n} of {table.height} model × context rows: {note}"
+        for note, n in notes.group_by("consistency_note", maintain_order=True).len().iter_rows()
+    ]
 
 
 def human_baselines(

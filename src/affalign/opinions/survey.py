@@ -5,7 +5,12 @@ Inputs (CSV, parquet or JSON lines; read, never modified):
 * **questions**: one row per answer option, in the order the options are shown, with the
   columns ``question_id``, ``question`` (the same text on every row of a question),
   ``option`` (its text), ``ordinal`` (a number; required for every option that is not a
-  refusal) and, optionally, ``refusal`` (true/false, 1/0, yes/no; default false).
+  refusal) and, optionally, ``refusal`` (true/false, 1/0, yes/no; default false) and
+  ``topic``: the question's topic categories, separated by ``;`` ("Economy; Inequality"),
+  which consistency compares the model's best-represented group over (as OpinionQA's
+  coarse topics; a question may have several). Give them on the question's first row or
+  repeat them; rows that leave ``topic`` empty inherit it, rows that give other categories
+  are an error. Categories are names: the same name in two surveys is one category.
   Options get the letters A, B, C, ... in row order; refusal options ("Refused", "Don't
   know") keep their letter but are left out of the opinion distribution.
 * **answers**, in one of two forms:
@@ -22,7 +27,8 @@ Inputs (CSV, parquet or JSON lines; read, never modified):
     whatever their group.
 
 Human distributions are over the ordinal options (refusals left out) and the refusal rate
-is the refusal weight over the total weight. Every problem is a :class:`SurveyError`
+is the refusal weight over the total weight. The survey table repeats each question's topic
+categories on its rows (``topic``, joined by ``;``, null without any). Every problem is a :class:`SurveyError`
 naming the file, column and row (1-based data rows; a CSV header is not a row).
 
 Warnings (the survey is usable, but probably not as meant; :func:`survey_warnings`):
@@ -59,6 +65,8 @@ OVERALL = "overall"
 FORMS = ("distribution", "responses")
 LETTERS = string.ascii_uppercase
 QUESTION_COLUMNS = ("question_id", "question", "option", "ordinal")
+TOPIC_COLUMN = "topic"
+TOPIC_SEPARATOR = ";"
 DISTRIBUTION_COLUMNS = ("question_id", "group", "option", "weight")
 WEIGHT_SUM_TOLERANCE = 0.05
 # Shares off by a typo still have most sums near 1: only a table whose every sum exceeds
@@ -93,7 +101,9 @@ SURVEY_SCHEMA = {
     "p_ordinal": pl.Float64,
     "refusal_rate": pl.Float64,
     "n_responses": pl.Int64,
+    "topic": pl.String,
 }
+TOPICS_SCHEMA = {"survey": pl.String, "question_id": pl.String, "topic": pl.String}
 
 
 class SurveyError(ValueError):
@@ -104,7 +114,8 @@ class SurveyError(ValueError):
 class Question:
     """One multiple-choice question: options in display order, their ordinals and refusal flags.
 
-    ``ordinals`` holds ``None`` for refusal options.
+    ``ordinals`` holds ``None`` for refusal options; ``topics`` are its topic categories in
+    the order given (none when the questions table has no ``topic`` column).
     """
 
     id: str
@@ -112,6 +123,7 @@ class Question:
     options: tuple[str, ...]
     ordinals: tuple[float | None, ...]
     refusal: tuple[bool, ...]
+    topics: tuple[str, ...] = ()
 
     @property
     def letters(self) -> tuple[str, ...]:
@@ -152,12 +164,20 @@ def _flag(path: str | Path, row: int, value: str | None) -> bool:
     raise SurveyError(f"{path}: column 'refusal' row {row}: {value!r} is not true/false")
 
 
+def parse_topics(value: str | None) -> tuple[str, ...]:
+    """Topic categories from one ``topic`` cell: split at ``;``, stripped, empty parts and
+    repeats dropped, in the order given."""
+    parts = (part.strip() for part in (value or "").split(TOPIC_SEPARATOR))
+    return tuple(dict.fromkeys(part for part in parts if part))
+
+
 def parse_questions(frame: pl.DataFrame, path: str | Path = "questions") -> list[Question]:
     """Questions from a questions table (all columns text), in order of first appearance."""
     _require(path, frame, QUESTION_COLUMNS)
     if frame.height == 0:
         raise SurveyError(f"{path}: the table has no rows (no questions)")
     has_refusal = "refusal" in frame.columns
+    has_topic = TOPIC_COLUMN in frame.columns
     collected: dict[str, dict] = {}
     for row, record in enumerate(frame.iter_rows(named=True), start=1):
         qid = (record["question_id"] or "").strip()
@@ -173,10 +193,20 @@ def parse_questions(frame: pl.DataFrame, path: str | Path = "questions") -> list
         if not refusal or (record["ordinal"] or "").strip():
             ordinal = _number(path, "ordinal", row, record["ordinal"])
         entry = collected.setdefault(
-            qid, {"text": text, "options": [], "ordinals": [], "refusal": [], "rows": []}
+            qid, {"text": text, "options": [], "ordinals": [], "refusal": [], "rows": [], "topics": None}
         )
         if entry["text"] != text:
             raise SurveyError(f"{path}: row {row}: question {qid!r} has another text than on its first row")
+        topics = parse_topics(record[TOPIC_COLUMN]) if has_topic else ()
+        if topics and entry["topics"] is None:
+            entry["topics"] = (topics, row)
+        elif topics and set(topics) != set(entry["topics"][0]):
+            first_topics, first = entry["topics"]
+            raise SurveyError(
+                f"{path}: column {TOPIC_COLUMN!r} row {row}: question {qid!r} has the topics "
+                f"{list(topics)} here but {list(first_topics)} on row {first}; give them once or "
+                "repeat them"
+            )
         if option in entry["options"]:
             first = entry["rows"][entry["options"].index(option)]
             raise SurveyError(
@@ -203,6 +233,7 @@ def parse_questions(frame: pl.DataFrame, path: str | Path = "questions") -> list
                 options=tuple(entry["options"]),
                 ordinals=tuple(entry["ordinals"]),
                 refusal=tuple(entry["refusal"]),
+                topics=entry["topics"][0] if entry["topics"] else (),
             )
         )
     return questions
@@ -450,6 +481,7 @@ def human_distributions(
     columns = ["question_id", "group", "option", "weight", "n_responses"]
     lookup = {(q, g, o): (w, n) for q, g, o, w, n in weights.select(columns).iter_rows()}
     for question in questions:
+        topic = TOPIC_SEPARATOR.join(question.topics) or None
         for group in wanted:
             cells = [lookup.get((question.id, group, option), (0.0, None)) for option in question.options]
             values = [cell[0] for cell in cells]
@@ -468,10 +500,26 @@ def human_distributions(
                     (
                         survey, question.id, group, LETTERS[i], option, question.ordinals[i], refusal,
                         value, value / total, None if refusal else value / ordinal_total, refusal_rate,
-                        (count or 0) if counted else None,
+                        (count or 0) if counted else None, topic,
                     )
                 )  # fmt: skip
     return pl.DataFrame(rows, schema=SURVEY_SCHEMA, orient="row")
+
+
+def question_topics(survey_table: pl.DataFrame) -> pl.DataFrame:
+    """One row per (survey, question, topic category) of survey tables (:data:`TOPICS_SCHEMA`).
+
+    A question with several categories has a row for each; one without any has none. A
+    survey table without the ``topic`` column (written before it existed) has no categories.
+    """
+    if TOPIC_COLUMN not in survey_table.columns:
+        return pl.DataFrame(schema=TOPICS_SCHEMA)
+    rows = {
+        (survey, qid, topic)
+        for survey, qid, value in survey_table.select("survey", "question_id", TOPIC_COLUMN).iter_rows()
+        for topic in parse_topics(value)
+    }
+    return pl.DataFrame(sorted(rows), schema=TOPICS_SCHEMA, orient="row")
 
 
 def read_survey(

@@ -4,7 +4,8 @@ Outputs (see the ``Snakefile`` header): the human distributions per survey topic
 question alignment; representativeness per model × context × group; human baselines;
 steerability, its slope and differential steerability; consistency; refusal rates (see
 :mod:`~affalign.opinions.comparisons`). Parquet files carry their provenance; CSVs are for
-reading. Survey warnings go to the job's log and to the console.
+reading. Survey warnings, and why consistency is null when it is, go to the job's log and to
+the console.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import polars as pl
 
 from affalign.io import read_provenance, write_csv, write_table
 from affalign.opinions import positional as opinions
-from affalign.opinions.comparisons import InferenceSettings, compare_opinions
-from affalign.opinions.survey import read_survey
+from affalign.opinions.comparisons import InferenceSettings, compare_opinions, consistency_warnings
+from affalign.opinions.survey import question_topics, read_survey
 
 
 def print_warning(warning: str) -> None:
@@ -71,15 +72,20 @@ def run_opinion_tables(
     outputs: Mapping[str, str],
     inference: InferenceSettings,
 ) -> None:
-    """Join every opinion shard with the survey distributions and write the tables."""
+    """Join every opinion shard with the survey distributions and write the tables.
+
+    Consistency is computed over the questions' topic categories (the survey tables'
+    ``topic``); when it is null, one line per reason goes to the log and the console.
+    """
     model = pl.concat([pl.read_parquet(path) for path in shards])
-    human = pl.concat([pl.read_parquet(path) for path in surveys])
+    # Diagonal: a survey table written before the topic column existed has no topics.
+    human = pl.concat([pl.read_parquet(path) for path in surveys], how="diagonal_relaxed")
     alignment = opinions.question_alignment(model, human)
-    results = {
-        "alignment": alignment,
-        **compare_opinions(alignment, opinions.human_question_alignment(human), inference),
-        "refusals": opinions.refusal_rates(model, human),
-    }
+    topics = question_topics(human)
+    compared = compare_opinions(alignment, opinions.human_question_alignment(human), inference, topics)
+    for warning in consistency_warnings(compared["consistency"]):
+        print_warning(warning)
+    results = {"alignment": alignment, **compared, "refusals": opinions.refusal_rates(model, human)}
     scoring = {read_provenance(path).get("scoring", {}).get("mode") for path in shards}
     provenance = {
         "stage": "opinions",
@@ -87,6 +93,9 @@ def run_opinion_tables(
         "intervals": "percentile, resampling questions with replacement (same resamples for every table)",
         "tests": "two-sided paired sign-flip permutation over questions (differential steerability); "
         "Holm and BH across all its tests",
+        "consistency": "over the topic categories of the questions (questions table column 'topic'); "
+        "null with fewer than two categories or groups",
+        "topic_categories": sorted(topics["topic"].unique().to_list()),
         "bootstrap_replicates": inference.replicates,
         "confidence": inference.confidence,
         "permutations": inference.permutations,
