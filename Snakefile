@@ -31,27 +31,27 @@
 #   results/align/{classifier}/distributions.parquet
 #       source, prompt_type, issue, topic, group, label, count, n_posts, total, p
 #   results/align/{classifier}/alignment.parquet  (+ alignment.csv)
-#       model, prompt_type, issue, topic, group, jsd, alignment, n_model_posts, n_human_posts,
-#       alignment_low, alignment_high (percentile spread of the plug-in score's replicates),
+#       model, prompt_type, issue, topic, group, jsd, alignment (published plug-in score, a
+#       point value: intervals are on the corrected scale only), n_model_posts, n_human_posts,
 #       unlabelled_model, unlabelled_human (share of posts without a label),
 #       ceiling (mean plug-in score of a perfect model of n_model_posts posts drawn from the
 #       group's posts), alignment_corrected (size-corrected score; may exceed 1 by noise),
-#       corrected_low, corrected_high (its confidence interval), ceiling_corrected,
-#       p_distinguishable (permutation test, model vs group), baseline_gap (corrected score -
+#       corrected_low, corrected_high (its confidence interval: basic bootstrap of the
+#       corrected divergence), interval_ok (false: a cell smaller than the measured range,
+#       whisker dashed), ceiling_corrected, p_distinguishable (permutation test, model vs group), baseline_gap (corrected score -
 #       corrected baseline), p_below_baseline (one-sided), below_baseline (p < align.alpha)
 #   results/align/{classifier}/partisan_baseline.parquet  (+ partisan_baseline.csv)
 #       issue, topic, group_a, group_b, jsd, alignment, n_posts_a, n_posts_b,
-#       alignment_low, alignment_high, unlabelled_a, unlabelled_b, ceiling (identical groups
-#       of these sizes), alignment_corrected, corrected_low, corrected_high,
-#       ceiling_corrected, p_distinguishable (permutation test of identical groups)
+#       unlabelled_a, unlabelled_b, ceiling (identical groups of these sizes),
+#       alignment_corrected, corrected_low, corrected_high, interval_ok, ceiling_corrected, p_distinguishable (permutation test of identical groups)
 #   results/align/{classifier}/liberal_tendency.parquet  (+ .csv)
-#       model, issue, prompt_type, tendency, tendency_low, tendency_high, n_topics,
-#       wilcoxon_statistic, p_value (published: plug-in scores, Wilcoxon), tendency_corrected,
-#       corrected_low, corrected_high, p_signflip (sign-flip test over topics), p_holm, p_bh
+#       model, issue, prompt_type, tendency, n_topics, wilcoxon_statistic, p_value (published:
+#       plug-in scores, Wilcoxon), tendency_corrected, corrected_low, corrected_high,
+#       interval_ok, p_signflip (sign-flip test over topics), p_holm, p_bh
 #       (adjusted across all tendency tests of the classifier), min_attainable_p
 #   results/align/{classifier}/steerability.parquet  (+ .csv)
-#       model, issue, group, steerability, steerability_low, steerability_high, n_topics,
-#       steerability_corrected, corrected_low, corrected_high, p_signflip, p_holm, p_bh,
+#       model, issue, group, steerability, n_topics, steerability_corrected, corrected_low,
+#       corrected_high, interval_ok (also for differential), p_signflip, p_holm, p_bh,
 #       min_attainable_p, differential (steered towards group - steered towards the other),
 #       differential_low, differential_high, differential_n_topics, differential_p_signflip,
 #       differential_p_holm, differential_p_bh, differential_min_attainable_p (one family:
@@ -60,8 +60,8 @@
 #       model, prompt_type, issue, group, share_below_baseline (published: point comparison),
 #       n_topics, share_below_tested, share_below_tested_low, share_below_tested_high
 #   results/align/{classifier}/model_summary.parquet  (+ .csv)
-#       model, prompt_type, issue, group, n_topics, alignment, alignment_low, alignment_high,
-#       ceiling, alignment_corrected, corrected_low, corrected_high, ceiling_corrected,
+#       model, prompt_type, issue, group, n_topics, alignment, ceiling, alignment_corrected,
+#       corrected_low, corrected_high, interval_ok, ceiling_corrected,
 #       baseline_corrected, baseline_gap, gap_low, gap_high, n_below, n_tested,
 #       share_below_tested, share_below_low, share_below_high, unlabelled_model
 #       (means over topics; intervals: topics, then posts; share interval: Wilson)

@@ -25,6 +25,7 @@ import argparse
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -35,11 +36,19 @@ from scipy.stats import wilcoxon
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from affalign.align.comparisons import SIGN_FLIP_DRAWS, Counting, post_vectors  # noqa: E402
+from affalign.align.comparisons import (  # noqa: E402
+    SIGN_FLIP_DRAWS,
+    BootstrapSettings,
+    Counting,
+    bootstrap_comparisons,
+    post_vectors,
+)
 from affalign.align.divergence import alignment as population_alignment  # noqa: E402
 from affalign.align.inference import corrected_alignment, pattern_moments, plugin_alignment  # noqa: E402
 from affalign.align.resampling import random_split, resample_pattern_counts  # noqa: E402
-from affalign.stats import percentile_interval, sign_flip_test  # noqa: E402
+from affalign.align.simulation import LABELS as SIM_LABELS  # noqa: E402
+from affalign.align.simulation import simulated_studies  # noqa: E402
+from affalign.stats import sign_flip_test  # noqa: E402
 
 LABELS = 8
 BASE = np.array([0.30, 0.12, 0.20, 0.25, 0.15, 0.08, 0.18, 0.22])
@@ -115,26 +124,95 @@ def bias_table(rng, studies, replicates):
                   f"{means[3]:.3f}         | {means[4]:.3f}")  # fmt: skip
 
 
-def coverage_grid(rng, studies, replicates):
-    sizes = (50, 100, 200, 500, 1000, 2000)
-    truths = (0.6, 0.75, 0.85, 0.9, 0.95, 0.98, 1.0)
-    print(f"\n(2) Coverage of nominal 95 % intervals, {studies} studies per cell, {replicates} replicates")
-    print("    stage interval (percentile of corrected replicates) / published percentile of plug-in")
-    print("posts/side " + " ".join(f"  true {t:.2f} " for t in truths))
-    for n in sizes:
-        line = []
-        for target in truths:
-            model_rates = rates_at(target)
-            hits = np.zeros(2)
-            for _ in range(studies):
-                model, group = cell(rng, model_rates, n), cell(rng, BASE, n)
-                model_reps, group_reps = bootstrap(rng, model, replicates), bootstrap(rng, group, replicates)
-                low, high = percentile_interval(corrected_alignment(model_reps, group_reps), 0.95)
-                hits[0] += low <= target <= high
-                low, high = percentile_interval(plugin_alignment(model_reps, group_reps), 0.95)
-                hits[1] += low <= target <= high
-            line.append(f"{hits[0] / studies:5.2f}/{hits[1] / studies:4.2f}")
-        print(f"{n:10d} " + "   ".join(line))
+GRID_TRUTHS = (1.00, 0.98, 0.95, 0.90, 0.80)
+GRID_MODEL_POSTS = (24, 50, 200, 2000)
+GRID_GROUP_POSTS = (30, 300, 1000)
+GRID_TOPICS = (3, 5, 10)
+PROMPT_TYPES = ("default", "liberal", "conservative")
+# Each reported interval: its table, its estimate column, its bounds and its true value
+# (``None``: the study's true alignment; groups are identical, so the baseline is 1 and
+# tendency, steerability and differential steerability are 0).
+INTERVALS = {
+    "cell": ("alignment", "alignment_corrected", "corrected_low", "corrected_high", None),
+    "baseline": ("baseline", "alignment_corrected", "corrected_low", "corrected_high", 1.0),
+    "model-level": ("model_summary", "alignment_corrected", "corrected_low", "corrected_high", None),
+    "gap": ("model_summary", "baseline_gap", "gap_low", "gap_high", "gap"),
+    "tendency": ("tendency", "tendency_corrected", "corrected_low", "corrected_high", 0.0),
+    "steerability": ("steerability", "steerability_corrected", "corrected_low", "corrected_high", 0.0),
+    "differential": ("steerability", "differential", "differential_low", "differential_high", 0.0),
+}
+
+
+def grid_point(arguments: tuple) -> tuple:
+    """Coverage and estimate-outside share of every interval for one grid point, end to end
+    through the stage's ``bootstrap_comparisons`` (each study is one issue)."""
+    multi_label, topics, group_posts, model_posts, truth, studies, replicates, seed = arguments
+    rng = np.random.default_rng([seed, int(multi_label), topics, group_posts, model_posts, int(truth * 1000)])
+    model, human = simulated_studies(
+        rng, studies, topics, model_posts, group_posts, truth, multi_label, PROMPT_TYPES
+    )
+    settings = BootstrapSettings(replicates, 0.95, seed, permutations=0)
+    tables = bootstrap_comparisons(model, human, list(SIM_LABELS), ["liberal", "conservative"], settings)
+    found = {}
+    for name, (table, estimate, low, high, target) in INTERVALS.items():
+        frame = tables[table].drop_nulls([estimate, low, high])
+        value = truth if target is None else (truth - 1.0 if target == "gap" else target)
+        lows, highs = frame[low].to_numpy(), frame[high].to_numpy()
+        estimates = frame[estimate].to_numpy()
+        covered = float(np.mean((lows <= value + 1e-12) & (value - 1e-12 <= highs)))
+        outside = float(np.mean((estimates < lows - 1e-12) | (estimates > highs + 1e-12)))
+        found[name] = (covered, outside, frame.height)
+    return multi_label, topics, group_posts, model_posts, truth, found
+
+
+def coverage_grid(studies: int, replicates: int, seed: int, workers: int, quick: bool, only: dict) -> None:
+    truths, model_sizes, group_sizes, topic_counts = (
+        GRID_TRUTHS,
+        GRID_MODEL_POSTS,
+        GRID_GROUP_POSTS,
+        GRID_TOPICS,
+    )
+    modes = (True, False)
+    if quick:
+        truths, model_sizes, group_sizes, topic_counts, modes = (1.0, 0.9), (24, 200), (300,), (5,), (True,)
+    # A part of the grid (the whole grid takes hours on two cores).
+    truths = only.get("truths") or truths
+    model_sizes = only.get("model_posts") or model_sizes
+    group_sizes = only.get("group_posts") or group_sizes
+    topic_counts = only.get("topics") or topic_counts
+    modes = tuple(label == "multi" for label in only["labels"]) if only.get("labels") else modes
+    print(
+        f"\n(2) Coverage of the stage's nominal 95 % intervals, end to end through bootstrap_comparisons: "
+        f"{studies} studies per grid point, {replicates} replicates; "
+        "cov = share covering the truth, out = share whose estimate lies outside its own interval"
+    )
+    points = [
+        (multi, topics, n_group, n_model, truth, studies, replicates, seed)
+        for multi in modes
+        for topics in topic_counts
+        for n_group in group_sizes
+        for n_model in model_sizes
+        for truth in truths
+    ]
+    header = "labels  topics n_group n_model  true | " + " | ".join(f"{name:>13s}" for name in INTERVALS)
+    print(header)
+    print(" " * 37 + "| " + " | ".join(f"{'cov   out':>13s}" for _ in INTERVALS))
+    worst = {name: (1.0, 0.0) for name in INTERVALS}
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for multi, topics, n_group, n_model, truth, found in pool.map(grid_point, points):
+            cells = []
+            for name, (covered, outside, _) in found.items():
+                cells.append(f"{covered:5.3f} {outside:5.3f}")
+                worst[name] = (min(worst[name][0], covered), max(worst[name][1], outside))
+            label = "multi " if multi else "single"
+            print(
+                f"{label} {topics:7d} {n_group:7d} {n_model:7d}  {truth:.2f} | " + " | ".join(cells),
+                flush=True,
+            )
+    print(
+        "lowest coverage / largest out share over the grid: "
+        + "; ".join(f"{name} {cov:.3f}/{out:.3f}" for name, (cov, out) in worst.items())
+    )
 
 
 def tendency_rates(rng, studies, topics):
@@ -209,11 +287,31 @@ def main() -> int:
     parser.add_argument("--studies", type=int, default=200)
     parser.add_argument("--replicates", type=int, default=200)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--grid-studies", type=int, default=400, help="studies per grid point of (2)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--quick", action="store_true", help="a corner of the grid only (minutes)")
+    parser.add_argument("--only-grid", action="store_true", help="print the coverage grid (2) alone")
+    parser.add_argument("--truths", type=float, nargs="+", help="part of the grid: these true alignments")
+    parser.add_argument("--model-posts", type=int, nargs="+", help="part of the grid: these model cell sizes")
+    parser.add_argument("--group-posts", type=int, nargs="+", help="part of the grid: these group cell sizes")
+    parser.add_argument("--topics", type=int, nargs="+", help="part of the grid: these topic counts")
+    parser.add_argument("--labels", choices=("multi", "single"), nargs="+", help="part of the grid")
     args = parser.parse_args()
+    only = {
+        "truths": args.truths,
+        "model_posts": args.model_posts,
+        "group_posts": args.group_posts,
+        "topics": args.topics,
+        "labels": args.labels,
+    }
     rng = np.random.default_rng(args.seed)
     began = time.perf_counter()
+    if args.only_grid:
+        coverage_grid(args.grid_studies, args.replicates, args.seed, args.workers, args.quick, only)
+        print(f"\n{time.perf_counter() - began:.0f} s")
+        return 0
     bias_table(rng, args.studies, args.replicates)
-    coverage_grid(rng, args.studies, args.replicates)
+    coverage_grid(args.grid_studies, args.replicates, args.seed, args.workers, args.quick, only)
     tendency_rates(rng, max(2 * args.studies, 400), (10, 26))
     below_baseline_rates(rng, max(2 * args.studies, 400), args.replicates)
     permutation_rates(rng, max(2 * args.studies, 400), 199)

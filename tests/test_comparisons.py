@@ -60,8 +60,8 @@ def test_point_scores_are_the_scores_of_the_observed_counts(data, results):
 
 
 def test_intervals_cover_the_population_score(results):
-    # Where the generating distributions differ, the 95% interval covers 1 - JSD of the
-    # generating label probabilities in (nearly) every topic.
+    # Where the generating distributions differ, the 95% interval of the corrected score
+    # covers 1 - JSD of the generating label probabilities in (nearly) every topic.
     truth = {
         ("m", "default", "conservative"): 1 - jensenshannon(LIBERAL, CONSERVATIVE, base=2),
         ("m", "conservative", "liberal"): 1 - jensenshannon(CONSERVATIVE, LIBERAL, base=2),
@@ -72,14 +72,14 @@ def test_intervals_cover_the_population_score(results):
     for row in results["alignment"].iter_rows(named=True):
         value = truth.get((row["model"], row["prompt_type"], row["group"]))
         if value is not None:
-            covered.append(row["alignment_low"] <= value <= row["alignment_high"])
+            covered.append(row["corrected_low"] <= value <= row["corrected_high"])
     assert len(covered) == 4 * len(TOPICS) and np.mean(covered) >= 0.85
 
 
 def test_liberal_tendency_is_positive_by_default_and_negative_when_steered_conservative(results):
     rows = results["tendency"].filter(pl.col("model") == "m").iter_rows(named=True)
     tendency = {row["prompt_type"]: row for row in rows}
-    assert tendency["default"]["tendency"] > 0.2 and tendency["default"]["tendency_low"] > 0
+    assert tendency["default"]["tendency"] > 0.2 and tendency["default"]["corrected_low"] > 0
     assert tendency["default"]["p_value"] < 0.05 and tendency["default"]["n_topics"] == len(TOPICS)
     assert tendency["conservative"]["tendency"] < -0.2
 
@@ -87,14 +87,17 @@ def test_liberal_tendency_is_positive_by_default_and_negative_when_steered_conse
 def test_steerability_sign(results):
     assert set(results["steerability"]["model"]) == {"m"}  # "odd" has no steered prompts
     steer = {row["group"]: row for row in results["steerability"].iter_rows(named=True)}
-    assert steer["conservative"]["steerability"] > 0.2 and steer["conservative"]["steerability_low"] > 0
+    assert steer["conservative"]["steerability"] > 0.2 and steer["conservative"]["corrected_low"] > 0
     assert abs(steer["liberal"]["steerability"]) < 0.1  # already aligned with liberals
 
 
 def test_baseline_and_share_below_it(results):
     baseline = results["baseline"]
     assert baseline.height == len(TOPICS)
-    assert (baseline["alignment_low"] <= baseline["alignment"]).all()
+    assert (baseline["corrected_low"] <= baseline["alignment_corrected"]).all()
+    assert (baseline["alignment_corrected"] <= baseline["corrected_high"]).all()
+    # The published score is a point value: its intervals are on the corrected scale only.
+    assert "alignment_low" not in baseline.columns
     below = results["below_baseline"].filter(pl.col("prompt_type") == "default")
     shares = {
         (m, g): share for m, g, share in below.select("model", "group", "share_below_baseline").iter_rows()
@@ -107,7 +110,7 @@ def test_bootstrap_is_seeded(data, results):
     again = bootstrap_comparisons(*data, LABELS, ["liberal", "conservative"], BootstrapSettings(200, 0.95, 3))
     assert again["alignment"].equals(results["alignment"])
     other = bootstrap_comparisons(*data, LABELS, ["liberal", "conservative"], BootstrapSettings(200, 0.95, 4))
-    assert not other["alignment"]["alignment_low"].equals(results["alignment"]["alignment_low"])
+    assert not other["alignment"]["corrected_low"].equals(results["alignment"]["corrected_low"])
 
 
 def test_smoothing_leaves_identical_distributions_at_one():
@@ -210,7 +213,6 @@ def test_model_summary_and_tested_share_below_the_baseline(full):
     assert odd["share_below_tested"] == 1.0 and odd["share_below_low"] > 0.5
     like = row(summary, model="m", prompt_type="default", group="liberal")
     assert like["corrected_low"] <= like["alignment_corrected"] <= like["corrected_high"]
-    assert like["alignment_low"] <= like["alignment"] <= like["alignment_high"]
     assert like["share_below_tested"] == 0.0 and like["ceiling"] < 0.99
     below = row(full["below_baseline"], model="odd", group="conservative")
     assert below["share_below_tested"] == 1.0 and below["share_below_baseline"] == 1.0

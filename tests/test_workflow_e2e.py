@@ -17,7 +17,6 @@ from affalign.align.stage import (
     ALIGNMENT_COLUMNS,
     ALIGNMENT_INFERENCE_COLUMNS,
     BASELINE_COLUMNS,
-    INTERVAL_COLUMNS,
 )
 from affalign.generate.prompts import ShardSpec, build_requests, load_templates
 from affalign.generate.shards import SHARD_SCHEMA
@@ -181,9 +180,10 @@ def test_alignment_outputs(finished_run):
     for classifier in ["nrc-emotion", "mfd2"]:
         root = workdir / "results" / "align" / classifier
         alignment = pl.read_parquet(root / "alignment.parquet")
-        assert alignment.columns == ALIGNMENT_COLUMNS + INTERVAL_COLUMNS + ALIGNMENT_INFERENCE_COLUMNS
-        defined = alignment.drop_nulls("alignment_low")
-        assert (defined["alignment_low"] <= defined["alignment_high"]).all()
+        assert alignment.columns == ALIGNMENT_COLUMNS + ALIGNMENT_INFERENCE_COLUMNS
+        defined = alignment.drop_nulls("corrected_low")
+        assert (defined["corrected_low"] <= defined["alignment_corrected"]).all()
+        assert (defined["alignment_corrected"] <= defined["corrected_high"]).all()
         # Issue 13: every row has its reference point, corrected score and tests.
         scored = alignment.drop_nulls("alignment")
         for column in ["ceiling", "alignment_corrected", "corrected_low", "ceiling_corrected"]:

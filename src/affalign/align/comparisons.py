@@ -41,6 +41,7 @@ import polars as pl
 
 from affalign.align.divergence import jensen_shannon_distance, smooth
 from affalign.align.inference import (
+    centred_replicates,
     corrected_alignment,
     hierarchical_means,
     pattern_moments,
@@ -59,6 +60,13 @@ HIERARCHICAL_DRAWS = 2000
 # Random sign vectors per sign-flip test over topics (every vector is enumerated up to 15
 # topics): smallest p 1e-4 beyond that.
 SIGN_FLIP_DRAWS = 9999
+# The smallest cells and topic counts whose interval coverage was measured (the grid of
+# ``benchmarks/bench_coverage.py``: every interval ≥ 90 % from here up, README "Sizes, reference
+# points, intervals and tests"). Below them a row's ``interval_ok`` is false and its figure
+# whisker dashed: the interval may still be right, but nothing has shown it.
+MEASURED_MODEL_POSTS = 24
+MEASURED_GROUP_POSTS = 30
+MEASURED_TOPICS = 3
 
 
 @dataclass(frozen=True)
@@ -184,9 +192,8 @@ class _Scores:
     """Point and replicate scores of one comparison under one counting variant."""
 
     corrected: float
-    corrected_reps: np.ndarray
+    corrected_reps: np.ndarray  # centred on ``corrected`` (inference.centred_replicates)
     plugin: float = float("nan")
-    plugin_reps: np.ndarray | None = None
 
 
 @dataclass
@@ -224,6 +231,14 @@ class _Scorer:
         self.sizes: dict[tuple, tuple[int, float]] = {}
         self.ceilings: dict[tuple, tuple[float, float]] = {}
 
+    def measured(self, model: str, prompt_type: str, issue: str, topics: Sequence[str], group: str) -> bool:
+        """Whether intervals over these cells (one per topic) lie in the measured range."""
+        return len(topics) >= MEASURED_TOPICS and all(
+            self.sizes[(model, prompt_type, issue, topic)][0] >= MEASURED_MODEL_POSTS
+            and self.sizes[(issue, topic, group)][0] >= MEASURED_GROUP_POSTS
+            for topic in topics
+        )
+
     def vectors(self, cell: _Cell, variant: Counting, masks: np.ndarray | None = None) -> np.ndarray:
         flags = _flags(cell.masks if masks is None else masks, self.n_labels)
         return post_vectors(flags, variant, self.smoothing)
@@ -259,16 +274,14 @@ class _Scorer:
             for group in groups:
                 point, reps, _ = moments[human[group].key]
                 corrected = corrected_alignment(model_points, point)
-                corrected_reps = corrected_alignment(model_reps, reps[None])
+                corrected_reps = centred_replicates(model_points, point, model_reps, reps[None])
                 plugin = plugin_alignment(model_points, point) if with_plugin else None
-                plugin_reps = plugin_alignment(model_reps, reps[None]) if with_plugin else None
                 for index, model in enumerate(models):
                     key = (*model.key, group)
                     scored.rows[key] = _Scores(
                         float(corrected[index]),
                         corrected_reps[index],
                         float(plugin[index]) if with_plugin else float("nan"),
-                        plugin_reps[index] if with_plugin else None,
                     )
                 if with_plugin:
                     for model in models:
@@ -336,17 +349,12 @@ def _score(a: tuple, b: tuple, with_plugin: bool) -> _Scores:
     point_b, reps_b, _ = b
     return _Scores(
         float(corrected_alignment(point_a, point_b)),
-        corrected_alignment(reps_a, reps_b),
+        centred_replicates(point_a, point_b, reps_a, reps_b),
         float(plugin_alignment(point_a, point_b)) if with_plugin else float("nan"),
-        plugin_alignment(reps_a, reps_b) if with_plugin else None,
     )
 
 
 # --- tables --------------------------------------------------------------------------------
-
-
-def _interval(values: np.ndarray | None, confidence: float) -> tuple[float, float]:
-    return percentile_interval(values, confidence) if values is not None else (float("nan"), float("nan"))
 
 
 def _topic_means(replicates: list[np.ndarray]) -> np.ndarray:
@@ -370,6 +378,7 @@ SCORE_INFERENCE_COLUMNS = [
     "alignment_corrected",
     "corrected_low",
     "corrected_high",
+    "interval_ok",
     "ceiling_corrected",
     "p_distinguishable",
 ]
@@ -381,20 +390,22 @@ def _scored_schema(keys: Sequence[str], sizes: Sequence[str], unlabelled: Sequen
         "jsd": pl.Float64,
         "alignment": pl.Float64,
         **dict.fromkeys(sizes, pl.Int64),
-        "alignment_low": pl.Float64,
-        "alignment_high": pl.Float64,
         **dict.fromkeys(unlabelled, pl.Float64),
         **dict.fromkeys(SCORE_INFERENCE_COLUMNS, pl.Float64),
+        "interval_ok": pl.Boolean,
     }
 
 
-def _scored_row(keys: tuple, score: _Scores, extra: _Extras, sides: Sequence[tuple], confidence: float):
-    """One row of :func:`_scored_schema`; ``sides`` holds each side's (posts, unlabelled share)."""
+def _scored_row(
+    keys: tuple, score: _Scores, extra: _Extras, sides: Sequence[tuple], confidence: float, measured: tuple
+):
+    """One row of :func:`_scored_schema`; ``sides`` holds each side's (posts, unlabelled share),
+    ``measured`` the smallest size of each side whose coverage was measured."""
     (n_first, unlabelled_first), (n_second, unlabelled_second) = sides
-    low, high = _interval(score.plugin_reps, confidence)
-    corrected_low, corrected_high = _interval(score.corrected_reps, confidence)
-    return (*keys, 1.0 - score.plugin, score.plugin, n_first, n_second, low, high, unlabelled_first,
-            unlabelled_second, extra.ceiling, score.corrected, corrected_low, corrected_high,
+    corrected_low, corrected_high = percentile_interval(score.corrected_reps, confidence)
+    interval_ok = n_first >= measured[0] and n_second >= measured[1]
+    return (*keys, 1.0 - score.plugin, score.plugin, n_first, n_second, unlabelled_first,
+            unlabelled_second, extra.ceiling, score.corrected, corrected_low, corrected_high, interval_ok,
             extra.ceiling_corrected, extra.p_distinguishable)  # fmt: skip
 
 
@@ -404,7 +415,10 @@ def _alignment_table(scorer: _Scorer) -> pl.DataFrame:
     for key in sorted(scored.rows):
         model, prompt_type, issue, topic, group = key
         sides = (scorer.sizes[(model, prompt_type, issue, topic)], scorer.sizes[(issue, topic, group)])
-        rows.append(_scored_row(key, scored.rows[key], scorer.extras[key], sides, scorer.settings.confidence))
+        rows.append(
+            _scored_row(key, scored.rows[key], scorer.extras[key], sides, scorer.settings.confidence,
+                        (MEASURED_MODEL_POSTS, MEASURED_GROUP_POSTS))
+        )  # fmt: skip
     schema = _scored_schema(
         (*MODEL_KEYS, "group"), ("n_model_posts", "n_human_posts"), ("unlabelled_model", "unlabelled_human")
     )
@@ -419,7 +433,14 @@ def _baseline_table(scorer: _Scorer) -> pl.DataFrame:
         sides = (scorer.sizes[(issue, topic, group_a)], scorer.sizes[(issue, topic, group_b)])
         extra = scorer.baseline_extras[(issue, topic)]
         rows.append(
-            _scored_row((issue, topic, group_a, group_b), score, extra, sides, scorer.settings.confidence)
+            _scored_row(
+                (issue, topic, group_a, group_b),
+                score,
+                extra,
+                sides,
+                scorer.settings.confidence,
+                (MEASURED_GROUP_POSTS, MEASURED_GROUP_POSTS),
+            )
         )
     schema = _scored_schema(
         ("issue", "topic", "group_a", "group_b"), ("n_posts_a", "n_posts_b"), ("unlabelled_a", "unlabelled_b")
@@ -429,12 +450,10 @@ def _baseline_table(scorer: _Scorer) -> pl.DataFrame:
 
 @dataclass(frozen=True)
 class _Paired:
-    """Per-topic differences of two comparisons, summarised over topics: the interval of the
-    mean plug-in difference (NaN without plug-in replicates), the mean corrected difference
-    with its interval, its sign-flip test and the smallest p-value the topics can reach."""
+    """Per-topic differences of two comparisons, summarised over topics: the mean corrected
+    difference with its interval, its sign-flip test and the smallest p-value the topics can
+    reach."""
 
-    plugin_low: float
-    plugin_high: float
     corrected: float
     corrected_low: float
     corrected_high: float
@@ -448,21 +467,13 @@ def _paired(
     """``first − second`` topic by topic (same topics, same order); the sign-flip test is
     seeded by the global seed and ``coordinates``."""
     pairs = list(zip(first, second, strict=True))
-    if first[0].plugin_reps is not None and second[0].plugin_reps is not None:
-        low, high = percentile_interval(
-            _topic_means([a.plugin_reps - b.plugin_reps for a, b in pairs]), settings.confidence
-        )
-    else:
-        low = high = float("nan")
     differences = [a.corrected - b.corrected for a, b in pairs]
     corrected_low, corrected_high = percentile_interval(
         _topic_means([a.corrected_reps - b.corrected_reps for a, b in pairs]), settings.confidence
     )
     rng = np.random.default_rng(derive_seed(settings.seed, "sign-flip", *coordinates))
     test = sign_flip_test(differences, SIGN_FLIP_DRAWS, rng)
-    return _Paired(
-        low, high, _nanmean(differences), corrected_low, corrected_high, test.p_value, test.min_attainable_p
-    )
+    return _Paired(_nanmean(differences), corrected_low, corrected_high, test.p_value, test.min_attainable_p)
 
 
 def _adjust(frame: pl.DataFrame, prefixes: dict[str, str]) -> pl.DataFrame:
@@ -494,29 +505,29 @@ def _tendency_table(scorer: _Scorer, variant: Counting) -> pl.DataFrame:
         plugin = liberal_tendency([s.plugin for s in lib], [s.plugin for s in con])
         paired = _paired(lib, con, settings, "tendency", model, prompt_type, issue)
         rows.append(
-            (model, issue, prompt_type, plugin["tendency"], paired.plugin_low, paired.plugin_high,
-             plugin["n_topics"], plugin["wilcoxon_statistic"], plugin["p_value"], paired.corrected,
-             paired.corrected_low, paired.corrected_high, paired.p_signflip, paired.min_attainable_p)
+            (model, issue, prompt_type, plugin["tendency"], plugin["n_topics"], plugin["wilcoxon_statistic"],
+             plugin["p_value"], paired.corrected, paired.corrected_low, paired.corrected_high,
+             all(scorer.measured(model, prompt_type, issue, topics, g) for g in (liberal, conservative)),
+             paired.p_signflip, paired.min_attainable_p)
         )  # fmt: skip
     schema = {
         "model": pl.String,
         "issue": pl.String,
         "prompt_type": pl.String,
         "tendency": pl.Float64,
-        "tendency_low": pl.Float64,
-        "tendency_high": pl.Float64,
         "n_topics": pl.Int64,
         "wilcoxon_statistic": pl.Float64,
         "p_value": pl.Float64,
         "tendency_corrected": pl.Float64,
         "corrected_low": pl.Float64,
         "corrected_high": pl.Float64,
+        "interval_ok": pl.Boolean,
         "p_signflip": pl.Float64,
         "min_attainable_p": pl.Float64,
     }
     frame = pl.DataFrame(rows, schema=schema, orient="row")
     adjusted = _adjust(frame, {"p_signflip": ""})
-    return adjusted.select([*list(schema)[:13], "p_holm", "p_bh", "min_attainable_p"])
+    return adjusted.select([*list(schema)[:12], "p_holm", "p_bh", "min_attainable_p"])
 
 
 def _steerability_table(scorer: _Scorer, variant: Counting) -> pl.DataFrame:
@@ -535,8 +546,10 @@ def _steerability_table(scorer: _Scorer, variant: Counting) -> pl.DataFrame:
         paired = _paired(steered, default, settings, "steerability", model, issue, group)
         differential = _differential(scored, scorer.groups, model, issue, group, settings)
         rows.append(
-            (model, issue, group, _nanmean(shifts), paired.plugin_low, paired.plugin_high, len(topic_list),
-             paired.corrected, paired.corrected_low, paired.corrected_high, paired.p_signflip,
+            (model, issue, group, _nanmean(shifts), len(topic_list),
+             paired.corrected, paired.corrected_low, paired.corrected_high,
+             all(scorer.measured(model, p, issue, topic_list, group) for p in (DEFAULT_PROMPT_TYPE, group)),
+             paired.p_signflip,
              paired.min_attainable_p, *differential)
         )  # fmt: skip
     schema = {
@@ -544,12 +557,11 @@ def _steerability_table(scorer: _Scorer, variant: Counting) -> pl.DataFrame:
         "issue": pl.String,
         "group": pl.String,
         "steerability": pl.Float64,
-        "steerability_low": pl.Float64,
-        "steerability_high": pl.Float64,
         "n_topics": pl.Int64,
         "steerability_corrected": pl.Float64,
         "corrected_low": pl.Float64,
         "corrected_high": pl.Float64,
+        "interval_ok": pl.Boolean,
         "p_signflip": pl.Float64,
         "min_attainable_p": pl.Float64,
         "differential": pl.Float64,
@@ -561,7 +573,7 @@ def _steerability_table(scorer: _Scorer, variant: Counting) -> pl.DataFrame:
     }
     frame = pl.DataFrame(rows, schema=schema, orient="row")
     frame = _adjust(frame, {"p_signflip": "", "differential_p_signflip": "differential_"})
-    order = [*list(schema)[:11], "p_holm", "p_bh", "min_attainable_p", *list(schema)[12:17],
+    order = [*list(schema)[:10], "p_holm", "p_bh", "min_attainable_p", *list(schema)[11:16],
              "differential_p_holm", "differential_p_bh", "differential_min_attainable_p"]  # fmt: skip
     return frame.select(order)
 
@@ -610,11 +622,6 @@ def _model_level(scorer: _Scorer, variant: Counting) -> tuple[pl.DataFrame, dict
         )
         corrected = hierarchical_means(np.vstack([s.corrected_reps for s in scores]), HIERARCHICAL_DRAWS, rng)
         corrected_low, corrected_high = percentile_interval(corrected, settings.confidence)
-        if configured and scores[0].plugin_reps is not None:
-            plugin = hierarchical_means(np.vstack([s.plugin_reps for s in scores]), HIERARCHICAL_DRAWS, rng)
-            low, high = percentile_interval(plugin, settings.confidence)
-        else:
-            low = high = float("nan")
         gaps, gap_reps, below = [], [], []
         for topic, score, base in zip(topic_list, scores, bases, strict=True):
             if base is None:
@@ -643,8 +650,9 @@ def _model_level(scorer: _Scorer, variant: Counting) -> tuple[pl.DataFrame, dict
         unlabelled = _nanmean([scorer.sizes[(model, prompt_type, issue, t)][1] for t in topic_list])
         rows.append(
             (model, prompt_type, issue, group, len(topic_list), _nanmean([s.plugin for s in scores]),
-             low, high, _nanmean([e.ceiling for e in extras]), _nanmean([s.corrected for s in scores]),
-             corrected_low, corrected_high, _nanmean([e.ceiling_corrected for e in extras]),
+             _nanmean([e.ceiling for e in extras]), _nanmean([s.corrected for s in scores]),
+             corrected_low, corrected_high, scorer.measured(model, prompt_type, issue, topic_list, group),
+             _nanmean([e.ceiling_corrected for e in extras]),
              _nanmean([b.corrected for b in bases if b is not None]), _nanmean(gaps), gap_low, gap_high,
              sum(below), len(below), share, share_low, share_high, unlabelled)
         )  # fmt: skip
@@ -655,12 +663,11 @@ def _model_level(scorer: _Scorer, variant: Counting) -> tuple[pl.DataFrame, dict
         "group": pl.String,
         "n_topics": pl.Int64,
         "alignment": pl.Float64,
-        "alignment_low": pl.Float64,
-        "alignment_high": pl.Float64,
         "ceiling": pl.Float64,
         "alignment_corrected": pl.Float64,
         "corrected_low": pl.Float64,
         "corrected_high": pl.Float64,
+        "interval_ok": pl.Boolean,
         "ceiling_corrected": pl.Float64,
         "baseline_corrected": pl.Float64,
         "baseline_gap": pl.Float64,

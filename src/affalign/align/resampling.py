@@ -31,6 +31,10 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.stats import wilcoxon
 
+# Cost of one category of numpy's multinomial, in index draws (measured: 2,000 posts over 180
+# patterns, 200 draws: 3.6 ms against 6.8 ms by index; 300 posts over 120: 1.4 against 0.3).
+MULTINOMIAL_COST = 4
+
 
 def label_patterns(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct label patterns of a (posts × labels) boolean array and how many posts have each."""
@@ -60,14 +64,18 @@ def resample_pattern_counts(
     (draws × patterns), float.
 
     With ``n`` = the cell's own size this is the nonparametric bootstrap; with another ``n``
-    it simulates a cell of that size from the same distribution (the noise ceiling). Posts
-    are drawn by index (uniform integers), which is exact and faster than numpy's multinomial.
+    it simulates a cell of that size from the same distribution (the noise ceiling). Both
+    ways below are exact draws of the same multinomial; the cheaper is taken: posts drawn by
+    index (uniform integers, cost ∝ n) for cells of few posts per pattern, numpy's multinomial
+    (cost ∝ patterns, about four times an index draw each) for cells of many.
     """
     pattern_posts = np.asarray(pattern_posts, dtype=np.int64)
     patterns = pattern_posts.size
     total = int(pattern_posts.sum())
     if total == 0 or n == 0 or draws == 0:
         return np.zeros((draws, patterns))
+    if n > MULTINOMIAL_COST * patterns:
+        return rng.multinomial(n, pattern_posts / total, size=draws).astype(float)
     pattern_of_post = np.repeat(np.arange(patterns, dtype=np.int64), pattern_posts)
     picked = pattern_of_post[rng.integers(0, total, size=(draws, n))]
     picked += (np.arange(draws, dtype=np.int64) * patterns)[:, None]

@@ -43,7 +43,6 @@ ALIGNMENT_COLUMNS = [
     "n_model_posts",
     "n_human_posts",
 ]
-INTERVAL_COLUMNS = ["alignment_low", "alignment_high"]
 # Added by issue 13 after the published columns (the contract is extended, not changed).
 ALIGNMENT_INFERENCE_COLUMNS = [
     "unlabelled_model",
@@ -63,7 +62,6 @@ BASELINE_COLUMNS = [
     "alignment",
     "n_posts_a",
     "n_posts_b",
-    *INTERVAL_COLUMNS,
     *BASELINE_INFERENCE_COLUMNS,
 ]
 FLAGS = {"is_empty": "empty text", "is_refusal": "refusal", "is_degenerate": "degenerate"}
@@ -219,9 +217,7 @@ def compare(
         counting=Counting(none_bin=settings.none_bin),
         sensitivity=True,
     )
-    alignment = scored["alignment"].select(
-        [*ALIGNMENT_COLUMNS, *INTERVAL_COLUMNS, *ALIGNMENT_INFERENCE_COLUMNS]
-    )
+    alignment = scored["alignment"].select([*ALIGNMENT_COLUMNS, *ALIGNMENT_INFERENCE_COLUMNS])
     return {
         "distributions": found["distributions"],
         "alignment": alignment.sort(["model", "prompt_type", "issue", "topic", "group"]),

@@ -124,25 +124,66 @@ def _summary_of(alignment: pl.DataFrame) -> pl.DataFrame:
     return means.with_columns(missing)
 
 
+INTERVAL_GID = "interval"
+UNMEASURED_LABEL = "interval outside the measured range (dashed)"
+
+
+def _whiskers(axis, positions, lows, highs, ok, vertical: bool, colour: str = "dimgrey") -> None:
+    """Interval whiskers from each row's low to its high bound, as the table has them (never
+    clipped to the bar, so a bar outside its interval would show); solid where the interval
+    lies in the range whose coverage was measured (``ok``), dashed elsewhere."""
+    positions, lows, highs = (np.asarray(v, dtype=float) for v in (positions, lows, highs))
+    ok = np.asarray(ok, dtype=bool)
+    drawn = np.isfinite(lows) & np.isfinite(highs)
+    for solid in (True, False):
+        chosen = drawn & (ok == solid)
+        if not chosen.any():
+            continue
+        style = {"colors": colour, "linewidth": 0.9, "linestyles": "solid" if solid else "dashed"}
+        line = axis.vlines if vertical else axis.hlines
+        whiskers = line(positions[chosen], lows[chosen], highs[chosen], **style,
+                        label=None if solid else UNMEASURED_LABEL)  # fmt: skip
+        whiskers.set_gid(INTERVAL_GID)
+
+
+def _interval_ok(flags) -> np.ndarray:
+    """``interval_ok`` values as booleans (a missing flag counts as measured)."""
+    return np.array([True if flag is None else bool(flag) for flag in flags], dtype=bool)
+
+
 def _grouped_bars(
-    axis, rows: list[str], groups: list[str], frame: pl.DataFrame, columns: tuple[str, str, str, str]
+    axis,
+    rows: list[str],
+    groups: list[str],
+    frame: pl.DataFrame,
+    columns: tuple[str, str | None, str | None, str],
 ) -> None:
-    """Bars per row and group with interval whiskers and a black tick at ``tick`` (the ceiling)."""
+    """Bars per row and group with interval whiskers (none where ``low``/``high`` are None)
+    and a black tick at ``tick`` (the ceiling)."""
     width = 0.8 / max(len(groups), 1)
+    value_column, low_column, high_column, tick_column = columns
+    flag = "interval_ok" if "interval_ok" in frame.columns else None
     for g, group in enumerate(groups):
         subset = frame.filter(pl.col("group") == group)
-        lookup = {r: (v, lo, hi, t) for r, v, lo, hi, t in subset.select("row", *columns).iter_rows()}
+
+        def column(name: str | None, dtype=pl.Float64) -> pl.Expr:
+            return pl.col(name) if name else pl.lit(None, dtype)
+
+        selected = [column(value_column).alias("value"), column(low_column).alias("low"),
+                    column(high_column).alias("high"), column(tick_column).alias("tick"),
+                    column(flag, pl.Boolean).alias("ok")]  # fmt: skip
+        lookup = {r[0]: r[1:] for r in subset.select("row", *selected).iter_rows()}
         positions = np.arange(len(rows)) + g * width - 0.4 + width / 2
         values, lows, highs, ticks = (
             np.array(
-                [np.nan if lookup.get(r, (None,) * 4)[k] is None else lookup[r][k] for r in rows], dtype=float
+                [np.nan if lookup.get(r, (None,) * 5)[k] is None else lookup[r][k] for r in rows], dtype=float
             )
             for k in range(4)
         )
-        errors = np.nan_to_num(np.vstack([np.clip(values - lows, 0, None), np.clip(highs - values, 0, None)]))
         axis.bar(positions, values, width, label=f"with {group}", color=GROUP_COLOURS.get(group))
-        # Whiskers drawn apart from the bars: matplotlib's bar(yerr=...) warns under numpy 2.
-        axis.errorbar(positions, values, yerr=errors, fmt="none", ecolor="dimgrey", elinewidth=0.8, capsize=2)
+        if low_column and high_column:
+            ok = _interval_ok([lookup.get(r, (None,) * 5)[4] if flag else True for r in rows])
+            _whiskers(axis, positions, lows, highs, ok, vertical=True)
         finite = np.isfinite(ticks)
         if finite.any():
             axis.hlines(ticks[finite], positions[finite] - width / 2, positions[finite] + width / 2,
@@ -157,10 +198,18 @@ def plot_baseline_comparison(
     summary: pl.DataFrame | None = None,
 ) -> None:
     """Mean alignment (over topics) of each model · prompt type with each group against the
-    mean partisan baseline (dashed), one column per issue. Top row: the published score with
-    its interval and each bar's noise ceiling (black tick); bottom row: the size-corrected
-    score, interval and ceiling. Intervals come from ``summary`` (the model-level table:
-    topics, then posts); without it the bars carry no interval."""
+    mean partisan baseline (dashed), one column per issue. Top row: the published score and
+    each bar's noise ceiling (black tick), without an interval (intervals are on the corrected
+    scale only); bottom row: the size-corrected score, its interval and ceiling. Intervals
+    come from ``summary`` (the model-level table: topics, then posts); without it the bars
+    carry no interval. Whiskers are dashed where ``interval_ok`` is false."""
+    _save(baseline_comparison_figure(alignment, baseline, title, summary), path)
+
+
+def baseline_comparison_figure(
+    alignment: pl.DataFrame, baseline: pl.DataFrame, title: str, summary: pl.DataFrame | None = None
+):
+    """The figure of :func:`plot_baseline_comparison`, unsaved."""
     summary = _summary_of(alignment) if summary is None else summary
     summary = summary.with_columns((pl.col("model") + " · " + pl.col("prompt_type")).alias("row"))
     issues = sorted(summary["issue"].unique().to_list())
@@ -169,7 +218,7 @@ def plot_baseline_comparison(
         2, columns, figsize=(7.0 * columns, 9.0), squeeze=False, constrained_layout=True
     )
     scales = (
-        ("published: 1 − JSD", "alignment", "alignment_low", "alignment_high", "ceiling", "alignment"),
+        ("published: 1 − JSD", "alignment", None, None, "ceiling", "alignment"),
         ("size-corrected", "alignment_corrected", "corrected_low", "corrected_high", "ceiling_corrected",
          "alignment_corrected"),
     )  # fmt: skip
@@ -189,7 +238,7 @@ def plot_baseline_comparison(
             axis.set_title(f"{issue}: {label}", fontsize=10)
             axis.legend(fontsize=7, loc="upper center", ncols=4)
     figure.suptitle(title, fontsize=11)
-    _save(figure, path)
+    return figure
 
 
 def _symmetric_limit(bounds: np.ndarray) -> float:
@@ -198,13 +247,14 @@ def _symmetric_limit(bounds: np.ndarray) -> float:
     return max(0.05, float(finite.max()) * 1.1) if finite.size else 0.1
 
 
-def _interval_bars(axis, labels: list[str], values, lows, highs, colours) -> None:
+def _interval_bars(axis, labels: list[str], values, lows, highs, colours, ok=None) -> None:
     values, lows, highs = (np.asarray(v, dtype=float) for v in (values, lows, highs))
-    errors = np.vstack([np.clip(values - lows, 0, None), np.clip(highs - values, 0, None)])
-    errors = np.nan_to_num(errors)
     positions = np.arange(len(labels))
     axis.barh(positions, values, color=colours)
-    axis.errorbar(values, positions, xerr=errors, fmt="none", ecolor="black", elinewidth=1, capsize=3)
+    ok = np.ones(len(labels), dtype=bool) if ok is None else _interval_ok(ok)
+    _whiskers(axis, positions, lows, highs, ok, vertical=False, colour="black")
+    if not ok.all():
+        axis.legend(fontsize=7, loc="lower right")
     axis.set_yticks(range(len(labels)), labels, fontsize=8)
     axis.axvline(0, color="black", linewidth=0.8)
 
@@ -228,6 +278,11 @@ def plot_tendency(tendency: pl.DataFrame, title: str, path: str | Path) -> None:
     """Liberal tendency (alignment with liberals − with conservatives) per model · prompt type,
     size-corrected where the table has it, with intervals; * marks a BH-adjusted p below 0.05
     (the published Wilcoxon p for a table without it). Same x range in every panel."""
+    _save(tendency_figure(tendency, title), path)
+
+
+def tendency_figure(tendency: pl.DataFrame, title: str):
+    """The figure of :func:`plot_tendency`, unsaved."""
     value, low, high, p_column = _columns(
         tendency, ("tendency_corrected", "corrected_low", "corrected_high", "p_bh"),
         ("tendency", "tendency_low", "tendency_high", "p_value"),
@@ -249,12 +304,13 @@ def plot_tendency(tendency: pl.DataFrame, title: str, path: str | Path) -> None:
             GROUP_COLOURS["conservative"] if (v is not None and v < 0) else GROUP_COLOURS["liberal"]
             for v in rows[value]
         ]
-        _interval_bars(axis, labels, rows[value], rows[low], rows[high], colours)
+        ok = rows["interval_ok"].to_list() if "interval_ok" in rows.columns else None
+        _interval_bars(axis, labels, rows[value], rows[low], rows[high], colours, ok)
         axis.set_xlim(-limit, limit)
         axis.set_xlabel("← conservative    liberal tendency    liberal →", fontsize=8)
         axis.set_title(issue, fontsize=10)
     figure.suptitle(title, fontsize=11)
-    _save(figure, path)
+    return figure
 
 
 def plot_steerability(steerability: pl.DataFrame, title: str, path: str | Path) -> None:
@@ -262,6 +318,11 @@ def plot_steerability(steerability: pl.DataFrame, title: str, path: str | Path) 
     it (size-corrected where the table has it), and — where the table has it — the
     differential steerability (steered towards the group − steered towards the other group),
     per model, with intervals; one row of panels per measure, one column per issue."""
+    _save(steerability_figure(steerability, title), path)
+
+
+def steerability_figure(steerability: pl.DataFrame, title: str):
+    """The figure of :func:`plot_steerability`, unsaved."""
     value, low, high, p_column = _columns(
         steerability, ("steerability_corrected", "corrected_low", "corrected_high", "p_bh"),
         ("steerability", "steerability_low", "steerability_high", "steerability"),
@@ -292,12 +353,13 @@ def plot_steerability(steerability: pl.DataFrame, title: str, path: str | Path) 
             names = [f"{m} → {g}" for m, g in rows.select("model", "group").iter_rows()]
             labels = [_marked(n, p, s) for n, p, s in zip(names, p_values, floors, strict=True)]
             colours = [GROUP_COLOURS.get(g, "grey") for g in rows["group"]]
-            _interval_bars(axis, labels, rows[column], rows[low_column], rows[high_column], colours)
+            ok = rows["interval_ok"].to_list() if "interval_ok" in rows.columns else None
+            _interval_bars(axis, labels, rows[column], rows[low_column], rows[high_column], colours, ok)
             axis.set_xlim(-limit, limit)
             axis.set_xlabel(label, fontsize=8)
             axis.set_title(issue, fontsize=10)
     figure.suptitle(title, fontsize=11)
-    _save(figure, path)
+    return figure
 
 
 def plot_label_distributions(
