@@ -36,7 +36,7 @@
 #       unlabelled_model, unlabelled_human (share of posts without a label),
 #       ceiling (mean plug-in score of a perfect model of n_model_posts posts drawn from the
 #       group's posts), alignment_corrected (size-corrected score; may exceed 1 by noise),
-#       corrected_low, corrected_high (its confidence interval: basic bootstrap of the
+#       corrected_low, corrected_high (its confidence interval: shifted bootstrap of the
 #       corrected divergence), interval_ok (false: a cell smaller than the measured range,
 #       whisker dashed), ceiling_corrected, p_distinguishable (permutation test, model vs group), baseline_gap (corrected score -
 #       corrected baseline), p_below_baseline (one-sided), below_baseline (p < align.alpha)

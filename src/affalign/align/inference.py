@@ -23,6 +23,15 @@ Pure functions (arrays in, numbers out, no I/O). Conventions:
   ``D̃ = divergence − bias``. The signed root keeps the estimate unbiased where the two
   distributions are (nearly) identical, so it can exceed 1 by sampling noise there, as a
   bias-corrected R² can fall below 0; clipping it would bring the size dependence back.
+* Intervals on levels come from :func:`centred_replicates`. In the bootstrap world the
+  "population" is the observed cells, whose divergence is the *plug-in* one, so replicates of
+  the corrected score centre near the plug-in value, below the corrected estimate, most near
+  identity; percentiles of those replicates miss their own estimate once averaged over topics.
+  The replicates are instead moved, on the divergence scale, by the distance between the
+  corrected estimate and the resampled population's divergence (``D̃* + D̃ − D_plug-in``), then
+  mapped to alignment: a shifted percentile interval. It keeps the right skew of the
+  divergence's sampling distribution (reflecting it, as a basic interval does, gave intervals
+  reaching far above the estimate for the same coverage).
 """
 
 from __future__ import annotations
@@ -130,17 +139,17 @@ def centred_replicates(
     """Bootstrap replicates of the corrected alignment, centred on the estimate.
 
     ``point_*`` are the observed cells' moments, ``replicates_*`` the moments of their
-    resamples (leading axes broadcast). Each replicate is ``1 − sign·√|D̃ − (D̃* − D)|``, with
+    resamples (leading axes broadcast). Each replicate is ``1 − sign·√|D̃ + (D̃* − D)|``, with
     ``D̃`` the corrected divergence of the observed cells, ``D̃*`` that of the resamples and
     ``D`` the plug-in divergence of the observed cells (the divergence of the population the
-    resamples are drawn from). Their percentile interval is the basic bootstrap interval of the
-    divergence, mapped to alignment: it covers the true alignment near identity, where the
-    percentile interval of the raw replicates lies below its own estimate.
+    resamples are drawn from): the bootstrap's error, added to the estimate. Their percentile
+    interval covers the true alignment near identity, where the percentile interval of the raw
+    replicates lies below its own estimate.
     """
     estimate = corrected_divergence(point_a, point_b)
     population = plugin_divergence(point_a, point_b)
     error = corrected_divergence(replicates_a, replicates_b) - np.asarray(population)[..., None]
-    return 1.0 - signed_root(np.asarray(estimate)[..., None] - error)
+    return 1.0 - signed_root(np.asarray(estimate)[..., None] + error)
 
 
 def hierarchical_means(replicates: ArrayLike, draws: int, rng: np.random.Generator) -> np.ndarray:
