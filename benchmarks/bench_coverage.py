@@ -44,7 +44,12 @@ from affalign.align.comparisons import (  # noqa: E402
     post_vectors,
 )
 from affalign.align.divergence import alignment as population_alignment  # noqa: E402
-from affalign.align.inference import corrected_alignment, pattern_moments, plugin_alignment  # noqa: E402
+from affalign.align.inference import (  # noqa: E402
+    centred_replicates,
+    corrected_alignment,
+    pattern_moments,
+    plugin_alignment,
+)
 from affalign.align.resampling import random_split, resample_pattern_counts  # noqa: E402
 from affalign.align.simulation import LABELS as SIM_LABELS  # noqa: E402
 from affalign.align.simulation import simulated_studies  # noqa: E402
@@ -256,7 +261,9 @@ def below_baseline_rates(rng, studies, replicates):
                 m_reps, g_reps, o_reps = (bootstrap(rng, c, replicates) for c in (model, group, other))
                 m, g, o = model @ FEATURES, group @ FEATURES, other @ FEATURES
                 gap = corrected_alignment(m, g) - corrected_alignment(g, o)
-                replicate_gaps = corrected_alignment(m_reps, g_reps) - corrected_alignment(g_reps, o_reps)
+                replicate_gaps = centred_replicates(m, g, m_reps, g_reps) - centred_replicates(
+                    g, o, g_reps, o_reps
+                )
                 finite = replicate_gaps[np.isfinite(replicate_gaps)]
                 p_value = (1 + np.sum(finite >= 0)) / (1 + finite.size)
                 below += bool(np.isfinite(gap) and p_value < 0.05)

@@ -65,3 +65,25 @@ def test_simulated_populations_have_the_alignment_they_are_drawn_at():
 
     for target in (0.98, 0.9, 0.8):
         assert 1 - jensenshannon(rates_at(target), rates_at(1.0), base=2) == pytest.approx(target, abs=1e-9)
+
+
+def test_rows_outside_the_measured_range_say_so():
+    rng = np.random.default_rng(1)
+    settings = BootstrapSettings(50, 0.95, 1, 0)
+    flags = {}
+    for model_posts, group_posts in ((10, 300), (24, 300), (2000, 30), (2000, 300)):
+        model, human = simulated_studies(rng, 1, 3, model_posts, group_posts, 1.0)
+        results = bootstrap_comparisons(model, human, list(LABELS), GROUPS, settings)
+        flags[(model_posts, group_posts)] = (
+            set(results["alignment"]["interval_ok"]),
+            set(results["model_summary"]["interval_ok"]),
+            set(results["baseline"]["interval_ok"]),
+        )
+    assert flags[(10, 300)] == ({False}, {False}, {True})  # a model cell below 24 posts
+    assert flags[(24, 300)] == ({True}, {True}, {True})
+    assert flags[(2000, 30)] == ({False}, {False}, {True})  # 2,000 posts against 30
+    assert flags[(2000, 300)] == ({True}, {True}, {True})
+    # Two topics are fewer than any measured study: the model-level row is flagged.
+    model, human = simulated_studies(rng, 1, 2, 200, 300, 1.0)
+    summary = bootstrap_comparisons(model, human, list(LABELS), GROUPS, settings)["model_summary"]
+    assert set(summary["interval_ok"]) == {False}

@@ -67,6 +67,10 @@ SIGN_FLIP_DRAWS = 9999
 MEASURED_MODEL_POSTS = 24
 MEASURED_GROUP_POSTS = 30
 MEASURED_TOPICS = 3
+# Group cells of fewer posts than this are measured only against model cells at most this many
+# times larger.
+UNBALANCED_MEASURED = 100
+UNBALANCED_RATIO = 10
 
 
 @dataclass(frozen=True)
@@ -234,8 +238,11 @@ class _Scorer:
     def measured(self, model: str, prompt_type: str, issue: str, topics: Sequence[str], group: str) -> bool:
         """Whether intervals over these cells (one per topic) lie in the measured range."""
         return len(topics) >= MEASURED_TOPICS and all(
-            self.sizes[(model, prompt_type, issue, topic)][0] >= MEASURED_MODEL_POSTS
-            and self.sizes[(issue, topic, group)][0] >= MEASURED_GROUP_POSTS
+            _sizes_measured(
+                self.sizes[(model, prompt_type, issue, topic)][0],
+                self.sizes[(issue, topic, group)][0],
+                (MEASURED_MODEL_POSTS, MEASURED_GROUP_POSTS),
+            )
             for topic in topics
         )
 
@@ -357,6 +364,26 @@ def _score(a: tuple, b: tuple, with_plugin: bool) -> _Scores:
 # --- tables --------------------------------------------------------------------------------
 
 
+def _estimate_interval(estimate: float, replicates: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Percentile interval of centred replicates, never excluding its own estimate: where a
+    skewed bootstrap distribution puts a quantile just short of the estimate (measured: at most
+    0.5 % of rows in the coverage grid), the bound is moved to it."""
+    low, high = percentile_interval(replicates, confidence)
+    if np.isfinite(estimate) and np.isfinite(low) and np.isfinite(high):
+        low, high = min(float(low), estimate), max(float(high), estimate)
+    return float(low), float(high)
+
+
+def _sizes_measured(n_first: int, n_second: int, measured: tuple[int, int]) -> bool:
+    """Whether a comparison of cells of these sizes lies in the measured range: each side at
+    least its smallest measured size, and not a large first cell (the model) against a small
+    second one (the group): measured single-label coverage dipped to 0.89 with 2,000 posts
+    against 30."""
+    if n_first < measured[0] or n_second < measured[1]:
+        return False
+    return n_second >= UNBALANCED_MEASURED or n_first <= UNBALANCED_RATIO * n_second
+
+
 def _topic_means(replicates: list[np.ndarray]) -> np.ndarray:
     if not replicates:
         return np.array([np.nan])
@@ -402,8 +429,8 @@ def _scored_row(
     """One row of :func:`_scored_schema`; ``sides`` holds each side's (posts, unlabelled share),
     ``measured`` the smallest size of each side whose coverage was measured."""
     (n_first, unlabelled_first), (n_second, unlabelled_second) = sides
-    corrected_low, corrected_high = percentile_interval(score.corrected_reps, confidence)
-    interval_ok = n_first >= measured[0] and n_second >= measured[1]
+    corrected_low, corrected_high = _estimate_interval(score.corrected, score.corrected_reps, confidence)
+    interval_ok = _sizes_measured(n_first, n_second, measured)
     return (*keys, 1.0 - score.plugin, score.plugin, n_first, n_second, unlabelled_first,
             unlabelled_second, extra.ceiling, score.corrected, corrected_low, corrected_high, interval_ok,
             extra.ceiling_corrected, extra.p_distinguishable)  # fmt: skip
@@ -468,8 +495,10 @@ def _paired(
     seeded by the global seed and ``coordinates``."""
     pairs = list(zip(first, second, strict=True))
     differences = [a.corrected - b.corrected for a, b in pairs]
-    corrected_low, corrected_high = percentile_interval(
-        _topic_means([a.corrected_reps - b.corrected_reps for a, b in pairs]), settings.confidence
+    corrected_low, corrected_high = _estimate_interval(
+        _nanmean(differences),
+        _topic_means([a.corrected_reps - b.corrected_reps for a, b in pairs]),
+        settings.confidence,
     )
     rng = np.random.default_rng(derive_seed(settings.seed, "sign-flip", *coordinates))
     test = sign_flip_test(differences, SIGN_FLIP_DRAWS, rng)
@@ -621,7 +650,9 @@ def _model_level(scorer: _Scorer, variant: Counting) -> tuple[pl.DataFrame, dict
             derive_seed(settings.seed, "model-level", model, prompt_type, issue, group)
         )
         corrected = hierarchical_means(np.vstack([s.corrected_reps for s in scores]), HIERARCHICAL_DRAWS, rng)
-        corrected_low, corrected_high = percentile_interval(corrected, settings.confidence)
+        corrected_low, corrected_high = _estimate_interval(
+            _nanmean([s.corrected for s in scores]), corrected, settings.confidence
+        )
         gaps, gap_reps, below = [], [], []
         for topic, score, base in zip(topic_list, scores, bases, strict=True):
             if base is None:
@@ -638,8 +669,10 @@ def _model_level(scorer: _Scorer, variant: Counting) -> tuple[pl.DataFrame, dict
                 gap_reps.append(replicate_gaps)
                 below.append(bool(p_below < settings.alpha))
         if gap_reps:
-            gap_low, gap_high = percentile_interval(
-                hierarchical_means(np.vstack(gap_reps), HIERARCHICAL_DRAWS, rng), settings.confidence
+            gap_low, gap_high = _estimate_interval(
+                _nanmean(gaps),
+                hierarchical_means(np.vstack(gap_reps), HIERARCHICAL_DRAWS, rng),
+                settings.confidence,
             )
         else:
             gap_low = gap_high = float("nan")
