@@ -71,7 +71,7 @@ def test_rows_outside_the_measured_range_say_so():
     rng = np.random.default_rng(1)
     settings = BootstrapSettings(50, 0.95, 1, 0)
     flags = {}
-    for model_posts, group_posts in ((10, 300), (24, 300), (2000, 30), (2000, 300)):
+    for model_posts, group_posts in ((10, 200), (24, 200), (24, 1000), (2000, 30), (2000, 300)):
         model, human = simulated_studies(rng, 1, 3, model_posts, group_posts, 1.0)
         results = bootstrap_comparisons(model, human, list(LABELS), GROUPS, settings)
         flags[(model_posts, group_posts)] = (
@@ -79,8 +79,9 @@ def test_rows_outside_the_measured_range_say_so():
             set(results["model_summary"]["interval_ok"]),
             set(results["baseline"]["interval_ok"]),
         )
-    assert flags[(10, 300)] == ({False}, {False}, {True})  # a model cell below 24 posts
-    assert flags[(24, 300)] == ({True}, {True}, {True})
+    assert flags[(10, 200)] == ({False}, {False}, {True})  # a model cell below 24 posts
+    assert flags[(24, 200)] == ({True}, {True}, {True})
+    assert flags[(24, 1000)] == ({False}, {False}, {True})  # 24 posts against 1,000
     assert flags[(2000, 30)] == ({False}, {False}, {True})  # 2,000 posts against 30
     assert flags[(2000, 300)] == ({True}, {True}, {True})
     # Two topics are fewer than any measured study: the model-level row is flagged.
