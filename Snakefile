@@ -82,7 +82,8 @@
 #   results/opinions/survey/{survey}.parquet
 #       survey, question_id, group (every steered and compare-only group, and "overall"),
 #       letter, option, ordinal, is_refusal, weight, p, p_ordinal, refusal_rate,
-#       n_responses (null for the distribution form)
+#       n_responses (null for the distribution form), topic (the question's topic categories
+#       joined by ";", null without any)
 #   results/opinions/{model}/{survey}/{context}.parquet
 #       model, survey, context, method, steered_group, question_id, letter, option, ordinal,
 #       is_refusal, logprob, floored, p, p_ordinal, refusal_mass, prompt
@@ -107,7 +108,8 @@
 #       differential_low, differential_high, p_value (paired sign-flip test), p_holm, p_bh
 #       (adjusted across all differential tests of the run), n_questions, n_other_groups
 #   results/opinions/consistency.parquet  (+ .csv)
-#       model, context, method, steered_group, best_group, consistency, n_surveys, n_groups
+#       model, context, method, steered_group, best_group, consistency, n_surveys, n_groups,
+#       n_topics (categories used), consistency_note (why consistency is empty, if it is)
 #   results/opinions/refusals.parquet  (+ .csv)
 #       source (model or "human"), context, steered_group, group, refusal_rate, n_questions
 #   results/figures/opinions/representativeness_heatmap.png, steering.png
