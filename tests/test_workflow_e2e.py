@@ -143,6 +143,21 @@ def test_job_account(finished_run):
         assert row["generation_s"] <= sum(p["shard_wall_s"] for p in provenance) + 1e-3
 
 
+def test_every_consumer_of_a_model_starts_before_any_ends(finished_run):
+    # Each model's group has 17 members (server, 6 generation and 10 survey shards), more than
+    # the local executor's initial 7 threads on 2 cores. Unpatched, it sized its pool to the
+    # members and then gave one thread to the group's coordinator, so the last consumer could
+    # only start once another had ended (its requests began after that one's ended).
+    workdir = finished_run[0]
+    for model in MODELS:
+        shards = [p for p in shard_paths(workdir / "results", "generated") if p.parts[-4] == model]
+        shards += list((workdir / "results" / "opinions" / model).rglob("*.parquet"))
+        provenance = [read_provenance(p) for p in shards]
+        first_end = min(p["ended_at"] for p in provenance)
+        late = [p for p in provenance if p["began_at"] > first_end]
+        assert not late, f"{model}: {len(late)} of {len(provenance)} shards began after another had ended"
+
+
 def test_model_side_job_logs_name_their_interpreter(finished_run):
     workdir = finished_run[0]
     logs = {
@@ -197,7 +212,7 @@ def test_alignment_outputs(finished_run):
         assert sensitivity.height == 16 and sensitivity.filter(pl.col("configured"))["n_changed"].sum() == 0
         tendency = pl.read_csv(root / "liberal_tendency.csv")
         assert tendency.height == len(MODELS) * len(PROMPT_TYPES)
-        assert {"tendency", "tendency_low", "tendency_high", "p_value", "n_topics"} <= set(tendency.columns)
+        assert {"tendency", "corrected_low", "corrected_high", "p_value", "n_topics"} <= set(tendency.columns)
         steerability = pl.read_csv(root / "steerability.csv")
         assert steerability.height == len(MODELS) * 2
         assert (root / "below_baseline.csv").stat().st_size > 0

@@ -648,6 +648,48 @@ def keep_finished_shards_of_failed_groups():
 keep_finished_shards_of_failed_groups()
 
 
+def start_every_group_member_at_once():
+    """Snakemake's local executor (also what runs a group inside its SLURM job) grows its
+    thread pool to a group's member count and then submits the group's coordinator
+    (Executor.run_group_job, which submits every member) to that same pool
+    (snakemake/executors/local.py, Executor.run_job, checked on 9.27.1), so the coordinator
+    holds a thread and the last consumer of every model waits for another to end: +28 %
+    generation time with six shards. Grow the pool by a thread for every member and one for
+    the coordinator before each group is submitted. Applied only where run_job still has that
+    shape; elsewhere the run goes on unpatched with a warning."""
+    import concurrent.futures
+    import inspect
+
+    from snakemake.executors import local
+    from snakemake.logging import logger
+
+    run_job = local.Executor.run_job
+    if getattr(run_job, "starts_every_group_member", False):
+        return
+    try:
+        source = inspect.getsource(run_job)
+    except (OSError, TypeError):
+        source = ""
+    if "missing_workers = max(len(job) - self.workers, 0)" not in source:
+        logger.warning(
+            "affalign: this Snakemake's local executor is not the one the group-start fix "
+            "was written for; consumers of a model may start one after another"
+        )
+        return
+
+    def run_job_with_a_thread_per_member(self, job):
+        if job.is_group():
+            self.workers += len(job) + 1
+            self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.workers)
+        return run_job(self, job)
+
+    run_job_with_a_thread_per_member.starts_every_group_member = True
+    local.Executor.run_job = run_job_with_a_thread_per_member
+
+
+start_every_group_member_at_once()
+
+
 # --- Endpoint models (models.<m>.endpoint): OpenAI-compatible servers that already run. ---
 # No serve_model job runs for them: their shard jobs (rules generate_endpoint and
 # opinion_shard_endpoint) call the endpoint directly. Each such job holds its share
