@@ -124,3 +124,46 @@ def test_results_trees_compare_equal_within_tolerance_and_name_what_differs(tmp_
         "classify/a.parquet: provenance 'stage': 'x' != 'y'",
         "t.csv: column 'alignment' row 1: '0.5' != '0.500001'",
     ]
+
+
+def test_two_clean_runs_compare_equal_and_the_command_says_what_it_ignored(tmp_path):
+    """What differs between two clean runs of one config (times, pids, the serving host, also
+    inside an affect table's input_provenance, and the job account) is no difference."""
+    import subprocess
+    import sys
+
+    import polars as pl
+
+    from affalign.io import write_csv, write_table
+
+    def run_tree(root: Path, run: int) -> None:
+        shard = {
+            "model_source": "org/m", "seed": 7, "began_at": 1700000000.5 + run,
+            "ended_at": 1700000009.0 + run, "server_pid": 4000 + run,
+            "server_started_at": 1699999990.0 + run, "server_host": f"gpu{run}",
+        }  # fmt: skip
+        frame = pl.DataFrame({"text": ["a", "b"]})
+        write_table(frame, root / "generated" / "m" / "shard.parquet", shard)
+        write_table(
+            frame, root / "classify" / "c" / "shard.parquet", {"classifier": "c", "input_provenance": shard}
+        )
+        account = pl.DataFrame({"model": ["m"], "load_s": [30.0 + run], "pid": [4000 + run]})
+        write_table(account, root / "services" / "job_account.parquet", {"stage": "account"})
+        write_csv(account, root / "services" / "job_account.csv")
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    run_tree(old, 1)
+    run_tree(new, 2)
+    command = [sys.executable, "-m", "affalign.io.compare", str(old), str(new)]
+    equal = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert equal.returncode == 0, equal.stdout
+    assert equal.stdout.splitlines()[-1] == "2 tables compared, 0 differences"
+    assert "ignored: provenance keys" in equal.stdout and "server_pid" in equal.stdout
+    assert "services/job_account.parquet" in equal.stdout
+    both = subprocess.run([*command, "--compare-job-account"], capture_output=True, text=True, check=False)
+    assert both.returncode == 1 and "services/job_account.csv: column 'load_s'" in both.stdout, both.stdout
+    # What determines content still counts, at any depth.
+    write_table(pl.DataFrame({"text": ["a", "b"]}), new / "classify" / "c" / "shard.parquet",
+                {"classifier": "c", "input_provenance": {"seed": 8}})  # fmt: skip
+    changed = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert changed.returncode == 1 and "provenance 'input_provenance'" in changed.stdout, changed.stdout

@@ -4,8 +4,12 @@ Every parquet and CSV file under either tree is matched by its path relative to 
 (``--rename OLD_PREFIX=NEW_PREFIX`` maps a renamed folder). Two tables are equal when
 they have the same columns, the same rows in the same order, and numbers that agree within
 ``--tolerance`` (absolute); nulls must sit in the same places. Parquet provenance is
-compared too, except for keys that name code or time (``--ignore-provenance``). Exits 1
-and lists every difference when any table differs or exists on one side only.
+compared too, at any depth, except for what differs between two clean runs of one config:
+keys that name code, times, durations, process ids and hosts (:data:`VOLATILE_PROVENANCE`;
+more with ``--ignore-provenance``), and the job account (:data:`RUN_SPECIFIC_TABLES`, the
+timeline of the run itself; ``--compare-job-account`` compares it too). It says what it
+ignored. Exits 1 and lists every difference when any table differs or exists on one side
+only.
 """
 
 from __future__ import annotations
@@ -23,13 +27,23 @@ from affalign.io.parquet import read_provenance
 from affalign.io.tables import read_table
 
 TABLE_SUFFIXES = (".parquet", ".csv")
+# Provenance keys that differ between two clean runs of one config: code, times,
+# durations, process ids and the host that served (see service.consumer.shard_timing and
+# service.client's server fields).
 VOLATILE_PROVENANCE = (
     "shard_wall_s",
     "server_healthy_after_s",
     "output_tokens_per_s",
     "code",
     "affalign_file",
+    "began_at",
+    "ended_at",
+    "server_started_at",
+    "server_pid",
+    "server_host",
 )
+# Tables that record the run itself (when each server and shard ran), relative to the tree.
+RUN_SPECIFIC_TABLES = ("services/job_account.parquet", "services/job_account.csv")
 
 
 def tables_under(root: Path, renames: Mapping[str, str]) -> dict[str, Path]:
@@ -93,10 +107,13 @@ def compare_trees(
     tolerance: float = 1e-12,
     renames: Mapping[str, str] | None = None,
     ignore_provenance: Iterable[str] = VOLATILE_PROVENANCE,
+    ignore_tables: Iterable[str] = RUN_SPECIFIC_TABLES,
 ) -> tuple[int, list[str]]:
-    """(tables compared, differences) between two results trees."""
-    old = tables_under(old_root, renames or {})
-    new = tables_under(new_root, {})
+    """(tables compared, differences) between two results trees; tables named in
+    ``ignore_tables`` (paths relative to the trees) are left out on both sides."""
+    skipped = set(ignore_tables)
+    old = {name: path for name, path in tables_under(old_root, renames or {}).items() if name not in skipped}
+    new = {name: path for name, path in tables_under(new_root, {}).items() if name not in skipped}
     ignored = list(ignore_provenance)
     problems = [f"{name}: only in {old_root}" for name in sorted(old.keys() - new.keys())]
     problems += [f"{name}: only in {new_root}" for name in sorted(new.keys() - old.keys())]
@@ -122,17 +139,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=1e-12)
     parser.add_argument("--rename", action="append", default=[], metavar="OLD_PREFIX=NEW_PREFIX")
     parser.add_argument("--ignore-provenance", action="append", default=list(VOLATILE_PROVENANCE))
+    parser.add_argument(
+        "--compare-job-account",
+        action="store_true",
+        help="compare the job account too (a run's own timeline)",
+    )
     args = parser.parse_args(argv)
     renames = dict(item.split("=", 1) for item in args.rename)
+    ignored_tables = () if args.compare_job_account else RUN_SPECIFIC_TABLES
     compared, problems = compare_trees(
         args.old,
         args.new,
         tolerance=args.tolerance,
         renames=renames,
         ignore_provenance=args.ignore_provenance,
+        ignore_tables=ignored_tables,
     )
     for problem in problems:
         print(problem)
+    print(
+        f"ignored: provenance keys {', '.join(dict.fromkeys(args.ignore_provenance))} (at any depth)"
+        + (
+            f"; tables {', '.join(ignored_tables)} (--compare-job-account compares them)"
+            if ignored_tables
+            else ""
+        )
+    )
     print(f"{compared} tables compared, {len(problems)} differences")
     return 1 if problems else 0
 
