@@ -226,7 +226,7 @@ def test_a_model_folder_without_config_json(study):
         workdir,
         config,
         f"study.yaml: models.smollm2-135m-instruct.path '{folder}' has no config.json",
-        "prepare it (make prepare-model), copy the whole model folder there, or fix the path",
+        "download it there (hf download ORG/NAME --local-dir FOLDER) or copy the whole model folder there",
     )
 
 

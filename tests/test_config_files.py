@@ -87,7 +87,9 @@ def test_the_module_names_the_line_and_exits_1(tmp_path):
         [sys.executable, "-m", "affalign.config", str(good), str(bad)], capture_output=True, text=True
     )
     assert checked.returncode == 1
-    assert checked.stdout == f"{good}: readable, no key given twice\n"
+    # It says plainly that it checks syntax only, and what checks the rest.
+    assert checked.stdout.startswith(f"{good}: YAML syntax fine, no key given twice (syntax only: ")
+    assert f"affalign check --configfile {good}" in checked.stdout
     assert checked.stderr.startswith(f"{bad}: key 'seed' is given twice, on line 1 and line 2")
 
 
@@ -161,6 +163,22 @@ def test_a_model_folder_needs_config_json_and_weights(tmp_path):
     )
     (folder / "config.json").unlink()
     assert model_folder_problem(folder) == "has no config.json"
+
+
+@pytest.mark.parametrize(
+    ("folder", "prepare_hint"),
+    [("resources/models/SmolLM2-135M-Instruct", True), ("resources/models/Llama-3.1-8B", False)],
+)
+def test_only_the_demo_model_folder_is_said_to_come_from_make_prepare_model(tmp_path, folder, prepare_hint):
+    config = demo_config()
+    name = next(iter(config["models"]))
+    config["models"] = {name: {**config["models"][name], "path": folder}}
+    with pytest.raises(ConfigError) as error:
+        check_config(validated_config(config), "study.yaml", workdir=tmp_path)
+    message = str(error.value)
+    assert message.startswith(f"study.yaml: models.{name}.path '{folder}' does not exist"), message
+    assert ("make prepare-model" in message) is prepare_hint
+    assert ("hf download ORG/NAME --local-dir FOLDER" in message) is not prepare_hint
 
 
 def test_a_local_classifier_folder_is_checked_like_a_model(tmp_path):

@@ -87,8 +87,8 @@ def test_the_plan_command_prints_the_cluster_study():
     assert any(line.startswith("total") for line in lines)
 
 
-def test_plan_reads_the_configfile_it_is_given(tmp_path):
-    config = demo_config()
+def test_plan_reads_the_configfile_it_is_given(study):
+    tmp_path, config = study  # the demo, its model folders stand-ins (plan checks they exist)
     configfile = write_config(tmp_path / "c.yaml", config)
     command = ["plan", "--configfile", str(configfile), "--directory", str(tmp_path)]
     result = subprocess.run(

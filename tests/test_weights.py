@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, run_snakemake, write_config
+from conftest import REPO, demo_config, run_snakemake, write_config
 
 from affalign.config.weights import (
     HubReference,
@@ -189,7 +189,8 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def test_the_weights_command_checks_against_hf_home(tmp_path):
-    configfile = write_config(tmp_path / "study.yaml", hub_config())
+    # A whole study's config: the command validates it as the workflow does.
+    configfile = write_config(tmp_path / "study.yaml", {**demo_config(), **hub_config()})
     lock = tmp_path / "weights.lock"
     env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
     missing = cli("weights", "check", "--configfile", str(configfile), "--lock", str(lock), env=env)
@@ -226,10 +227,17 @@ def test_a_run_with_missing_weights_stops_before_anything_is_submitted(study, tm
     assert "org/tiny-1b@main" in output and "not in the weights lock" in output, output[-3000:]
     assert f"affalign weights fetch --configfile {configfile}" in output
     assert not (workdir / "results").exists()
-    # A dry run submits nothing: it warns and plans.
+    # A dry run submits nothing: it warns and plans, and repeats the warning after its job
+    # summary (where a long job listing would otherwise have scrolled it away).
     dry = run_snakemake(workdir, "--dry-run", configfile=configfile, env=env)
     assert dry.returncode == 0, dry.stderr[-3000:]
-    assert "not in the weights lock" in dry.stdout + dry.stderr
+    output = dry.stdout + dry.stderr
+    summary = output.rindex("Job stats:")
+    assert output.index("not in the weights lock") < summary
+    assert (
+        "not in the weights lock" in output[summary:]
+        and "(repeated from the start of this dry run)" in output
+    )
 
 
 def test_jobs_load_the_locked_commit(study, tmp_path):
@@ -247,3 +255,69 @@ def test_jobs_load_the_locked_commit(study, tmp_path):
     assert f"--revision={shlex.quote(COMMIT_A)}" in dry.stdout or f"--revision={COMMIT_A}" in dry.stdout, (
         dry.stdout
     )
+
+
+def test_only_models_narrows_the_hub_references_to_the_models_of_the_run():
+    config = {**study_config(), "only_models": ["pinned"]}
+    users = {user for reference in hub_references(config) for user in reference.used_by}
+    assert users == {
+        "models.pinned",
+        "classifiers.emotions",
+        "classifiers.morals.models.care",
+        "classifiers.morals.models.fairness",
+    }
+
+
+def test_fetch_names_each_hub_id_with_its_outcome_and_goes_on(tmp_path, monkeypatch, capsys):
+    """A gated model first (as Llama is in config/config.yaml) must not stop the others."""
+    import httpx2
+    import huggingface_hub
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    def response(status: int) -> httpx2.Response:
+        return httpx2.Response(status, request=httpx2.Request("GET", "https://huggingface.co/api/models/x"))
+
+    failures = {
+        "org/gated": GatedRepoError("403 Client Error: access restricted", response=response(403)),
+        "org/gone": RepositoryNotFoundError("404 Client Error", response=response(404)),
+        "org/offline": httpx2.ConnectError("[Errno 101] Network is unreachable"),
+    }
+    hub = tmp_path / "hub"
+    fine = cache_model(hub, "org/fine", COMMIT_A)
+
+    def snapshot_download(repo_id: str, revision: str, cache_dir: Path | None = None) -> str:
+        if repo_id in failures:
+            raise failures[repo_id]
+        return str(fine)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    config = {
+        "models": {name.split("/")[1]: {"hub_id": name, "kind": "base"} for name in [*failures, "org/fine"]},
+        "classifiers": {},
+    }
+    lock = tmp_path / "weights.lock"
+    with pytest.raises(WeightsError) as caught:
+        fetch_weights(config, lock, cache_dir=hub)
+    printed = capsys.readouterr().out
+    assert "org/gated@main: gated: request access on https://huggingface.co/org/gated" in printed
+    assert "hf auth login" in printed
+    assert "org/gone@main: not found on the hub" in printed
+    assert "org/offline@main: network: the hub could not be reached from here (ConnectError" in printed
+    assert f"org/fine@main: fetched {COMMIT_A}" in printed
+    assert read_lock(lock) == {("org/fine", "main"): COMMIT_A}  # what succeeded is locked
+    message = str(caught.value)
+    assert message.startswith("3 of 4 hub weights could not be fetched")
+    for hub_id in failures:
+        assert f"{hub_id}@main (models.{hub_id.split('/')[1]}):" in message
+
+
+def test_the_gate_of_a_subset_run_checks_only_its_models(study, tmp_path):
+    """only_models=[the local model]: the hub model's missing weights do not stop the run."""
+    workdir, configfile, config = hub_study(study, tmp_path)
+    local = list(config["models"])[1]
+    env = {"HF_HOME": str(tmp_path / "hf")}
+    subset = run_snakemake(
+        workdir, "--dry-run", "--config", f"only_models=[{local}]", configfile=configfile, env=env
+    )
+    assert subset.returncode == 0, subset.stderr[-3000:]
+    assert "org/tiny-1b" not in subset.stdout + subset.stderr

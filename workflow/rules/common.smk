@@ -4,8 +4,6 @@ import shlex
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
-
 # Rules run the affalign package from this checkout, whatever environment they run in.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
@@ -13,9 +11,9 @@ from affalign.config import (
     ConfigError,
     check_config,
     check_config_files,
-    schema_error_summary,
 )
 from affalign.config.checks import selected_models
+from affalign.config.files import validate_config
 from affalign.config.cluster import (
     classifier_partition,
     gpu_partition,
@@ -60,15 +58,10 @@ CONFIG_SOURCE = ", ".join(str(f) for f in workflow.configfiles) or "the config"
 
 # The schema is the one place config defaults are written: validation fills them in, so
 # everything below (and the package, through its from_config constructors) indexes the
-# config directly.
+# config directly. Snakemake's message prints the whole schema; one line says what to fix.
+# (`affalign check` runs the same checks outside Snakemake: affalign.config.preflight.)
 try:
-    validate(config, schema="../schemas/config.schema.yaml", set_default=True)
-except WorkflowError as error:
-    # Snakemake's message prints the whole schema; one line says what to fix.
-    raise WorkflowError(
-        f"{CONFIG_SOURCE}: not a valid affalign config: {schema_error_summary(error)}"
-    )
-try:
+    validate_config(config, CONFIG_SOURCE)
     check_config(config, CONFIG_SOURCE)
 except ConfigError as error:
     raise WorkflowError(str(error))
@@ -95,7 +88,22 @@ def locked_weights():
         from snakemake.logging import logger
 
         logger.warning(f"affalign (dry run): {error}")
+        repeat_after_the_job_summary(f"affalign (dry run): {error}")
         return read_lock(lock_path)
+
+
+def repeat_after_the_job_summary(warning):
+    """A pre-flight warning of a dry run, printed again when Snakemake exits: its job
+    listing (thousands of lines for a study) scrolls the first one out of sight, and a dry
+    run calls no onsuccess/onerror handler (Workflow.execute, Snakemake 9.27)."""
+    import atexit
+
+    def repeat():
+        print(
+            f"\n{warning}\n(repeated from the start of this dry run)", file=sys.stderr
+        )
+
+    atexit.register(repeat)
 
 
 WEIGHTS_LOCK = locked_weights()

@@ -1,8 +1,10 @@
-"""``python -m affalign.config FILE...``: read config files strictly and say what is wrong.
+"""``python -m affalign.config FILE...``: the syntax of config files only.
 
 Snakemake reads ``--configfile`` files itself before the workflow starts, and reports a
 YAML syntax error there as "Config file is not valid JSON or YAML", without the file or the
-line; this names both (and keys given twice). Exit status 1 when a file has a problem.
+line; this names both (and keys given twice). Exit status 1 when a file has a problem. It
+checks nothing else (no schema, no paths): ``affalign check --configfile FILE`` runs the
+whole pre-flight of a run, and says so where a file is readable.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ def main(paths: list[str]) -> int:
             print(error, file=sys.stderr)
             failed = True
         else:
-            print(f"{path}: readable, no key given twice")
+            print(
+                f"{path}: YAML syntax fine, no key given twice (syntax only: "
+                f"affalign check --configfile {path} checks keys, paths, runtime and weights)"
+            )
     return 1 if failed else 0
 
 

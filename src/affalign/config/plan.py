@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from affalign.config.checks import selected_models
+
 SIZE_IN_NAME = re.compile(r"(?<![0-9.])(\d+(?:\.\d+)?)[bB](?![A-Za-z0-9])")
 
 
@@ -71,11 +73,12 @@ def shard_paths(config: Mapping[str, Any], model: str) -> list[Path]:
 
 
 def plan_study(config: Mapping[str, Any], workdir: Path = Path(".")) -> list[ModelPlan]:
-    """One :class:`ModelPlan` per model served by vLLM (endpoint models use no GPU here)."""
+    """One :class:`ModelPlan` per model of the run (``only_models`` narrows them as it narrows
+    the jobs) served by vLLM (endpoint models use no GPU here)."""
     settings = config["plan"]
     generation = config["generation"]
     plans = []
-    for model, spec in config["models"].items():
+    for model, spec in selected_models(config).items():
         if "endpoint" in spec:
             continue
         paths = shard_paths(config, model)

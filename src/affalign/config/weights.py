@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from affalign.config.checks import model_folder_problem
+from affalign.config.checks import model_folder_problem, selected_models
 from affalign.io import atomic_write_text
 
 DEFAULT_LOCK = Path("config/weights.lock")
@@ -59,13 +59,16 @@ def is_hub_id(reference: str, base: Path | None = None) -> bool:
 
 
 def hub_references(config: Mapping[str, Any], base: Path | None = None) -> list[HubReference]:
-    """Every hub repository the config loads, once per (hub id, revision)."""
+    """Every hub repository a run of the config loads, once per (hub id, revision): the
+    models it covers (``only_models`` narrows them as it narrows the jobs) and every
+    classifier."""
     found: dict[tuple[str, str], list[str]] = {}
 
     def add(hub_id: str, revision: str | None, user: str) -> None:
         found.setdefault((hub_id, revision or "main"), []).append(user)
 
-    for name, model in config.get("models", {}).items():
+    models = selected_models(config) if "models" in config else {}
+    for name, model in models.items():
         if "hub_id" in model:
             add(model["hub_id"], model.get("revision"), f"models.{name}")
     for name, classifier in config.get("classifiers", {}).items():
@@ -199,19 +202,56 @@ def check_weights(
     return lock
 
 
+def fetch_outcome(error: Exception, reference: HubReference) -> str:
+    """What went wrong fetching ``reference``, and what to do about it, in one line."""
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    detail = " ".join(str(error).split())[:200]
+    if isinstance(error, GatedRepoError):
+        return (
+            f"gated: request access on https://huggingface.co/{reference.hub_id}, then log in here "
+            "(hf auth login, or set HF_TOKEN) with that account"
+        )
+    if isinstance(error, RevisionNotFoundError):
+        return f"revision {reference.revision!r} not found on the hub"
+    if isinstance(error, RepositoryNotFoundError):
+        return "not found on the hub: check the hub id (a private repository needs hf auth login)"
+    if isinstance(error, OSError | ConnectionError | TimeoutError) or type(error).__module__.startswith(
+        "httpx"
+    ):
+        return f"network: the hub could not be reached from here ({type(error).__name__}: {detail})"
+    return f"failed: {type(error).__name__}: {detail}"
+
+
 def fetch_weights(
     config: Mapping[str, Any], lock_path: Path = DEFAULT_LOCK, cache_dir: Path | None = None
 ) -> dict[tuple[str, str], str]:
     """Download every hub reference of ``config`` and record its resolved commit in the lock
-    (entries of other configs are kept). Needs the network; gated models need a token."""
+    (entries of other configs are kept). Prints one line per hub id with its outcome and goes
+    on past failures; the lock holds what succeeded. Raises :class:`WeightsError` listing what
+    could not be fetched. Needs the network; gated models need a token."""
     from huggingface_hub import snapshot_download
 
     lock = read_lock(lock_path)
-    for reference in hub_references(config):
+    references = hub_references(config)
+    failed = []
+    for reference in references:
         # A locked commit stays what it is: refetching makes sure its files are there.
         revision = locked_commit(lock, reference.hub_id, reference.revision) or reference.revision
-        folder = Path(snapshot_download(reference.hub_id, revision=revision, cache_dir=cache_dir))
+        where = f"{reference.hub_id}@{reference.revision}"
+        try:
+            folder = Path(snapshot_download(reference.hub_id, revision=revision, cache_dir=cache_dir))
+        except Exception as error:
+            outcome = fetch_outcome(error, reference)
+            failed.append(f"{where} ({', '.join(reference.used_by)}): {outcome}")
+            print(f"{where}: {outcome}", flush=True)
+            continue
         lock[(reference.hub_id, reference.revision)] = folder.name
-        print(f"{reference.hub_id}@{reference.revision}: {folder.name} ({folder})", flush=True)
+        print(f"{where}: fetched {folder.name} ({folder})", flush=True)
         write_lock(lock_path, lock)
+    if failed:
+        raise WeightsError(
+            f"{len(failed)} of {len(references)} hub weights could not be fetched (the lock {lock_path} "
+            "holds the others):\n  " + "\n  ".join(failed)
+        )
     return lock
