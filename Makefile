@@ -30,12 +30,13 @@ ORCH_VENV ?= .venv-orchestration
 # make cluster-env PREFIX=/shared/affalign [CUDA=12.9]
 CUDA ?= 13.0
 
-.PHONY: help env system-deps test-deps orchestration-env cluster-env locks prepare-model demo test lint format bench-generate bench-classify bench-align bench-coverage bench-dag clean-results
+.PHONY: help env system-deps test-deps orchestration-env cluster-env cluster-kernels locks prepare-model demo test lint format bench-generate bench-classify bench-align bench-coverage bench-dag clean-results
 
 help:
 	@echo "make demo   - set up, prepare the embedded model, run the study on config/demo.yaml"
 	@echo "make test   - set up and run the test suite"
 	@echo "make cluster-env PREFIX=<shared dir> - orchestration + GPU runtime environments (no root)"
+	@echo "make cluster-kernels PREFIX=<shared dir> - FlashInfer's kernels into that GPU runtime, alone"
 	@echo "make locks  - re-resolve the locks under locks/ (maintainers; needs PyPI)"
 	@echo "make lint   - ruff, snakefmt --check, snakemake --lint"
 	@echo "make bench-generate - service path vs offline vLLM, tokens/s and ratio (3 runs, ~10 min)"
@@ -95,13 +96,19 @@ $(ORCH_VENV)/.affalign-env: $(ORCH_LOCK) $(DATA_LOCK) pyproject.toml
 	@bash locks/install-env.sh orchestration $(ORCH_VENV) $(PYTHON)
 
 # Both cluster environments under PREFIX (shared storage), without root or apt; idempotent:
-# an environment whose lock has not changed is left alone.
+# an environment whose lock has not changed is left alone, a build that stopped is resumed,
+# and FlashInfer's kernels are installed when they are missing (AFFALIGN_SKIP_KERNELS=1 skips them).
 cluster-env:
 	@test -n "$(PREFIX)" || { echo "usage: make cluster-env PREFIX=<shared dir> [CUDA=12.9]" >&2; exit 2; }
 	@bash locks/install-env.sh orchestration $(PREFIX)/orchestration $(PYTHON)
 	@bash locks/install-env.sh gpu-runtime $(PREFIX)/gpu-runtime $(PYTHON) $(CUDA)
 	@echo "[affalign] next: source $(abspath $(PREFIX))/orchestration/bin/activate"
 	@echo "[affalign]       and in the config: runtime: {python: $(abspath $(PREFIX))/gpu-runtime/bin/python}"
+
+# FlashInfer's kernels alone, into the GPU runtime under PREFIX (where their index is reachable).
+cluster-kernels:
+	@test -n "$(PREFIX)" || { echo "usage: make cluster-kernels PREFIX=<shared dir>" >&2; exit 2; }
+	@bash locks/install-env.sh kernels $(PREFIX)/gpu-runtime
 
 # Re-resolve every lock for linux x86_64 / Python 3.11 from plain PyPI (maintainers).
 locks:

@@ -192,3 +192,91 @@ def test_each_rule_environment_file_is_derived_from_its_lock(env_file, lock):
     (requirement,) = [line for line in pip["pip"] if line.startswith("-r ")]
     target = (REPO / "workflow" / "envs" / requirement.removeprefix("-r ")).resolve()
     assert target == LOCKS / lock and target.is_file()
+
+
+def stand_in_runtime(target: Path) -> Path:
+    """A GPU runtime as install-env.sh leaves it once its packages are in (a real virtualenv,
+    the stamp of the current locks), whose FlashInfer kernel installer is a stand-in: it
+    reaches the index named by FAKE_FLASHINFER_INDEX (a folder), fails as pip does when that
+    is unreachable, and otherwise records the kernels as installed."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(target)], check=True)
+    (site,) = target.glob("lib/python*/site-packages")
+    (site / "vllm" / "utils").mkdir(parents=True)
+    (site / "vllm" / "__init__.py").write_text("")
+    (site / "vllm" / "utils" / "__init__.py").write_text("")
+    (site / "vllm" / "utils" / "flashinfer.py").write_text(
+        "def has_flashinfer_jit_cache_wheels():\n    return True\n"
+    )
+    (site / "flashinfer").mkdir()
+    (site / "flashinfer" / "__init__.py").write_text("")
+    (site / "flashinfer" / "__main__.py").write_text(
+        "import os, pathlib, sys\n"
+        "index = pathlib.Path(os.environ['FAKE_FLASHINFER_INDEX'])\n"
+        "if not index.is_dir():\n"
+        "    sys.exit(f'ConnectError: {index} is unreachable')\n"
+        "(pathlib.Path(sys.prefix) / 'kernels').write_text(sys.argv[1])\n"
+    )
+    stamp = fingerprint(LOCKS / "gpu-runtime.txt", REPO / "pyproject.toml")
+    (target / ".affalign-env").write_text(stamp + "\n")
+    (target / "installed-packages").write_text("9 GB that must not be downloaded again")
+    return target
+
+
+def test_a_failed_kernel_step_leaves_the_runtime_and_a_rerun_installs_nothing_again(tmp_path, monkeypatch):
+    target = stand_in_runtime(tmp_path / "gpu-runtime")
+    index = tmp_path / "flashinfer-index"  # unreachable until the folder exists
+    monkeypatch.setenv("FAKE_FLASHINFER_INDEX", str(index))
+    monkeypatch.delenv("AFFALIGN_SKIP_KERNELS", raising=False)
+    failed = install_env("gpu-runtime", str(target), sys.executable)
+    assert failed.returncode == 3, failed.stdout + failed.stderr
+    assert "is up to date" in failed.stdout and "building" not in failed.stdout
+    assert "AFFALIGN_SKIP_KERNELS=1 make cluster-env PREFIX=" in failed.stderr
+    assert "make cluster-kernels PREFIX=" in failed.stderr
+    assert (target / ".affalign-env").read_text().strip() == fingerprint(
+        LOCKS / "gpu-runtime.txt", REPO / "pyproject.toml"
+    )  # still marked complete and usable
+    assert not (target / ".affalign-kernels").exists()
+
+    monkeypatch.setenv("AFFALIGN_SKIP_KERNELS", "1")
+    skipped = install_env("gpu-runtime", str(target), sys.executable)
+    assert skipped.returncode == 0, skipped.stderr
+    assert "building" not in skipped.stdout and "rebuilding" not in skipped.stdout
+    assert (target / "installed-packages").is_file()  # nothing deleted, nothing reinstalled
+    assert (target / ".affalign-kernels").read_text().strip() == "skipped"
+
+    # Later, where the index is reachable: the kernels alone (make cluster-kernels).
+    monkeypatch.delenv("AFFALIGN_SKIP_KERNELS")
+    index.mkdir()
+    added = install_env("kernels", str(target))
+    assert added.returncode == 0, added.stderr
+    assert (target / "kernels").read_text() == "download-kernels"
+    assert (target / ".affalign-kernels").read_text().strip() == "installed"
+    assert (target / "installed-packages").is_file()
+    again = install_env("gpu-runtime", str(target), sys.executable)
+    assert again.returncode == 0 and "kernels are installed" in again.stdout, again.stderr
+
+
+def test_the_kernel_step_needs_a_complete_runtime(tmp_path):
+    target = tmp_path / "gpu-runtime"
+    target.mkdir()
+    (target / ".affalign-env").write_text("incomplete 0123\n")
+    result = install_env("kernels", str(target))
+    assert result.returncode == 2 and "no complete GPU runtime" in result.stderr
+
+
+def test_a_build_that_stopped_halfway_is_resumed_not_deleted(tmp_path):
+    """The stamp of a build that stopped names its locks: the rerun keeps what is installed
+    and lets pip add the rest (here pip is absent, so the resumed step fails at once)."""
+    target = stand_in_runtime(tmp_path / "gpu-runtime")
+    current = fingerprint(LOCKS / "gpu-runtime.txt", REPO / "pyproject.toml")
+    (target / ".affalign-env").write_text(f"incomplete {current}\n")
+    result = install_env("gpu-runtime", str(target), sys.executable)
+    assert "resuming the gpu-runtime environment" in result.stdout, result.stdout + result.stderr
+    assert "rebuilding" not in result.stdout
+    assert result.returncode != 0 and (target / "installed-packages").is_file()
+    assert (target / ".affalign-env").read_text().strip() == f"incomplete {current}"
+    # Another lock's unfinished build is not resumed: it is rebuilt from scratch.
+    (target / ".affalign-env").write_text("incomplete 0123\n")
+    rebuilt = install_env("gpu-runtime", str(target), "false")  # no interpreter: stops after removing
+    assert "gpu-runtime.txt changed: rebuilding" in rebuilt.stdout
+    assert not (target / "installed-packages").exists()
