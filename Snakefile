@@ -137,6 +137,7 @@ include: "workflow/rules/human.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/classify.smk"
 include: "workflow/rules/align.smk"
+include: "workflow/rules/design.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/opinions.smk"
 

@@ -10,7 +10,15 @@ import sys
 import pytest
 from conftest import REPO, demo_config, validated_config, write_config
 
-from affalign.config.plan import format_plan, model_size_b, plan_study, throughput_for
+from affalign.config.plan import (
+    allocation_flag,
+    format_plan,
+    model_size_b,
+    plan_classification,
+    plan_study,
+    profile_minutes,
+    throughput_for,
+)
 
 
 @pytest.mark.parametrize(
@@ -19,7 +27,8 @@ from affalign.config.plan import format_plan, model_size_b, plan_study, throughp
         ("llama", {"hub_id": "meta-llama/Llama-3.1-8B-Instruct"}, 8.0),
         ("qwen", {"hub_id": "Qwen/Qwen2.5-0.5B"}, 0.5),
         ("olmo", {"hub_id": "allenai/OLMo-2-1124-7B"}, 7.0),
-        ("smol", {"path": "resources/models/SmolLM2-135M-Instruct"}, None),
+        ("smol", {"path": "resources/models/SmolLM2-135M-Instruct"}, 0.135),
+        ("no-size", {"path": "resources/models/my-model"}, None),
         ("mistral-7b-v0.3", {"hub_id": "org/unnamed"}, 7.0),
     ],
 )
@@ -56,7 +65,8 @@ def test_plan_counts_shards_tokens_and_gpu_hours_and_what_is_done(tmp_path):
     assert big.gpu_hours == pytest.approx(2 * ((shards - 1) * 5 + 360) / 3600)
     assert unknown.size_b is None and unknown.gpu_hours is None
     table = format_plan([big, unknown])
-    assert table.splitlines()[-5].startswith("total") and "(+1 unknown)" in table
+    (total,) = [line for line in table.splitlines() if line.startswith("total")]
+    assert "(+1 unknown)" in total
     assert "plan.model_sizes_b" in table
 
 
@@ -99,3 +109,61 @@ def test_plan_reads_the_configfile_it_is_given(study):
     assert result.returncode == 0, result.stderr
     for model in config["models"]:
         assert any(line.startswith(model + " ") for line in result.stdout.splitlines()), result.stdout
+
+
+def test_the_bill_counts_gpu_classifiers_and_the_allocation_the_jobs_request():
+    result = subprocess.run(
+        [sys.executable, "-m", "affalign.config.cli", "plan", "--configfile", "config/config.yaml"],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+        env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "asked_gpu_h" in lines[0].split()
+    # Eight 7-8B models, 48 shards of 2,000 x 64 tokens at 6,000 tok/s + 5 min load each
+    # (0.37 GPU-h) against resources.runtime 240 min x 1 GPU (4 GPU-h): over-asked.
+    (llama,) = [line.split() for line in lines if line.startswith("llama-3.1-8b ")]
+    assert llama[-4:] == ["0.37", "4.00", "over", "3x"]
+    # Both transformer classifiers are billed (one job per model and per issue, 1 GPU,
+    # 60 min each from profiles/slurm); the lexicons are not.
+    billed = {line.split()[1]: line.split() for line in lines if line.startswith("classify: ")}
+    assert set(billed) == {"twitter-roberta-emotion", "mformer"}
+    assert billed["mformer"][3:5] == ["10", "jobs"] and billed["mformer"][-3] == "10.00"
+    (total,) = [line.split() for line in lines if line.startswith("total")]
+    assert total[-1] == f"{8 * 4 + 2 * 10:.2f}"
+
+
+def test_classification_estimate_follows_posts_and_models_of_a_binary_set(study):
+    workdir, config = study
+    config = validated_config({**config, "classifiers": {
+        "roberta": {"type": "hf", "model": "org/roberta", "labels": ["a", "b"]},
+        "set": {"type": "hf-binary-set", "models": {"a": "org/a", "b": "org/b", "c": "org/c"}},
+        "nrc": {"type": "lexicon", "lexicon": "nrc-emotion"},
+    }, "plan": {"classifier_posts_per_s": 10, "classifier_load_minutes": 1}})  # fmt: skip
+    roberta, binary_set = plan_classification(config, workdir)
+    posts = sum(len(spec["topics"]) for spec in config["issues"].values()) * 3 * 24 * len(config["models"])
+    jobs = len(config["models"]) + len(config["issues"])
+    assert (roberta.classifier, roberta.posts, roberta.jobs) == ("roberta", posts, jobs)
+    assert roberta.gpu_hours == pytest.approx((posts / 10 + jobs * 60) / 3600)
+    assert binary_set.gpu_hours == pytest.approx((3 * posts / 10 + jobs * 60) / 3600)
+
+
+@pytest.mark.parametrize(
+    ("value", "attempt", "minutes"),
+    [(240, 1, 240), ("60 * attempt", 1, 60), ("60 * attempt", 2, 120), ("30+15", 1, 45)],
+)
+def test_profile_runtimes_are_read_as_snakemake_reads_them(value, attempt, minutes):
+    assert profile_minutes(value, attempt) == minutes
+
+
+def test_a_profile_value_beyond_arithmetic_is_refused():
+    with pytest.raises(ValueError, match="only numbers, attempt"):
+        profile_minutes("__import__('os')")
+
+
+@pytest.mark.parametrize(
+    ("estimate", "requested", "flag"),
+    [(1.0, 0.5, "short"), (1.0, 3.5, "over 3x"), (1.0, 2.9, ""), (None, 4, "")],
+)
+def test_requests_below_or_far_above_the_estimate_are_flagged(estimate, requested, flag):
+    assert allocation_flag(estimate, requested) == flag

@@ -488,6 +488,28 @@ def get_align_params(wildcards):
     }
 
 
+def get_design_params(wildcards):
+    return {
+        "n_per_shard": config["generation"]["n_per_shard"],
+        "groups": GROUPS,
+        "confidence": config["align"]["confidence"],
+        "alpha": config["align"]["alpha"],
+        "bootstrap_replicates": config["align"]["bootstrap_replicates"],
+        "draws": config["design"]["draws"],
+        "seed": config["seed"],
+        "none_bin": config["align"]["none_bin"],
+    }
+
+
+def get_gpu_hours_by_shard_size(wildcards):
+    """GPU-hours of the whole study at each cell size the design job predicts."""
+    from affalign.config.plan import study_gpu_hours
+    from affalign.design.stage import SIZE_MULTIPLES
+
+    n = config["generation"]["n_per_shard"]
+    return {n * m: study_gpu_hours(config, n * m) for m in SIZE_MULTIPLES}
+
+
 def get_example_topic(wildcards):
     """The issue and topic whose label distributions are drawn (the first configured)."""
     issue = ISSUES[0]
@@ -571,6 +593,8 @@ def get_final_outputs():
             f"results/figures/{classifier}/baseline_comparison.png",
             f"results/align/{classifier}/liberal_tendency.csv",
             f"results/align/{classifier}/steerability.csv",
+            f"results/design/{classifier}/summary.csv",
+            f"results/figures/{classifier}/design.png",
         ]
     if OPINIONS:
         outputs += [

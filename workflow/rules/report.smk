@@ -60,3 +60,24 @@ rule plot_comparisons:
         example=get_example_topic,
     script:
         "../scripts/plot_comparisons.py"
+
+
+rule plot_design:
+    input:
+        summary="results/design/{classifier}/summary.parquet",
+    output:
+        report(
+            "results/figures/{classifier}/design.png",
+            caption="../report/design_figure.rst",
+            category="Design",
+            subcategory="{classifier}",
+        ),
+    log:
+        "logs/plot_design/{classifier}.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        n_per_shard=config["generation"]["n_per_shard"],
+        gpu_hours=get_gpu_hours_by_shard_size,
+    script:
+        "../scripts/plot_design.py"

@@ -14,5 +14,41 @@ summary, counting sensitivity, distributions, dropped generations). Rule ``align
   posts) bootstrap means; intervals, sign-flip tests and Holm/BH are :mod:`affalign.stats`;
 * :mod:`~affalign.align.comparisons` — scores with ceilings, intervals and tests; tendency,
   (differential) steerability, the baseline, model-level summary, sensitivity;
-* :mod:`~affalign.align.stage` — joins, drop policy and the stage's files.
+* :mod:`~affalign.align.stage` — joins, drop policy and the stage's files;
+* :mod:`~affalign.align.simulation` — simulated studies with a known truth (benchmarks,
+  tests, design checks; never a study's own results).
+
+The inference kernels other stages build on (the design stage's precision predictions) are
+exported here.
 """
+
+from affalign.align.comparisons import BootstrapSettings, Counting, bootstrap_comparisons, post_vectors
+from affalign.align.divergence import alignment
+from affalign.align.inference import (
+    centred_replicates,
+    corrected_alignment,
+    hierarchical_means,
+    label_sums,
+    pattern_moments,
+)
+from affalign.align.resampling import resample_pattern_counts
+from affalign.align.simulation import GROUP_RATES, rates_at, simulated_studies
+from affalign.align.simulation import LABELS as SIMULATED_LABELS
+
+__all__ = [
+    "GROUP_RATES",
+    "SIMULATED_LABELS",
+    "BootstrapSettings",
+    "Counting",
+    "alignment",
+    "bootstrap_comparisons",
+    "centred_replicates",
+    "corrected_alignment",
+    "hierarchical_means",
+    "label_sums",
+    "pattern_moments",
+    "post_vectors",
+    "rates_at",
+    "resample_pattern_counts",
+    "simulated_studies",
+]

@@ -88,6 +88,8 @@ def simulated_studies(
     truth: float,
     multi_label: bool = True,
     prompt_types: Sequence[str] = ("default",),
+    conservative_rates: np.ndarray | None = None,
+    model_rates: np.ndarray | dict[str, np.ndarray] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Model and human posts of ``studies`` independent studies, one issue each (``s0000``, …).
 
@@ -95,14 +97,31 @@ def simulated_studies(
     of ``group_posts`` posts drawn from :data:`GROUP_RATES` (so the true baseline is 1 and the
     true tendency 0), and one model ``m`` with a cell of ``model_posts`` posts per prompt type
     drawn at true alignment ``truth`` with both groups (true steerability 0).
+    ``conservative_rates`` and ``model_rates``, when given, replace the conservatives'
+    population and the model's (``truth`` is then unused); ``model_rates`` may also give one
+    population per prompt type (a steered model).
     """
     issues = [f"s{i:04d}" for i in range(studies)]
     model_keys = [(issue, f"t{t}", p) for issue in issues for t in range(topics) for p in prompt_types]
     human_keys = [
         (issue, f"t{t}", g) for issue in issues for t in range(topics) for g in ("liberal", "conservative")
     ]
-    model_counts = draw_cells(rng, rates_at(truth), model_posts, len(model_keys), multi_label)
-    human_counts = draw_cells(rng, GROUP_RATES, group_posts, len(human_keys), multi_label)
+    if model_rates is None:
+        model_rates = rates_at(truth)
+    populations = model_rates if isinstance(model_rates, dict) else dict.fromkeys(prompt_types, model_rates)
+    model_counts = np.zeros((len(model_keys), PATTERN_FLAGS.shape[0]), dtype=np.int64)
+    for prompt_type in prompt_types:
+        rows = np.array([k[2] == prompt_type for k in model_keys])
+        model_counts[rows] = draw_cells(
+            rng, populations[prompt_type], model_posts, int(rows.sum()), multi_label
+        )
+    human_counts = np.zeros((len(human_keys), PATTERN_FLAGS.shape[0]), dtype=np.int64)
+    liberal_rows = np.array([k[2] == "liberal" for k in human_keys])
+    human_counts[liberal_rows] = draw_cells(
+        rng, GROUP_RATES, group_posts, int(liberal_rows.sum()), multi_label
+    )
+    other = GROUP_RATES if conservative_rates is None else conservative_rates
+    human_counts[~liberal_rows] = draw_cells(rng, other, group_posts, int((~liberal_rows).sum()), multi_label)
     model = posts_frame(
         model_counts,
         {

@@ -3,7 +3,9 @@
 * ``affalign weights fetch --configfile X`` downloads every hub weight of the config into
   ``HF_HOME`` and locks it to its commit (``config/weights.lock``);
 * ``affalign weights check --configfile X`` says whether every one is there, offline;
-* ``affalign plan --configfile X`` prints shards, requests, tokens and GPU-hours per model;
+* ``affalign plan --configfile X`` prints shards, requests, tokens and GPU-hours per model,
+  and, where the design job has run, the precision each option of posts per shard buys
+  (``--target-halfwidth H``: the smallest that reaches H, and its cost);
 * ``affalign check --configfile X`` runs the whole pre-flight a real run does (schema,
   semantic and file checks, ``runtime.python``, hub weights, endpoint budgets) and prints
   each problem on one line (:mod:`affalign.config.preflight`).
@@ -49,7 +51,7 @@ def weights_command(args: argparse.Namespace) -> int:
 
 def plan_command(args: argparse.Namespace) -> int:
     from affalign.config.endpoints import format_endpoint_plan, plan_endpoints
-    from affalign.config.plan import format_plan, plan_study
+    from affalign.config.plan import format_plan, format_precision, plan_classification, plan_study
     from affalign.config.preflight import config_problems, load_study_config
 
     directory = Path(args.directory)
@@ -59,10 +61,11 @@ def plan_command(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"affalign: {problem}", file=sys.stderr)
         return 1
-    print(format_plan(plan_study(config, directory)))
+    print(format_plan(plan_study(config, directory), plan_classification(config, directory)))
     endpoints = plan_endpoints(config, directory)
     if endpoints:
         print("\n" + format_endpoint_plan(endpoints))
+    print("\n" + format_precision(config, directory, args.target_halfwidth))
     return 0
 
 
@@ -102,6 +105,12 @@ def parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", help="shards, requests, tokens and GPU-hours per model")
     add_config_options(plan)
     plan.add_argument("--directory", default=".", help="the working directory whose results/ count as done")
+    plan.add_argument(
+        "--target-halfwidth",
+        type=float,
+        metavar="H",
+        help="print the smallest n_per_shard whose predicted model-level 95 %% half-width is at most H",
+    )
     plan.set_defaults(run=plan_command)
 
     check = commands.add_parser("check", help="the whole pre-flight of a real run, one line per problem")

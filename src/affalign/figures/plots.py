@@ -491,3 +491,50 @@ def plot_opinion_steering(
     axes[1].set_title("differential steerability", fontsize=10)
     figure.suptitle(title, fontsize=11)
     _save(figure, path)
+
+
+def plot_design(
+    summary: pl.DataFrame, gpu_hours: dict[int, float | None], configured_n: int, title: str, path: str | Path
+) -> None:
+    """Predicted precision against posts per shard, one panel per issue: model-level 95 %
+    half-width near identity per group (solid), minimum detectable tendency and steerability
+    at 80 % power with the configured topics (dashed) and twice as many (dotted), the
+    configured size marked, GPU-hours of the whole study on a second axis (grey)."""
+    issues = sorted(summary["issue"].unique().to_list()) or ["(none)"]
+    figure, axes = _panels(len(issues), 6.0, 4.2)
+    sizes = sorted(summary["n_model"].unique().to_list())
+    for axis, issue in zip(axes, issues, strict=True):
+        rows = summary.filter(pl.col("issue") == issue)
+        configured = rows.filter(pl.col("configured_topics"))
+        more = rows.filter(~pl.col("configured_topics"))
+        for group in sorted(rows["group"].unique().to_list()):
+            colour = GROUP_COLOURS.get(group, "grey")
+            mine = configured.filter(pl.col("group") == group).sort("n_model")
+            axis.plot(mine["n_model"], mine["model_level_halfwidth"], "o-", color=colour,
+                      label=f"model-level half-width, {group}")  # fmt: skip
+            axis.plot(mine["n_model"], mine["mde_steerability"], "s--", color=colour,
+                      label=f"detectable steerability, {group}")  # fmt: skip
+            extra = more.filter(pl.col("group") == group).sort("n_model")
+            axis.plot(extra["n_model"], extra["mde_steerability"], "s:", color=colour, alpha=0.6)
+        tendency = configured.filter(pl.col("group") == configured["group"].min()).sort("n_model")
+        topics = int(tendency["n_topics"].max()) if tendency.height else 0
+        axis.plot(tendency["n_model"], tendency["mde_tendency"], "^--", color="black",
+                  label=f"detectable tendency ({topics} topics; dotted: {2 * topics})")  # fmt: skip
+        extra = more.filter(pl.col("group") == more["group"].min()).sort("n_model") if more.height else more
+        if extra.height:
+            axis.plot(extra["n_model"], extra["mde_tendency"], "^:", color="black", alpha=0.6)
+        axis.axvline(configured_n, color="grey", linestyle="-.", linewidth=1, label="configured n_per_shard")
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(sizes, [str(s) for s in sizes])
+        axis.set_xlabel("posts per shard (model cell size)", fontsize=8)
+        axis.set_ylabel("alignment units", fontsize=8)
+        axis.set_title(issue, fontsize=10)
+        axis.legend(fontsize=6, loc="upper right")
+        known = [(n, h) for n, h in sorted(gpu_hours.items()) if h is not None]
+        if known:
+            cost = axis.twinx()
+            cost.plot([n for n, _ in known], [h for _, h in known], "x-", color="grey", linewidth=0.8)
+            cost.set_ylabel("GPU-hours of the study (grey)", fontsize=8, color="grey")
+            cost.set_ylim(bottom=0)
+    figure.suptitle(title, fontsize=11)
+    _save(figure, path)

@@ -78,10 +78,14 @@ def sign_flip_p_values(
     p_values = np.where(sizes > 0, 1.0, np.nan)
     testable = np.any(filled != 0, axis=1)
     exact = testable & (sizes <= _largest_exact_n(permutations))
-    for row in np.flatnonzero(exact):
-        signs = _all_sign_vectors(int(sizes[row]))
-        permuted = np.abs(signs @ filled[row][present[row]])
-        p_values[row] = float(np.mean(permuted >= observed[row] - tolerance[row]))
+    # Rows of one size share their sign vectors: one product per block of such rows.
+    for size in np.unique(sizes[exact]):
+        rows = np.flatnonzero(exact & (sizes == size))
+        signs = _all_sign_vectors(int(size))
+        for block in np.array_split(rows, max(1, rows.size * signs.shape[0] // 2**22)):
+            values = np.stack([filled[row][present[row]] for row in block])
+            permuted = np.abs(signs @ values.T)
+            p_values[block] = np.mean(permuted >= observed[block] - tolerance[block], axis=0)
     sampled = np.flatnonzero(testable & ~exact)
     if sampled.size:
         rng = np.random.default_rng(rng)

@@ -1,0 +1,31 @@
+import sys
+from pathlib import Path
+
+# scriptdir is workflow/rules/../scripts (the rule file's folder joined with the script's
+# relative path): resolve it before climbing to the checkout's src/.
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
+
+from affalign.design import DesignSettings, run_design_stage
+from affalign.io.jobs import run_logged
+
+options = snakemake.params.settings
+settings = DesignSettings(
+    n_per_shard=options["n_per_shard"],
+    groups=tuple(options["groups"]),
+    confidence=options["confidence"],
+    alpha=options["alpha"],
+    replicates=options["bootstrap_replicates"],
+    draws=options["draws"],
+    seed=options["seed"],
+    none_bin=options["none_bin"],
+)
+run_logged(
+    snakemake.log[0],
+    lambda: run_design_stage(
+        human=list(snakemake.input.human),
+        human_affect=list(snakemake.input.human_affect),
+        settings=settings,
+        outputs=dict(snakemake.output.items()),
+        classifier=snakemake.wildcards.classifier,
+    ),
+)
