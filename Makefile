@@ -30,7 +30,7 @@ ORCH_VENV ?= .venv-orchestration
 # make cluster-env PREFIX=/shared/affalign [CUDA=12.9]
 CUDA ?= 13.0
 
-.PHONY: help env system-deps test-deps orchestration-env cluster-env cluster-kernels locks prepare-model demo test lint format bench-generate bench-classify bench-align bench-coverage bench-dag clean-results
+.PHONY: help env system-deps test-deps orchestration-env cluster-env cluster-kernels locks prepare-model demo test lint format bench-generate bench-classify bench-align bench-coverage bench-design bench-dag clean-results
 
 help:
 	@echo "make demo   - set up, prepare the embedded model, run the study on config/demo.yaml"
@@ -43,6 +43,7 @@ help:
 	@echo "make bench-classify - batched classifier vs transformers.pipeline, texts/s and ratio"
 	@echo "make bench-align    - align stage at the paper's scale with bootstrap vs pandas"
 	@echo "make bench-coverage - simulated studies: bias vs cell size, interval coverage grid, test levels"
+	@echo "make bench-design   - design predictions against realized half-widths and power (~20 min)"
 	@echo "make bench-dag      - seconds for Snakemake to plan the paper-sized study"
 
 system-deps:
@@ -136,6 +137,9 @@ bench-align: $(ENV_STAMP)
 
 bench-coverage: $(ENV_STAMP)
 	$(BIN)/python benchmarks/bench_coverage.py
+
+bench-design: $(ENV_STAMP)
+	$(BIN)/python benchmarks/bench_design.py
 
 bench-dag: $(ENV_STAMP)
 	$(BIN)/python benchmarks/bench_dag.py

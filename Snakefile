@@ -73,7 +73,15 @@
 #   results/align/{classifier}/dropped.csv
 #       model, reason, rows (generations left out of the distributions)
 #   results/figures/{classifier}/alignment_heatmap.png, baseline_comparison.png,
-#       liberal_tendency.png, steerability.png, label_distributions.png
+#       liberal_tendency.png, steerability.png, label_distributions.png, design.png
+#
+# Design (precision predicted from the human posts alone; no model runs for it):
+#   results/design/{classifier}/cells.parquet  (+ .csv)
+#       issue, topic, group, n_group_posts, n_model, scenario (identity, other group), sd,
+#       halfwidth
+#   results/design/{classifier}/summary.parquet  (+ .csv)
+#       issue, group, n_model, n_topics, configured_topics, cell_halfwidth,
+#       model_level_halfwidth, mde_tendency, mde_steerability, mde_differential
 #   results/report.html  (snakemake --report results/report.html)
 #
 # Positional (opinion) alignment, only with an `opinions:` section; {survey} is a survey

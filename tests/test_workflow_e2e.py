@@ -411,8 +411,10 @@ CLASSIFIER_JOBS_ONLY = {
     "align": 1,
     "plot_alignment_heatmap": 1,
     "plot_comparisons": 1,
+    "design": 1,
+    "plot_design": 1,
     "all": 1,
-    "total": len(MODELS) + 5,
+    "total": len(MODELS) + 7,
 }
 
 

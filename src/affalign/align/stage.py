@@ -190,7 +190,8 @@ class AlignSettings:
             else None,
             "score": "1 - Jensen-Shannon distance, log base 2",
             "corrected_score": "1 - signed root of (plug-in JS divergence - delta-method bias), log base 2",
-            "interval": "percentile interval of bootstrap replicates of the corrected score",
+            "interval": "percentile interval of the corrected score's bootstrap replicates centred on it "
+            "(1 - signed root of the corrected divergence plus each replicate's deviation from the plug-in)",
             "model_level_interval": "two-stage bootstrap: topics, then posts",
             "tests": "permutation (cells), sign-flip over topics (tendency, steerability), "
             "one-sided bootstrap (below baseline); Holm and BH per family",
