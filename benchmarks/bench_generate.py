@@ -12,7 +12,10 @@ can be off by several per cent.
 Each path runs in a child process in a session of its own, and the benchmark stops the
 whole session when the child has reported (vLLM's offline engine keeps its ``EngineCore``
 running after ``generate`` returns, and it ignores SIGTERM): the benchmark exits by itself
-and leaves nothing running.
+and leaves nothing running. Each child also has a private temporary folder (``TMPDIR``),
+removed once its session is stopped: vLLM's offline engine, stopped with SIGKILL, would
+otherwise leave its IPC sockets in the system temporary folder (7 per run). The benchmark
+counts the socket files there before and after and prints how many it left.
 
 Usage (CPU, tiny random-weight model built on the fly)::
 
@@ -25,6 +28,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import stat
 import statistics
 import subprocess
 import sys
@@ -40,7 +45,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from affalign.generate.prompts import ShardSpec, build_requests, load_templates  # noqa: E402
 from affalign.generate.shards import Sampling, write_generation_shard  # noqa: E402
-from affalign.service.server import is_cpu_build, stop_session  # noqa: E402
+from affalign.service.metrics import occupancy_figures, read_samples, samples_file  # noqa: E402
+from affalign.service.server import is_cpu_build, private_temp_folder, stop_session  # noqa: E402
 
 CPU_ENGINE = {
     "dtype": "float32",
@@ -79,7 +85,7 @@ def serve(model_dir: Path, engine: dict, workdir: Path) -> tuple[subprocess.Pope
         sys.executable, "-m", "affalign.service.server",
         "--model", "bench", "--source", str(model_dir), "--engine", json.dumps(engine),
         "--seed", "0", "--service-file", str(service), "--server-log", str(workdir / "server.log"),
-        "--start-timeout", "900",
+        "--start-timeout", "900", "--metrics-interval", "0.5",
     ]  # fmt: skip
     began = time.time()
     process = subprocess.Popen(command, env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
@@ -117,12 +123,21 @@ def run_service_path(model_dir: Path, engine: dict, args: argparse.Namespace, wo
         thread.start()
     for thread in threads:
         thread.join()
-    wall = time.time() - began
+    ended = time.time()
     process.terminate()  # the wrapper stops the server's whole session
     process.wait(timeout=120)
     if errors:
         raise errors[0]
-    return {"tokens": sum(tokens), "seconds": wall, "startup_s": startup}
+    # How full the server was while the consumers ran, as the job account measures it.
+    samples = read_samples([samples_file(workdir / "server.log")])
+    occupancy = occupancy_figures(samples, [(began, ended)], engine.get("max_num_seqs"), None)
+    return {
+        "tokens": sum(tokens),
+        "seconds": ended - began,
+        "startup_s": startup,
+        "occupancy": occupancy["occupancy"],
+        "low_occupancy_s": occupancy["low_occupancy_s"],
+    }
 
 
 def run_offline(model_dir: Path, engine: dict, args: argparse.Namespace) -> dict:
@@ -165,6 +180,9 @@ def run_one_path(args: argparse.Namespace) -> int:
 
 def measure(path: str, args: argparse.Namespace, model_dir: Path, scratch: Path, marker: str) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix=f"{path}-", dir=scratch))
+    # The child's own temporary folder: what its vLLM processes leave there (sockets of an
+    # engine stopped with SIGKILL) goes with it.
+    private_temp = private_temp_folder(prefix="affalign-bench-")
     result = workdir / "result.json"
     log = workdir / "child.log"
     command = [
@@ -173,10 +191,15 @@ def measure(path: str, args: argparse.Namespace, model_dir: Path, scratch: Path,
         "--max-tokens", str(args.max_tokens), "--max-in-flight", str(args.max_in_flight),
     ]  # fmt: skip
     env = dict(os.environ, VLLM_NO_USAGE_STATS="1", HF_HUB_OFFLINE="1", **{RUN_MARKER: marker})
-    with open(log, "wb") as stream:
-        child = subprocess.Popen(
-            command, stdout=stream, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+    env["TMPDIR"] = str(private_temp)
+    try:
+        with open(log, "wb") as stream:
+            child = subprocess.Popen(
+                command, stdout=stream, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+    except BaseException:
+        shutil.rmtree(private_temp, ignore_errors=True)
+        raise
     try:
         deadline = time.monotonic() + args.timeout
         while not result.exists():
@@ -186,7 +209,21 @@ def measure(path: str, args: argparse.Namespace, model_dir: Path, scratch: Path,
             time.sleep(0.5)
     finally:
         stop_session(child.pid, child, grace_s=10.0)
+        shutil.rmtree(private_temp, ignore_errors=True)
     return json.loads(result.read_text())
+
+
+def temp_sockets() -> set[str]:
+    """The socket files in the system temporary folder (vLLM's IPC endpoints are sockets)."""
+    root = tempfile.gettempdir()
+    found = set()
+    for entry in os.scandir(root):
+        try:
+            if stat.S_ISSOCK(entry.stat(follow_symlinks=False).st_mode):
+                found.add(os.path.join(root, entry.name))
+        except OSError:  # removed meanwhile
+            continue
+    return found
 
 
 def left_running(marker: str) -> dict[int, str]:
@@ -216,6 +253,7 @@ def main() -> int:
         return run_one_path(args)
 
     marker = uuid.uuid4().hex
+    sockets_before = temp_sockets()
     with tempfile.TemporaryDirectory(prefix="affalign-bench-", dir="/tmp") as scratch_name:
         scratch = Path(scratch_name)
         model_dir = args.model
@@ -240,17 +278,31 @@ def main() -> int:
                 tokens, seconds, startup = (figures[path][key] for key in ("tokens", "seconds", "startup_s"))
                 print(
                     f"run {run} {label}: {tokens} tokens in {seconds:.1f} s = {rates[path]:.1f} tok/s"
-                    f" (start-up {startup:.1f} s)"
+                    f" (start-up {startup:.1f} s){occupancy_note(figures[path])}"
                 )
             print(f"run {run} ratio (a)/(b): {ratios[-1]:.3f}", flush=True)
         left = left_running(marker)
+    sockets_after = temp_sockets()
     spread = max(ratios) - min(ratios)
     print(
         f"ratio (a)/(b): median {statistics.median(ratios):.3f}, range {min(ratios):.3f}-{max(ratios):.3f} "
         f"(spread {spread:.3f}) over {len(ratios)} runs"
     )
     print(f"processes left running: {', '.join(left.values()) or 'none'}")
+    # Others' processes may add or remove sockets meanwhile: new ones still there are ours
+    # unless something else on the machine made them.
+    new = sockets_after - sockets_before
+    print(
+        f"socket files in {tempfile.gettempdir()}: {len(sockets_before)} before, {len(sockets_after)} after, "
+        f"{len(new)} new left behind{': ' + ', '.join(sorted(new)[:5]) if new else ''}"
+    )
     return 1 if left else 0
+
+
+def occupancy_note(figures: dict) -> str:
+    if figures.get("occupancy") is None:
+        return ""
+    return f", occupancy {figures['occupancy']:.0%} ({figures['low_occupancy_s']:.1f} s below half)"
 
 
 if __name__ == "__main__":

@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -23,7 +26,13 @@ from conftest import REPO, run_snakemake, write_config
 from processes import processes_with_environment, wait_until_gone
 from tiny_models import tiny_engine
 
+from affalign.generate.prompts import ShardSpec
+from affalign.generate.shards import Sampling, write_generation_shard
+from affalign.service.account import write_job_account
+from affalign.service.metrics import samples_file
 from affalign.service.server import STOP_GRACE_S, SessionGuard, session_members, stop_session
+
+PROMPT_TYPES = ("default", "liberal")
 
 RUN_MARKER = "AFFALIGN_TEST_SERVER_RUN"
 SOURCE = str(REPO / "src")
@@ -155,15 +164,29 @@ ENGINE = tiny_engine(max_num_seqs=8)
 class Wrapper:
     """``python -m affalign.service.server`` for a tiny model, every process of it marked."""
 
-    def __init__(self, model_dir: Path, folder: Path, engine: dict | None = None, via_parent: bool = False):
+    def __init__(
+        self,
+        model_dir: Path,
+        folder: Path,
+        engine: dict | None = None,
+        via_parent: bool = False,
+        temp_folder: Path | None = None,
+        metrics_interval_s: float | None = None,
+    ):
         self.marker = uuid.uuid4().hex
         self.service_file = folder / "results" / "services" / "tiny.json"
         self.server_log = folder / "logs" / "tiny.server.log"
+        self.sessions_file = folder / "logs" / "tiny.sessions.jsonl"
         command = [
             sys.executable, "-m", "affalign.service.server", "--model", "tiny", "--source", str(model_dir),
             "--engine", json.dumps(engine or ENGINE), "--service-file", str(self.service_file),
             "--server-log", str(self.server_log), "--start-timeout", "600", "--stop-grace", "10",
+            "--sessions-file", str(self.sessions_file),
         ]  # fmt: skip
+        if metrics_interval_s is not None:
+            command += ["--metrics-interval", str(metrics_interval_s)]
+        # The system temporary folder as the wrapper and everything it starts see it.
+        temp = {"TMPDIR": str(temp_folder)} if temp_folder is not None else {}
         if via_parent:  # a stand-in for Snakemake: the wrapper's parent, which a test can kill
             command = [sys.executable, "-c", "import subprocess, sys; subprocess.run(sys.argv[1:])", *command]
         self.process = subprocess.Popen(
@@ -171,7 +194,7 @@ class Wrapper:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env=dict(os.environ, PYTHONPATH=SOURCE, **{RUN_MARKER: self.marker}),
+            env=dict(os.environ, PYTHONPATH=SOURCE, **temp, **{RUN_MARKER: self.marker}),
         )
 
     def state(self) -> dict:
@@ -217,14 +240,72 @@ def test_a_killed_server_leaves_no_engine_behind(tiny_llama, tmp_path):
     assert "server stopped" in output
 
 
+@pytest.fixture()
+def system_temp():
+    """A system temporary folder of the test's own (short: vLLM's socket paths must fit in
+    107 bytes), given to the wrapper as TMPDIR."""
+    folder = Path(tempfile.mkdtemp(prefix="affalign-t-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.slow
-def test_a_killed_service_job_leaves_nothing_behind(tiny_llama, tmp_path):
-    wrapper = Wrapper(tiny_llama, tmp_path)
+def test_a_killed_service_job_leaves_nothing_behind(tiny_llama, tmp_path, system_temp):
+    wrapper = Wrapper(tiny_llama, tmp_path, temp_folder=system_temp)
     wrapper.wait_until("ready")
     assert wrapper.engine_processes()
+    # vLLM's IPC sockets are in the server's private temporary folder, inside this one.
+    assert any(entry.is_socket() for entry in system_temp.rglob("*")), list(system_temp.rglob("*"))
     wrapper.process.kill()  # what Snakemake does to every job of a group when one fails
     wrapper.process.wait()
     assert wrapper.left_behind() == {}
+    assert list(system_temp.iterdir()) == []  # no socket, no folder: the guard removed them
+
+
+@pytest.mark.slow
+def test_a_session_records_how_full_its_server_was(tiny_llama, tmp_path, system_temp):
+    wrapper = Wrapper(tiny_llama, tmp_path, temp_folder=system_temp, metrics_interval_s=0.5)
+    wrapper.wait_until("ready")
+    outputs = [tmp_path / "results" / f"shard-{index}.parquet" for index in range(2)]
+
+    def shard(index: int) -> None:
+        spec = ShardSpec(
+            global_seed=1, model="tiny", kind="base", issue="covid-19", issue_name="COVID-19",
+            topic="vaccines", topic_name="COVID-19 vaccines", prompt_type=PROMPT_TYPES[index], count=96,
+        )  # fmt: skip
+        write_generation_shard(
+            spec, model_info={"kind": "base"}, service_file=wrapper.service_file,
+            server_log=wrapper.server_log, output=outputs[index],
+            prompts_file=REPO / "resources/prompts.yaml", sampling=Sampling(24, 1.0, 1.0),
+            max_in_flight=12, server_start_timeout_s=60, request_timeout_s=300,
+        )  # fmt: skip
+
+    threads = [threading.Thread(target=shard, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wrapper.process.terminate()  # Snakemake, once the last consumer is done
+    output, _ = wrapper.process.communicate(timeout=300)
+    assert wrapper.process.returncode == 0, output
+    assert all(path.exists() for path in outputs)
+    account = write_job_account(
+        outputs, [wrapper.sessions_file], tmp_path / "account.parquet", tmp_path / "account.csv"
+    )
+    row = account.row(0, named=True)
+    assert row["max_num_seqs"] == ENGINE["max_num_seqs"]
+    assert row["metrics_samples"] >= 2, row
+    assert 0 < row["occupancy"] <= 1, row
+    assert 0 <= row["low_occupancy_s"] <= row["generation_s"], row
+    assert row["server_tokens_per_s"] > 0 and row["tokens_per_s"] > 0, row
+    samples = [json.loads(line) for line in samples_file(wrapper.server_log).read_text().splitlines()]
+    assert len(samples) == row["metrics_samples"] + row["metrics_missing"]
+    assert max(sample.get("running", 0) for sample in samples) > 0
+    # The last sample, taken as the session ended, counts every token the shards received.
+    assert samples[-1]["generation_tokens"] == row["output_tokens"]
+    print(f"occupancy {row['occupancy']:.3f}, {row['server_tokens_per_s']:.0f} tokens/s", row)
+    assert wrapper.left_behind() == {}
+    assert list(system_temp.iterdir()) == []
 
 
 @pytest.mark.slow

@@ -8,6 +8,8 @@ through one :class:`~affalign.service.client.ServiceClient` (session, URL, concu
 limit, server log, watchdog).
 
 * :mod:`~affalign.service.server` — the server process and its lifetime;
+* :mod:`~affalign.service.metrics` — the server's ``/metrics`` sampled during a session, and
+  how full it was while generating (for the job account, :mod:`~affalign.service.account`);
 * :mod:`~affalign.service.client` — waiting for the service, requests, retries, watchdog;
 * :mod:`~affalign.service.consumer` — a consumer's finished shard: the shard store first,
   then its output; a shard that cannot be written fails after its siblings have finished;

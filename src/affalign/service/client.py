@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import http.client
 import json
 import os
 import random
@@ -77,13 +78,25 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
+# What a failed plain GET raises: no answer, a timeout, an HTTP error status, a bad URL, a
+# garbled or cut answer.
+GET_ERRORS = (urllib.error.URLError, OSError, ValueError, http.client.HTTPException)
+
+
+def get_text(url: str, timeout: float = 2.0) -> str:
+    """The body of a plain GET of ``url`` (the server's own endpoints: ``/health``,
+    ``/v1/models``, ``/metrics``); raises one of :data:`GET_ERRORS` unless it answers 2xx."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read().decode("utf-8", errors="replace")
+
+
 def is_healthy(url: str, timeout: float = 2.0) -> bool:
-    """Whether the server at ``url`` answers ``/health`` with 200."""
+    """Whether the server at ``url`` answers ``/health``."""
     try:
-        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
+        get_text(f"{url}/health", timeout=timeout)
+    except GET_ERRORS:
         return False
+    return True
 
 
 def _start_time(pid: int) -> str | None:

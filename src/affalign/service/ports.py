@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
+
+from affalign.service.client import GET_ERRORS, get_text
 
 # How vLLM's failed bind reads in its log (errno 98 on Linux).
 ADDRESS_IN_USE_MARKERS = ("Address already in use", "[Errno 98]")
@@ -72,8 +72,9 @@ def listening_pids(port: int, candidates: Iterable[int]) -> set[int]:
 def serves_model(url: str, name: str, timeout: float = 5.0) -> bool:
     """Whether the OpenAI-compatible server at ``url`` lists a model called ``name``."""
     try:
-        with urllib.request.urlopen(f"{url}/v1/models", timeout=timeout) as response:
-            listing = json.load(response)
-    except (urllib.error.URLError, OSError, ValueError):
+        listing = json.loads(get_text(f"{url}/v1/models", timeout=timeout))
+    except GET_ERRORS:
+        return False
+    if not isinstance(listing, dict):
         return False
     return any(entry.get("id") == name for entry in listing.get("data", []) if isinstance(entry, dict))

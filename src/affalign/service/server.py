@@ -36,6 +36,7 @@ from typing import Any
 from affalign.io import WrongAccelerator, accelerator_provenance, atomic_write_text, check_accelerator
 from affalign.service.account import append_session, session_record
 from affalign.service.client import consumers_folder, is_healthy
+from affalign.service.metrics import INTERVAL_S, MetricsSampler, samples_file
 from affalign.service.ports import address_in_use, listening_pids, serves_model
 
 # vLLM >= 0.30 moved the OpenAI-compatible server; older releases keep the first path.
@@ -170,6 +171,17 @@ def short_temp_root(limit: int = 40) -> str:
     """The system temporary folder if its path is short enough for socket names, else /tmp."""
     root = tempfile.gettempdir()
     return root if len(root) <= limit else "/tmp"
+
+
+def private_temp_folder(prefix: str = "affalign-vllm-") -> Path:
+    """A new, short, private temporary folder for one vLLM process tree (its ``TMPDIR``).
+
+    vLLM puts its IPC sockets (``ipc://<TMPDIR>/<uuid>``, at most 107 bytes), its weight
+    cache sockets and its compiler caches in the temporary folder, and an engine stopped
+    with SIGKILL never removes them: whoever starts the process removes this folder once
+    the process's session is gone (:func:`run_service` and its :class:`SessionGuard`).
+    """
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=short_temp_root()))
 
 
 def server_environment(scratch: Path, engine: Mapping[str, Any] | None = None) -> dict[str, str]:
@@ -382,6 +394,7 @@ def run_service(
     stop_grace_s: float = STOP_GRACE_S,
     device: str = "auto",
     sessions_file: str | Path | None = None,
+    metrics_interval_s: float = INTERVAL_S,
 ) -> int:
     """Start the server, publish its address once healthy, and serve until stopped.
 
@@ -391,7 +404,9 @@ def run_service(
     or with ``status: failed`` and the reason if the server cannot start or dies. However
     this function ends, no process of the server's session is left (see the module's
     docstring), and the session is appended to ``sessions_file`` (start, load time, stop,
-    host, SLURM job) for the job account (:mod:`affalign.service.account`).
+    host, SLURM job) for the job account (:mod:`affalign.service.account`). While the
+    server is ready its ``/metrics`` are sampled every ``metrics_interval_s`` seconds (0:
+    never) into a table beside the server log (:mod:`affalign.service.metrics`).
     """
     service_file, server_log = Path(service_file), Path(server_log)
     server_log.parent.mkdir(parents=True, exist_ok=True)
@@ -423,6 +438,7 @@ def run_service(
     guard: SessionGuard | None = None
     scratch: Path | None = None
     healthy_after: float | None = None
+    sampler: MetricsSampler | None = None
     outcome = "failed"
     try:
         # Seconds, not hours in the GPU queue: a job given GPUs whose interpreter cannot use
@@ -435,8 +451,7 @@ def run_service(
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             command = server_command(model_source, model, port, engine, revision=revision, seed=seed)
-            # A short private temporary folder: vLLM puts IPC sockets there (at most 107 bytes).
-            scratch = Path(tempfile.mkdtemp(prefix="affalign-vllm-", dir=short_temp_root()))
+            scratch = private_temp_folder()
             log_start = server_log.stat().st_size if server_log.exists() else 0
             with open(server_log, "ab") as log_stream:
                 log_stream.write(f"[affalign] {' '.join(command)}\n".encode())
@@ -497,13 +512,24 @@ def run_service(
             **common,
         )
         print(f"[affalign] {model} healthy at {url} after {healthy_after:.1f} s", flush=True)
+        if metrics_interval_s > 0:
+            sampler = MetricsSampler(
+                url,
+                samples_file(server_log),
+                {"model": model, "started_at": started, "pid": process.pid},
+                interval_s=metrics_interval_s,
+            )
         while not (stopping["requested"] or orphaned()):
             if process.poll() is not None:
                 raise ServerError(
                     f"vLLM server for {model!r} died with code {process.returncode}; see {server_log}:\n"
                     f"{log_tail(server_log)}"
                 )
+            if sampler is not None:
+                sampler.poll()
             time.sleep(0.5)
+        if sampler is not None and process.poll() is None:
+            sampler.sample()  # the counters at the end of the session
         outcome = "stopped"
         return 0
     except ServerError as error:
@@ -524,6 +550,12 @@ def run_service(
                 stopped_at=time.time(),
                 pid=common.get("pid"),
                 status=outcome,
+                extra={
+                    # The job account's occupancy is running requests over this (None:
+                    # vLLM's default, which the account cannot know).
+                    "max_num_seqs": engine.get("max_num_seqs"),
+                    **(sampler.summary() if sampler is not None else {}),
+                },
             )
             append_session(sessions_file, record)
         if guard is not None:
@@ -549,6 +581,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-timeout", type=float, default=1800.0)
     parser.add_argument("--sessions-file", default=None, help="JSON lines, one per session (job account)")
     parser.add_argument(
+        "--metrics-interval",
+        type=float,
+        default=INTERVAL_S,
+        help="seconds between samples of the server's /metrics (0: none)",
+    )
+    parser.add_argument(
         "--stop-grace", type=float, default=STOP_GRACE_S, help="seconds between SIGTERM and SIGKILL"
     )
     parser.add_argument(
@@ -571,6 +609,7 @@ def main(argv: list[str] | None = None) -> int:
             stop_grace_s=args.stop_grace,
             device=args.device,
             sessions_file=args.sessions_file,
+            metrics_interval_s=args.metrics_interval,
         )
     except ServerError as error:
         print(f"affalign: {error}", file=sys.stderr, flush=True)
