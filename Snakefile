@@ -15,6 +15,8 @@
 #       issue, topic, group, posts, users, status (kept/excluded), reason
 #   results/services/{model}.json                                   (service, transient)
 #       address of the model's vLLM server while its shard jobs run
+#   results/services/judge/{model}.json                             (service, transient)
+#       address of a judge's own server while LLM classifiers' jobs run (type: llm)
 #   results/endpoints/{model}.json              (endpoint models, positional stage, auto)
 #       method, top_logprobs, detail, host, served_model: the log-probability method
 #       detected before the run (no service file: endpoint models have no server job)
@@ -28,6 +30,8 @@
 #   results/classify/{classifier}/generated/{model}/{issue}/{topic}/{prompt_type}.parquet
 #   results/classify/{classifier}/human/{issue}.parquet
 #       post_id, p_<label> (score), y_<label> (bool) for each of the classifier's labels
+#       (type: llm: p_ is 1.0/0.0; posts the judge's answer could not be read for are left
+#       out and counted in the provenance: unparsed, unparsed_post_ids)
 #   results/align/{classifier}/distributions.parquet
 #       source, prompt_type, issue, topic, group, label, count, n_posts, total, p
 #   results/align/{classifier}/alignment.parquet  (+ alignment.csv)
@@ -72,6 +76,10 @@
 #       row, prompt_type, compared_with, one column per issue/topic (1 - JSD)
 #   results/align/{classifier}/dropped.csv
 #       model, reason, rows (generations left out of the distributions)
+#   results/align/robustness.csv  (studies with two or more classifiers)
+#       classifier_a, classifier_b, measure (alignment_corrected, tendency, steerability,
+#       baseline_gap), n, spearman, spearman_p, n_significant, n_sign_agrees,
+#       share_sign_agrees
 #   results/figures/{classifier}/alignment_heatmap.png, baseline_comparison.png,
 #       liberal_tendency.png, steerability.png, label_distributions.png, design.png
 #

@@ -46,7 +46,7 @@ def test_valid_config_plans(study):
 def test_unknown_classifier_type(study):
     workdir, config = study
     config["classifiers"]["emotions-bert"] = {"type": "spanemo", "model": "x"}
-    expected = "'spanemo' is not one of ['lexicon', 'hf', 'hf-binary-set']"
+    expected = "'spanemo' is not one of ['lexicon', 'hf', 'hf-binary-set', 'llm']"
     assert_rejected(workdir, config, "study.yaml", expected, "classifiers")
 
 

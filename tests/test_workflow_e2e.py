@@ -391,8 +391,9 @@ def test_adding_a_model_schedules_only_its_jobs_and_the_joins(finished_run):
         "opinion_tables": 1,
         "plot_representativeness": 1,
         "job_account": 1,
+        "robustness": 1,
         "all": 1,
-        "total": 1 + 6 + 10 + 2 + 2 + 2 + 2 + 1 + 1 + 1 + 1,
+        "total": 1 + 6 + 10 + 2 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 1,
     }, dry.stdout
     assert "tiny-chat-2" in dry.stdout
 
@@ -413,8 +414,9 @@ CLASSIFIER_JOBS_ONLY = {
     "plot_comparisons": 1,
     "design": 1,
     "plot_design": 1,
+    "robustness": 1,  # every classifier pair of the study (results/align/robustness.csv)
     "all": 1,
-    "total": len(MODELS) + 7,
+    "total": len(MODELS) + 8,
 }
 
 

@@ -65,3 +65,34 @@ rule align:
         settings=get_align_params,
     script:
         "../scripts/align.py"
+
+
+# Do the study's conclusions survive a classifier swap? Every pair of classifiers: rank
+# correlation of model-level corrected alignment, sign agreement of significant findings.
+rule robustness:
+    input:
+        model_summary=expand(
+            "results/align/{classifier}/model_summary.parquet", classifier=CLASSIFIERS
+        ),
+        tendency=expand(
+            "results/align/{classifier}/liberal_tendency.parquet",
+            classifier=CLASSIFIERS,
+        ),
+        steerability=expand(
+            "results/align/{classifier}/steerability.parquet", classifier=CLASSIFIERS
+        ),
+    output:
+        report(
+            "results/align/robustness.csv",
+            caption="../report/robustness.rst",
+            category="Alignment",
+        ),
+    log:
+        "logs/align/robustness.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        classifiers=CLASSIFIERS,
+        alpha=config["align"]["alpha"],
+    script:
+        "../scripts/robustness.py"

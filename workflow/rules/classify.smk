@@ -47,3 +47,117 @@ rule classify_human:
         "PYTHONPATH={params.src:q} exec {params.python:q} -m affalign.classify.job"
         " --classifier {wildcards.classifier} --spec {params.spec:q}"
         " --inputs {input:q} --outputs {output:q} --log {log:q}"
+
+
+# LLM classifiers (classifiers.<c>.type: llm): see the end of common.smk.
+rule serve_judge:
+    input:
+        forget_judge_service_record,
+    output:
+        service("results/services/judge/{model}.json"),
+    log:
+        "logs/serve_judge/{model}.log",
+    wildcard_constraints:
+        model=JUDGE_NAMES,
+    conda:
+        "../envs/generate.yaml"
+    threads: 1
+    resources:
+        gpu=get_model_gpus,
+        cpus_per_task=get_model_cpus,
+        mem_mb=get_model_mem_mb,
+        runtime=get_model_runtime,
+        nodes=1,
+        slurm_partition=get_model_partition,
+        gpu_model=model_slurm("gpu_model"),
+        constraint=model_slurm("constraint"),
+        qos=model_slurm("qos"),
+        slurm_extra=model_slurm("slurm_extra"),
+    params:
+        src=get_package_source,
+        python=get_model_python,
+        source=get_model_source,
+        revision=get_model_revision,
+        engine=get_model_engine_json,
+        seed=config["seed"],
+        server_log="logs/serve_judge/{model}.server.log",
+        sessions="logs/serve_judge/{model}.sessions.jsonl",
+        start_timeout=config["generation"]["server_start_timeout_s"],
+        device=get_runtime_device,
+    shell:
+        "PYTHONPATH={params.src:q} exec {params.python:q} -m affalign.service.server"
+        " --model {wildcards.model} --source {params.source:q} --revision={params.revision:q}"
+        " --engine {params.engine:q} --seed {params.seed} --service-file {output:q}"
+        " --server-log {params.server_log:q} --sessions-file {params.sessions:q}"
+        " --start-timeout {params.start_timeout}"
+        " --device {params.device} >> {log:q} 2>&1"
+
+
+rule classify_generated_llm:
+    input:
+        service=judge_service,
+        shards=get_model_shards,
+    output:
+        [
+            f"results/classify/{{classifier}}/generated/{{model}}/{suffix}"
+            for suffix in shard_suffixes()
+        ],
+    log:
+        "logs/classify/{classifier}/generated/{model}.log",
+    wildcard_constraints:
+        classifier=LLM_CLASSIFIER_NAMES,
+    conda:
+        "../envs/generate.yaml"
+    # An HTTP client of the judge's server (see rule generate).
+    threads: 0
+    resources:
+        mem_mb=200,
+        slurm_partition=judge_partition,
+    params:
+        src=unrecorded(get_package_source),
+        python=unrecorded(get_model_python),
+        settings=json_params(get_llm_classifier_settings),
+        server_log=unrecorded(judge_server_log),
+        store=unrecorded(lambda w: f"results/.shard-store/classify/{w.classifier}"),
+        operations=get_llm_classifier_operations,
+    shell:
+        "PYTHONPATH={params.src:q} exec {params.python:q} -m affalign.classify.llm_job"
+        " --classifier {wildcards.classifier} --settings {params.settings:q}"
+        " --generator {wildcards.model} --inputs {input.shards:q} --outputs {output:q}"
+        " --service-file {input.service:q} --server-log {params.server_log:q}"
+        " --store {params.store:q} --log {log:q} {params.operations}"
+
+
+rule classify_human_llm:
+    input:
+        service=judge_service,
+        posts="results/human/{issue}/posts.parquet",
+    output:
+        "results/classify/{classifier}/human/{issue}.parquet",
+    log:
+        "logs/classify/{classifier}/human/{issue}.log",
+    wildcard_constraints:
+        classifier=LLM_CLASSIFIER_NAMES,
+    conda:
+        "../envs/generate.yaml"
+    threads: 0
+    resources:
+        mem_mb=200,
+        slurm_partition=judge_partition,
+    params:
+        src=unrecorded(get_package_source),
+        python=unrecorded(get_model_python),
+        settings=json_params(get_llm_classifier_settings),
+        server_log=unrecorded(judge_server_log),
+        store=unrecorded(lambda w: f"results/.shard-store/classify/{w.classifier}"),
+        operations=get_llm_classifier_operations,
+    shell:
+        "PYTHONPATH={params.src:q} exec {params.python:q} -m affalign.classify.llm_job"
+        " --classifier {wildcards.classifier} --settings {params.settings:q}"
+        " --inputs {input.posts:q} --outputs {output:q}"
+        " --service-file {input.service:q} --server-log {params.server_log:q}"
+        " --store {params.store:q} --log {log:q} {params.operations}"
+
+
+ruleorder: classify_generated_llm > classify_generated
+ruleorder: classify_human_llm > classify_human

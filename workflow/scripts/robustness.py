@@ -1,0 +1,21 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
+
+from affalign.align.robustness import write_robustness
+from affalign.io.jobs import run_logged
+
+run_logged(
+    snakemake.log[0],
+    lambda: write_robustness(
+        list(snakemake.params.classifiers),
+        {
+            "model_summary": list(snakemake.input.model_summary),
+            "tendency": list(snakemake.input.tendency),
+            "steerability": list(snakemake.input.steerability),
+        },
+        snakemake.output[0],
+        snakemake.params.alpha,
+    ),
+)
