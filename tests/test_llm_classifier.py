@@ -4,6 +4,7 @@ request per post through the real vLLM CPU server; swaps of prompt or labels rec
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import polars as pl
@@ -189,3 +190,73 @@ def test_a_changed_prompt_or_label_set_reclassifies_only(judged_run, change):
         assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout
     else:
         assert job_counts(dry.stdout) == JUDGE_JOBS_ONLY, dry.stdout
+
+
+def test_unreadable_answers_are_retried_once_then_counted_never_guessed(tmp_path):
+    # A stub server in place of vLLM: the answers a real constrained server cannot be made to
+    # give (unreadable text, a refused post), per post, in the order they are asked.
+    from aiohttp import web
+    from http_servers import StubEndpoint
+
+    from affalign.classify.llm import classify_files_through_service
+
+    script = {
+        "post-0": ['{"anger":true,"joy":false}'],
+        "post-1": ["{", '{"anger":false,"joy":true}'],  # unreadable, then read on the retry
+        "post-2": ["nonsense", '{"anger":true}'],  # twice unreadable: unparsed
+        "post-3": [400],  # refused (e.g. longer than the judge's context): unparsed
+    }
+
+    async def handler(request, seen):
+        if request.path == "/health":
+            return web.Response(text="ok")
+        body = seen[-1].body
+        post = next(p for p in script if p in body["messages"][0]["content"])
+        answer = script[post].pop(0) if len(script[post]) > 1 else script[post][0]
+        if answer == 400:
+            return web.Response(status=400, text="This model's maximum context length is 512 tokens")
+        return web.json_response({"choices": [{"message": {"content": answer}, "finish_reason": "stop"}]})
+
+    posts = tmp_path / "posts.parquet"
+    pl.DataFrame({"post_id": ["a", "b", "c", "d"], "text": list(script)}).write_parquet(posts)
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("Labels:\n{labels}\nPost: {post}\n")
+    settings = {
+        "model": "judge-model",
+        "labels": LABELS,
+        "prompt": str(prompt),
+        "prompt_sha256": file_sha256(prompt),
+        "chat": True,
+        "seed": 7,
+        "max_tokens": 32,
+        "revision": None,
+    }
+    output, store = tmp_path / "out" / "affect.parquet", tmp_path / "store"
+    with StubEndpoint(handler) as stub:
+        service = tmp_path / "judge.json"
+        service.write_text(json.dumps({"status": "ready", "url": stub.url, "pid": os.getpid()}))
+        options = dict(
+            service_file=service,
+            server_log="server.log",
+            store=store,
+            max_in_flight=2,
+            server_start_timeout_s=10,
+            request_timeout_s=10,
+        )
+        totals = classify_files_through_service("judge", settings, [posts], [output], **options)
+        requests = [s for s in stub.seen if s.path == "/v1/chat/completions"]
+        assert {(r.body["temperature"], r.body["seed"]) for r in requests} == {(0.0, 7)}
+        assert all(r.body["structured_outputs"] == {"regex": label_pattern(list(LABELS))} for r in requests)
+        assert len(requests) == 1 + 2 + 2 + 1
+        # The same posts again: taken from the shard store, no request.
+        output.unlink()
+        classify_files_through_service("judge", settings, [posts], [output], **options)
+        assert len([s for s in stub.seen if s.path == "/v1/chat/completions"]) == len(requests)
+    assert totals == {"posts": 4, "unparsed": 2, "retries": 2}
+    frame = pl.read_parquet(output)
+    assert frame["post_id"].to_list() == ["a", "b"]
+    assert frame["y_anger"].to_list() == [True, False] and frame["y_joy"].to_list() == [False, True]
+    info = read_provenance(output)
+    assert info["unparsed"] == 2 and info["unparsed_post_ids"] == ["c", "d"] and info["retries"] == 2
+    assert any("maximum context length" in example for example in info["unparsed_examples"])
+    assert info["judge_is_generator"] is False and info["label_definitions"] == LABELS

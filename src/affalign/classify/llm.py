@@ -10,7 +10,8 @@ expression is the label schema's compact form, see :func:`label_pattern`). A pos
 whose every label is false carries none (the align stage's ``none`` outcome).
 
 An answer that is not exactly that object (a truncated or otherwise unreadable output) is
-asked again once; a second failure leaves the post out of the affect file — it is counted
+asked again once; a second failure (or a request the server refuses with HTTP 400, such as a
+post longer than the judge's context) leaves the post out of the affect file — it is counted
 (``unparsed``) and named in the provenance, never guessed. Affect files have the usual
 columns (``post_id``, ``p_<label>``, ``y_<label>``; ``p_`` is 1.0 or 0.0) and are kept in
 the shard store under the hash of everything that decides them: the posts, the prompt
@@ -33,7 +34,7 @@ import polars as pl
 from affalign.classify.labels import label_column, score_column
 from affalign.classify.template import check_template, render_prompt
 from affalign.io import content_sha256, file_sha256, read_provenance
-from affalign.service import ServiceClient, publish_shard, restore_shard
+from affalign.service import RequestRejected, ServiceClient, publish_shard, restore_shard
 
 METHOD = "structured-output: JSON object of one boolean per label (regex-constrained)"
 # Unreadable answers kept in an affect file's provenance, to see what went wrong.
@@ -141,7 +142,17 @@ async def classify_posts(
         nonlocal retries
         endpoint, payload = judge.payload(text, served_name)
         for attempt in range(2):
-            body = await client.post(endpoint, payload, f"classification of post {index}")
+            try:
+                body = await client.post(endpoint, payload, f"classification of post {index}")
+            except RequestRejected as error:
+                # This post's request is refused (400: e.g. longer than the judge's context):
+                # the post is unparsed; any other refusal (a wrong model name, a lost key) is
+                # the whole job's problem.
+                if error.status != 400:
+                    raise
+                if len(examples) < UNPARSED_EXAMPLES:
+                    examples.append(f"post {index}: {str(error)[:200]}")
+                return None
             answer = judge.answer_text(body)
             parsed = parse_answer(answer, labels)
             if parsed is not None:
