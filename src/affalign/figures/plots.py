@@ -146,6 +146,17 @@ def _whiskers(axis, positions, lows, highs, ok, vertical: bool, colour: str = "d
         whiskers.set_gid(INTERVAL_GID)
 
 
+def _figure_legend(figure, axes, columns: int = 5) -> None:
+    """One legend below all panels, each label once (the panels' own would cover their bars)."""
+    entries: dict[str, object] = {}
+    for axis in np.ravel(axes):
+        for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    if entries:
+        handles, labels = list(entries.values()), list(entries)
+        figure.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize=7)
+
+
 def _interval_ok(flags) -> np.ndarray:
     """``interval_ok`` values as booleans (a missing flag counts as measured)."""
     return np.array([True if flag is None else bool(flag) for flag in flags], dtype=bool)
@@ -233,11 +244,14 @@ def baseline_comparison_figure(
             if level is not None:
                 axis.axhline(level, color="black", linestyle="--", linewidth=1, label="partisan baseline")
             axis.set_xticks(range(len(rows)), rows, rotation=45, ha="right", fontsize=8)
-            axis.set_ylim(0, 1.3)
+            # Room for every whisker as the table has it (corrected bounds may pass 1).
+            bounds = frame[high].drop_nulls().drop_nans() if high else pl.Series([], dtype=pl.Float64)
+            top = max(1.1, float(bounds.max()) + 0.05) if bounds.len() else 1.1
+            axis.set_ylim(0, top)
             axis.set_ylabel(f"mean alignment, {label}", fontsize=8)
             axis.set_title(f"{issue}: {label}", fontsize=10)
-            axis.legend(fontsize=7, loc="upper center", ncols=4)
     figure.suptitle(title, fontsize=11)
+    _figure_legend(figure, axes)
     return figure
 
 
@@ -501,7 +515,7 @@ def plot_design(
     at 80 % power with the configured topics (dashed) and twice as many (dotted), the
     configured size marked, GPU-hours of the whole study on a second axis (grey)."""
     issues = sorted(summary["issue"].unique().to_list()) or ["(none)"]
-    figure, axes = _panels(len(issues), 6.0, 4.2)
+    figure, axes = _panels(len(issues), 6.0, 5.4)
     sizes = sorted(summary["n_model"].unique().to_list())
     for axis, issue in zip(axes, issues, strict=True):
         rows = summary.filter(pl.col("issue") == issue)
@@ -513,7 +527,7 @@ def plot_design(
             axis.plot(mine["n_model"], mine["model_level_halfwidth"], "o-", color=colour,
                       label=f"model-level half-width, {group}")  # fmt: skip
             axis.plot(mine["n_model"], mine["mde_steerability"], "s--", color=colour,
-                      label=f"detectable steerability, {group}")  # fmt: skip
+                      label=f"detectable steerability, {group} (dotted: twice the topics)")  # fmt: skip
             extra = more.filter(pl.col("group") == group).sort("n_model")
             axis.plot(extra["n_model"], extra["mde_steerability"], "s:", color=colour, alpha=0.6)
         tendency = configured.filter(pl.col("group") == configured["group"].min()).sort("n_model")
@@ -529,12 +543,13 @@ def plot_design(
         axis.set_xlabel("posts per shard (model cell size)", fontsize=8)
         axis.set_ylabel("alignment units", fontsize=8)
         axis.set_title(issue, fontsize=10)
-        axis.legend(fontsize=6, loc="upper right")
+        # Below the panel: the curves and the cost line fill the plotting area.
+        axis.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
         known = [(n, h) for n, h in sorted(gpu_hours.items()) if h is not None]
         if known:
             cost = axis.twinx()
             cost.plot([n for n, _ in known], [h for _, h in known], "x-", color="grey", linewidth=0.8)
-            cost.set_ylabel("GPU-hours of the study (grey)", fontsize=8, color="grey")
+            cost.set_ylabel("GPU-hours of the study (grey, x)", fontsize=8, color="grey")
             cost.set_ylim(bottom=0)
     figure.suptitle(title, fontsize=11)
     _save(figure, path)
