@@ -267,8 +267,6 @@ def _interval_bars(axis, labels: list[str], values, lows, highs, colours, ok=Non
     axis.barh(positions, values, color=colours)
     ok = np.ones(len(labels), dtype=bool) if ok is None else _interval_ok(ok)
     _whiskers(axis, positions, lows, highs, ok, vertical=False, colour="black")
-    if not ok.all():
-        axis.legend(fontsize=7, loc="lower right")
     axis.set_yticks(range(len(labels)), labels, fontsize=8)
     axis.axvline(0, color="black", linewidth=0.8)
 
@@ -324,6 +322,7 @@ def tendency_figure(tendency: pl.DataFrame, title: str):
         axis.set_xlabel("← conservative    liberal tendency    liberal →", fontsize=8)
         axis.set_title(issue, fontsize=10)
     figure.suptitle(title, fontsize=11)
+    _figure_legend(figure, axes)
     return figure
 
 
@@ -373,6 +372,7 @@ def steerability_figure(steerability: pl.DataFrame, title: str):
             axis.set_xlabel(label, fontsize=8)
             axis.set_title(issue, fontsize=10)
     figure.suptitle(title, fontsize=11)
+    _figure_legend(figure, axes)
     return figure
 
 
@@ -504,6 +504,7 @@ def plot_opinion_steering(
     axes[0].set_title("steerability (paper)", fontsize=10)
     axes[1].set_title("differential steerability", fontsize=10)
     figure.suptitle(title, fontsize=11)
+    _figure_legend(figure, axes)
     _save(figure, path)
 
 
