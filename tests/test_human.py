@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from affalign.human.ingest import HumanDataError, SourceSpec, check_has_rows, ingest_posts, run_ingest
-from affalign.io import read_provenance
+from affalign.io import read_provenance, run_logged, traceback_path
 
 TOPICS = ["masks", "vaccines"]
 GROUPS = ["liberal", "conservative"]
@@ -143,9 +143,30 @@ def test_empty_text_is_counted_not_an_error():
         side=["liberal", "conservative", "liberal", "conservative", "liberal", "liberal"],
         subject=["masks"] * 6,
     )
-    posts, dropped = run(frame, topics=["masks"])
-    assert posts.height == 5
-    assert dict(zip(dropped["reason"], dropped["rows"], strict=True))["empty text"] == 1
+    result = ingest(frame, topics=["masks"])
+    assert result.posts.height == 5
+    assert dict(zip(result.dropped["reason"], result.dropped["rows"], strict=True))["empty text"] == 1
+    assert result.warnings == [
+        "issue 'covid': 1 row left out because column 'body' (text) is empty: row 6 (counted in "
+        "dropped.csv as 'empty text')"
+    ]
+
+
+def test_empty_texts_are_warned_with_their_first_row_numbers_and_a_count():
+    frame = pl.DataFrame(
+        {
+            "id": [str(i) for i in range(1, 17)],
+            "body": ["a", "b", *[""] * 11, None, "c", "d"],
+            "side": ["liberal", "conservative"] * 8,
+            "subject": ["masks"] * 16,
+        }
+    )
+    result = ingest(frame, topics=["masks"])
+    assert result.posts["post_id"].to_list() == ["1", "15", "16", "2"]
+    assert result.warnings == [
+        "issue 'covid': 12 rows left out because column 'body' (text) is empty: rows 3, 4, 5, 6, 7, 8, 9, "
+        "10, 11, 12 and 2 more (counted in dropped.csv as 'empty text')"
+    ]
 
 
 def test_group_column_without_text_values_is_an_error():
@@ -235,6 +256,44 @@ def test_users_are_grouped_by_the_matched_group():
         ("b", 2, "conservative", None),
         ("c", 1, "conservative", None),
     ]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"side": ["liberal", "conservative", "libral", "conservative", "liberal", "liberal"]},
+            "column 'side' (group) holds values that are not groups of the study ['liberal', "
+            "'conservative'] (even ignoring case and spaces): 'libral' (1 row); fix them in the table",
+        ),
+        (
+            {
+                "side": ["liberal", "conservative", "liberal", "liberal", "liberal", "conservative"],
+                "subject": ["masks", "masks", "vaccines", "vaccines", "masks", "masks"],
+            },
+            "topic 'vaccines' has no posts from group 'conservative'; every configured topic",
+        ),
+    ],
+    ids=["unknown-group-value", "topic-without-a-group"],
+)
+def test_a_data_error_stops_the_job_in_one_line_and_keeps_the_traceback_aside(
+    tmp_path, capfd, overrides, message
+):
+    source = tmp_path / "posts.csv"
+    table(**overrides).write_csv(source)
+    log = tmp_path / "logs" / "ingest.log"
+    with pytest.raises(SystemExit) as exit_:
+        run_logged(log, lambda: run_ingest_job(tmp_path, source))
+    assert exit_.value.code == 1
+    console = capfd.readouterr().err
+    assert console.startswith(f"affalign: data error: {source}: ") and message in console, console
+    assert console.count("\n") == 1 and "Traceback" not in console, console
+    # Snakemake prints the log on failure: it holds the same line and where the traceback is.
+    logged = log.read_text()
+    assert "Traceback" not in logged and console in logged, logged
+    assert f"(traceback for a bug report: {traceback_path(log)})" in logged
+    assert "HumanDataError" in traceback_path(log).read_text()
+    assert not (tmp_path / "out" / "posts.parquet").exists()
 
 
 def test_the_job_shows_group_warnings_on_the_console_and_records_the_switch(tmp_path, capfd):

@@ -216,7 +216,7 @@ def test_missing_user_column_in_the_export(raw_export_scenario):
     rejected(workdir, config, "study.yaml", "human.covid-19", str(export), "column 'author.id' (for 'user'")
 
 
-def test_a_data_error_stops_the_job_with_file_column_and_row(raw_export_scenario):
+def test_a_data_error_stops_the_job_with_file_column_and_row_and_no_traceback(raw_export_scenario):
     workdir, config = raw_export_scenario
     export, _ = raw_study(workdir, config)
     records = small_export()
@@ -225,9 +225,17 @@ def test_a_data_error_stops_the_job_with_file_column_and_row(raw_export_scenario
     result = human_stage(workdir, config, "covid-19")
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
-    assert f"{export}: post id '101' in row 1 is not unique (column 'id_str'; again in row 3)" in output, (
-        output
+    line = (
+        f"affalign: data error: {export}: post id '101' in row 1 is not unique "
+        "(column 'id_str'; again in row 3)"
     )
+    assert line in output, output
+    # The console (the job's stderr and its log, which the profile prints) has no traceback;
+    # the log says where it is kept.
+    assert "Traceback" not in output and "HumanDataError" not in output, output
+    log = workdir / "logs" / "ingest_human" / "covid-19.log"
+    assert f"(traceback for a bug report: {log.relative_to(workdir)}.traceback)" in log.read_text()
+    assert "HumanDataError" in Path(f"{log}.traceback").read_text()
     assert not (workdir / "results" / "human" / "covid-19" / "posts.parquet").exists()
 
 

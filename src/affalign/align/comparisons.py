@@ -392,6 +392,17 @@ def _topic_means(replicates: list[np.ndarray]) -> np.ndarray:
         return np.nanmean(np.vstack(replicates), axis=0)
 
 
+def _n_scored(first: Sequence[_Scores], second: Sequence[_Scores] | None = None) -> int:
+    """Topics with a score (plug-in or corrected; with ``second``, a difference
+    ``first − second``): a topic whose model cell has no usable post is not counted."""
+    if second is None:
+        return sum(bool(np.isfinite(s.plugin) or np.isfinite(s.corrected)) for s in first)
+    return sum(
+        bool(np.isfinite(a.plugin - b.plugin) or np.isfinite(a.corrected - b.corrected))
+        for a, b in zip(first, second, strict=True)
+    )
+
+
 def _nanmean(values) -> float:
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
@@ -575,7 +586,7 @@ def _steerability_table(scorer: _Scorer, variant: Counting) -> pl.DataFrame:
         paired = _paired(steered, default, settings, "steerability", model, issue, group)
         differential = _differential(scored, scorer.groups, model, issue, group, settings)
         rows.append(
-            (model, issue, group, _nanmean(shifts), len(topic_list),
+            (model, issue, group, _nanmean(shifts), _n_scored(steered, default),
              paired.corrected, paired.corrected_low, paired.corrected_high,
              all(scorer.measured(model, p, issue, topic_list, group) for p in (DEFAULT_PROMPT_TYPE, group)),
              paired.p_signflip,
@@ -682,7 +693,7 @@ def _model_level(scorer: _Scorer, variant: Counting) -> tuple[pl.DataFrame, dict
         share = sum(below) / len(below) if below else float("nan")
         unlabelled = _nanmean([scorer.sizes[(model, prompt_type, issue, t)][1] for t in topic_list])
         rows.append(
-            (model, prompt_type, issue, group, len(topic_list), _nanmean([s.plugin for s in scores]),
+            (model, prompt_type, issue, group, _n_scored(scores), _nanmean([s.plugin for s in scores]),
              _nanmean([e.ceiling for e in extras]), _nanmean([s.corrected for s in scores]),
              corrected_low, corrected_high, scorer.measured(model, prompt_type, issue, topic_list, group),
              _nanmean([e.ceiling_corrected for e in extras]),
@@ -738,7 +749,21 @@ def _below_baseline(alignment: pl.DataFrame, baseline: pl.DataFrame, summary: pl
         pl.col("share_below_low").alias("share_below_tested_low"),
         pl.col("share_below_high").alias("share_below_tested_high"),
     )
-    return raw.join(tested, on=keys, how="left").sort(keys)
+    # One row per row of the model-level summary: a model × prompt type × issue × group
+    # without any topic scored against the baseline has n_topics 0 and no shares.
+    return (
+        tested.join(raw, on=keys, how="left")
+        .with_columns(pl.col("n_topics").fill_null(0).cast(pl.Int64))
+        .select(
+            *keys,
+            "share_below_baseline",
+            "n_topics",
+            "share_below_tested",
+            "share_below_tested_low",
+            "share_below_tested_high",
+        )
+        .sort(keys)
+    )
 
 
 def _conclusions(tendency: pl.DataFrame, steerability: pl.DataFrame, summary: pl.DataFrame, alpha: float):

@@ -28,7 +28,8 @@ from affalign.align import comparisons
 from affalign.align.comparisons import BootstrapSettings, Counting, bootstrap_comparisons
 from affalign.align.distributions import label_distributions
 from affalign.align.divergence import plutchik_smoothing_matrix
-from affalign.io import read_provenance, write_csv, write_table
+from affalign.classify import label_column
+from affalign.io import print_job_warning, read_provenance, write_csv, write_table
 
 MODEL_KEYS = list(comparisons.MODEL_KEYS)
 HUMAN_KEYS = list(comparisons.HUMAN_KEYS)
@@ -65,6 +66,8 @@ BASELINE_COLUMNS = [
     *BASELINE_INFERENCE_COLUMNS,
 ]
 FLAGS = {"is_empty": "empty text", "is_refusal": "refusal", "is_degenerate": "degenerate"}
+# Cells named in a warning about cells without a usable post; the rest are counted.
+LISTED_CELLS = 5
 
 
 @dataclass(frozen=True)
@@ -253,6 +256,78 @@ def inference_warnings(results: dict[str, pl.DataFrame], alpha: float) -> list[s
     return lines
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def unusable_warnings(
+    generated: pl.DataFrame,
+    kept: pl.DataFrame,
+    dropped: pl.DataFrame,
+    labels: Sequence[str],
+    settings: AlignSettings,
+    classifier: str,
+) -> list[str]:
+    """Warnings naming each model, and each model cell (prompt type × issue × topic), that
+    has no usable post, with its counts: generated, left out by the drop policy (per
+    reason) and kept without any label (which add nothing unless ``none_bin``). Such a cell
+    has no score (empty cells in the tables) and is not counted in ``n_topics``."""
+    usable = pl.lit(True) if settings.none_bin else pl.any_horizontal([label_column(x) for x in labels])
+    cells = (
+        generated.group_by(MODEL_KEYS)
+        .agg(pl.len().alias("generated"))
+        .join(
+            kept.group_by(MODEL_KEYS).agg(pl.len().alias("kept"), usable.sum().alias("usable")),
+            on=MODEL_KEYS,
+            how="left",
+        )
+        .with_columns(pl.col("kept", "usable").fill_null(0).cast(pl.Int64))
+        .sort(MODEL_KEYS)
+    )
+    lines = []
+    for (model,), frame in cells.group_by(["model"], maintain_order=True):
+        empty = frame.filter(pl.col("usable") == 0)
+        if empty.is_empty():
+            continue
+        totals = frame.select(pl.col("generated", "kept", "usable").sum()).row(0, named=True)
+        if totals["usable"] == 0:
+            reasons = dropped.filter(pl.col("model") == model).select("reason", "rows").rows()
+            counts = [f"{rows} left out as {reason} (dropped.csv)" for reason, rows in reasons]
+            where = (
+                "its scores are empty cells in the align tables"
+                if totals["kept"]
+                else "it is absent from the align tables"
+            )
+            lines.append(
+                f"{classifier}: model {model!r} has no usable post, so no score: of its "
+                f"{_plural(totals['generated'], 'post')}, {_counts(counts, totals['kept'])}; {where}"
+            )
+            continue
+        listed = [
+            f"{prompt_type}/{issue}/{topic} ({_plural(generated, 'post')}: "
+            f"{_counts([f'{generated - n_kept} left out'] if generated > n_kept else [], n_kept)})"
+            for prompt_type, issue, topic, generated, n_kept in empty.select(
+                "prompt_type", "issue", "topic", "generated", "kept"
+            )
+            .head(LISTED_CELLS)
+            .rows()
+        ]
+        more = empty.height - LISTED_CELLS
+        lines.append(
+            f"{classifier}: model {model!r}: {empty.height} of {frame.height} cells (prompt type/issue/"
+            f"topic) have no usable post, so no score: {', '.join(listed)}"
+            + (f" and {more} more" if more > 0 else "")
+        )
+    return lines
+
+
+def _counts(left_out: list[str], unlabelled: int) -> str:
+    """What became of a cell's or a model's posts: left out (per reason, see dropped.csv),
+    kept without a label (``align.none_bin`` would count them)."""
+    parts = [*left_out, *([f"{unlabelled} kept without a label (align.none_bin)"] if unlabelled else [])]
+    return ", ".join(parts)
+
+
 def run_align_stage(
     *,
     generated: Sequence[str | Path],
@@ -303,3 +378,5 @@ def run_align_stage(
         )
     for line in inference_warnings(results, settings.bootstrap.alpha):
         print(f"[affalign] {line}")
+    for line in unusable_warnings(model_posts, kept, dropped, labels, settings, classifier):
+        print_job_warning(line)

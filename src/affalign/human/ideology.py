@@ -69,8 +69,8 @@ REASON_FEW_URLS = "user has too few scored URLs"
 REASON_BETWEEN = "user's score between the thresholds"
 
 
-class DomainTableError(ValueError):
-    """A domain-bias table that cannot be used as it is."""
+class DomainTableError(TableError):
+    """A domain-bias table that cannot be used as it is (a data error: one line, no traceback)."""
 
 
 def url_host(url: str | None) -> str | None:
@@ -296,14 +296,15 @@ def read_domain_table(path: str | Path, **options: Any) -> dict[str, float]:
     ``options`` are the keyword arguments of :func:`domain_scores`.
     """
     try:
-        if not table_has_rows(path):
-            raise DomainTableError(
-                f"{path}: the domain table has no rows; config key ideology.domain_table must name a "
-                "table with at least one domain and its score: check the file or fix the path"
-            )
-        table = read_table(path)
+        has_rows = table_has_rows(path)
+        table = read_table(path) if has_rows else None
     except TableError as error:
         raise DomainTableError(str(error)) from error
+    if table is None:
+        raise DomainTableError(
+            f"{path}: the domain table has no rows; config key ideology.domain_table must name a "
+            "table with at least one domain and its score: check the file or fix the path"
+        )
     return domain_scores(table, path=path, **options)
 
 

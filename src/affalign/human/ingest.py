@@ -41,7 +41,6 @@ Conventions:
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +63,7 @@ from affalign.io import (
     TableError,
     atomic_write_text,
     file_sha256,
+    print_job_warning,
     read_table,
     table_has_rows,
     write_csv,
@@ -91,6 +91,8 @@ REASON_SEVERAL = "several topics"
 REASON_EXCLUDED = "topic below minimum posts"
 # Distinct values named in a message about group values; the rest are counted.
 LISTED_VALUES = 10
+# Row numbers named in a warning about rows left out; the rest are counted.
+LISTED_ROWS = 10
 
 USERS_SCHEMA = {"issue": pl.String, **USER_SCHEMA}
 QUALITY_SCHEMA = {
@@ -484,6 +486,8 @@ def ingest_posts(
         hit = mask.fill_null(False) & remaining
         counts[reason] = counts.get(reason, 0) + int(hit.sum())
         remaining = remaining & ~hit
+        if reason == REASON_EMPTY and hit.any():
+            warnings.append(_empty_text_warning(hit, issue=issue, source=spec.source("text")))
 
     kept = (
         fields.drop("group", "topic", strict=False)
@@ -542,6 +546,22 @@ def ingest_posts(
         excluded=excluded,
         warnings=warnings + topic_warnings,
         shares=shares,
+    )
+
+
+def _empty_text_warning(empty: pl.Series, *, issue: str, source: str | list[str]) -> str:
+    """The rows left out for an empty text, by row number (1-based data rows, as in the
+    errors): the first :data:`LISTED_ROWS`, then how many more."""
+    rows = (empty.arg_true() + 1).to_list()
+    listed = ", ".join(str(row) for row in rows[:LISTED_ROWS])
+    more = len(rows) - LISTED_ROWS
+    sources = [source] if isinstance(source, str) else list(source)
+    where = f"column {sources[0]!r} (text) is" if len(sources) == 1 else f"columns {sources} (text) are all"
+    return (
+        f"issue {issue!r}: {len(rows)} row{'s' if len(rows) != 1 else ''} left out because {where} "
+        f"empty: row{'s' if len(rows) != 1 else ''} {listed}"
+        + (f" and {more} more" if more > 0 else "")
+        + " (counted in dropped.csv as 'empty text')"
     )
 
 
@@ -834,9 +854,7 @@ def run_ingest(
         ideology=ideology_settings,
     )
     for warning in result.warnings:
-        print(f"WARNING: {warning}")
-        # Also on the console, which the job's log redirection does not reach.
-        print(f"affalign: WARNING: {warning}", file=sys.__stderr__)
+        print_job_warning(warning)
     provenance = {
         "stage": "human",
         "source": table,

@@ -5,7 +5,8 @@
   ``affalign``), and CSV copies for reading.
 * :mod:`~affalign.io.files` — the one atomic writer, file and content hashes, seeds.
 * :mod:`~affalign.io.jobs` — how a job begins (its interpreter in its log, a missing module
-  in one line), logs to its rule's ``log:`` and fails; the flags all consumers of a model share.
+  in one line), logs to its rule's ``log:``, warns and fails (a data error in one line); the
+  flags all consumers of a model share.
 * :mod:`~affalign.io.accelerator` — what a model-side job runs on (GPU, driver, CUDA, torch,
   vLLM) and the check that stops a GPU job whose environment cannot use the GPU.
 
@@ -32,10 +33,13 @@ from affalign.io.files import (
 from affalign.io.jobs import (
     CONSUMER_MODULES,
     add_consumer_flags,
+    is_data_error,
     missing_module,
     pid_alive,
+    print_job_warning,
     run_logged,
     start_job,
+    traceback_path,
 )
 from affalign.io.parquet import read_provenance, write_csv, write_table
 from affalign.io.tables import (
@@ -63,9 +67,11 @@ __all__ = [
     "content_sha256",
     "derive_seed",
     "file_sha256",
+    "is_data_error",
     "missing_module",
     "pid_alive",
     "place_file",
+    "print_job_warning",
     "probe_runtime",
     "read_provenance",
     "read_table",
@@ -74,6 +80,7 @@ __all__ = [
     "table_format",
     "table_has_rows",
     "table_schema",
+    "traceback_path",
     "write_csv",
     "write_table",
 ]

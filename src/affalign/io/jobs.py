@@ -1,6 +1,6 @@
-"""Glue for jobs: logging to the rule's log file, clear failures, the command-line flags
-shared by the consumers of a model (generation and opinion shard jobs), and whether a
-process they wait on is still there."""
+"""Glue for jobs: logging to the rule's log file, clear failures and warnings, the
+command-line flags shared by the consumers of a model (generation and opinion shard jobs),
+and whether a process they wait on is still there."""
 
 from __future__ import annotations
 
@@ -58,17 +58,48 @@ def add_consumer_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def traceback_path(log_path: str | Path) -> Path:
+    """Where :func:`run_logged` keeps the traceback of a data error: beside the job's log,
+    which the profiles have Snakemake print on failure (``show-failed-logs``), so that the
+    console shows the message alone."""
+    return Path(f"{log_path}.traceback")
+
+
+def is_data_error(error: BaseException) -> bool:
+    """Whether ``error`` is a problem with the user's data (a :class:`~affalign.io.TableError`:
+    human posts, domain tables, surveys), whose message names the file and what to fix."""
+    # Looked up, not imported: this module stays free of polars, and an error of that
+    # class can only exist if its module was imported.
+    tables = sys.modules.get("affalign.io.tables")
+    return tables is not None and isinstance(error, tables.TableError)
+
+
+def print_job_warning(warning: str) -> None:
+    """A warning in the job's log (stdout, redirected by :func:`run_logged`) and on the
+    console, which that redirection does not reach."""
+    print(f"WARNING: {warning}", flush=True)
+    print(f"affalign: WARNING: {warning}", file=sys.__stderr__, flush=True)
+
+
 def run_logged(log_path: str | Path, job: Callable[[], Result]) -> Result:
     """Run ``job`` with stdout and stderr appended to ``log_path``.
 
-    On failure the traceback goes to the log and the job exits with status 1 and the
-    error's message, which Snakemake shows with the log's path. A third-party module the
-    interpreter lacks is one line instead, in the log and on stderr
-    (:func:`affalign.missing_module_line`: interpreter, module, what to do); a job that
-    lacks it already on import gets the same line from the hook in :mod:`affalign`.
+    On failure the job exits with status 1 and a short message on stderr, which Snakemake
+    shows with the log's path (the local and SLURM profiles print the log too):
+
+    * a third-party module the interpreter lacks: :func:`affalign.missing_module_line`
+      (interpreter, module, what to do), in the log and on stderr, no traceback; a job that
+      lacks it already on import gets the same line from the hook in :mod:`affalign`;
+    * a data error (:func:`is_data_error`): ``affalign: data error: <message>`` in the log
+      and on stderr; its traceback, for a bug report, goes to :func:`traceback_path`, which
+      the log names;
+    * anything else (a bug): the traceback in the log, and on stderr the error's type and
+      message with the log's path.
     """
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    kept_traceback = traceback_path(log_path)
+    kept_traceback.unlink(missing_ok=True)
     with open(log_path, "a", buffering=1) as stream:
         with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
             try:
@@ -77,6 +108,10 @@ def run_logged(log_path: str | Path, job: Callable[[], Result]) -> Result:
                 message = missing_module_line(error)
                 if message:
                     print(message)
+                elif is_data_error(error):
+                    message = f"affalign: data error: {error}"
+                    kept_traceback.write_text(traceback.format_exc())
+                    print(f"{message}\n(traceback for a bug report: {kept_traceback})")
                 else:
                     traceback.print_exc()
                     message = f"affalign: {type(error).__name__}: {error}\n(see {log_path})"

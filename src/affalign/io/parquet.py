@@ -1,7 +1,8 @@
 """Parquet tables that carry their provenance.
 
 Provenance is stored as JSON under the parquet key-value metadata key ``affalign``; every
-write is atomic (see :mod:`affalign.io.files`).
+write is atomic (see :mod:`affalign.io.files`). CSV copies for reading come from the one
+CSV writer here, :func:`write_csv` (a missing value is an empty cell).
 """
 
 from __future__ import annotations
@@ -35,5 +36,9 @@ def read_provenance(path: str | Path) -> dict[str, Any]:
 
 
 def write_csv(frame: pl.DataFrame, path: str | Path) -> None:
-    """Write a CSV atomically."""
+    """Write a CSV atomically, every missing value as an empty cell: a float column's NaN
+    (an undefined score, mean or p-value) is written as a null is, never as ``NaN``."""
+    floats = [name for name, dtype in frame.schema.items() if dtype.is_float()]
+    if floats:
+        frame = frame.with_columns(pl.col(floats).fill_nan(None))
     atomic_write_text(path, frame.write_csv())

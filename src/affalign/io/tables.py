@@ -17,7 +17,12 @@ SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".jsonl": "ndjson", ".ndjson":
 
 
 class TableError(ValueError):
-    """An input table cannot be read or does not hold what the study needs."""
+    """An input table cannot be read or does not hold what the study needs.
+
+    The class of the user's data errors (subclassed per kind of table): its message names
+    the file and what to fix, so a job reports it in one line, without a traceback
+    (:func:`affalign.io.run_logged`).
+    """
 
 
 def table_format(path: str | Path) -> str:

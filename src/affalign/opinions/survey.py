@@ -106,8 +106,8 @@ SURVEY_SCHEMA = {
 TOPICS_SCHEMA = {"survey": pl.String, "question_id": pl.String, "topic": pl.String}
 
 
-class SurveyError(ValueError):
-    """Survey input that cannot be used as it is."""
+class SurveyError(TableError):
+    """Survey input that cannot be used as it is (a data error: one line, no traceback)."""
 
 
 @dataclass(frozen=True)

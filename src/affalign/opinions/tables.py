@@ -10,23 +10,16 @@ the console.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from affalign.io import read_provenance, write_csv, write_table
+from affalign.io import print_job_warning, read_provenance, write_csv, write_table
 from affalign.opinions import positional as opinions
 from affalign.opinions.comparisons import InferenceSettings, compare_opinions, consistency_warnings
 from affalign.opinions.survey import question_topics, read_survey
-
-
-def print_warning(warning: str) -> None:
-    """A warning in the job's log and on the console, which the log redirection does not reach."""
-    print(f"WARNING: {warning}", flush=True)
-    print(f"affalign: WARNING: {warning}", file=sys.__stderr__, flush=True)
 
 
 def write_survey_table(
@@ -50,7 +43,7 @@ def write_survey_table(
         survey=survey,
         group_column=settings["group_column"],
         weight_column=settings["weight_column"],
-        warn=print_warning,
+        warn=print_job_warning,
     )
     provenance = {
         "stage": "survey",
@@ -84,7 +77,7 @@ def run_opinion_tables(
     topics = question_topics(human)
     compared = compare_opinions(alignment, opinions.human_question_alignment(human), inference, topics)
     for warning in consistency_warnings(compared["consistency"]):
-        print_warning(warning)
+        print_job_warning(warning)
     results = {"alignment": alignment, **compared, "refusals": opinions.refusal_rates(model, human)}
     scoring = {read_provenance(path).get("scoring", {}).get("mode") for path in shards}
     provenance = {
