@@ -11,7 +11,7 @@ import time
 import pytest
 
 from affalign.service import ServiceClient, ServiceUnavailable
-from affalign.service.client import consumers_folder, live_sibling_consumers
+from affalign.service.client import InFlightLimit, consumers_folder, in_flight_share, live_sibling_consumers
 
 LIMITS = {"max_in_flight": 2, "request_timeout_s": 5}
 
@@ -100,3 +100,62 @@ def test_a_registration_whose_pid_was_reused_is_ignored(tmp_path):
         json.dumps({"pid": os.getppid(), "start": "1"})
     )
     assert live_sibling_consumers(service) == []
+
+
+def test_consumers_share_the_servers_batch_and_the_last_one_gets_all_of_it(tmp_path):
+    # Real sibling consumers (processes waiting on the service, as shard jobs do before ready).
+    service = tmp_path / "m.json"
+    service.write_text(json.dumps({"status": "starting", "pid": os.getpid()}))
+    siblings = [subprocess.Popen([sys.executable, "-c", SIBLING, str(service)]) for _ in range(3)]
+    try:
+        while len(live_sibling_consumers(service)) < 3:
+            assert all(s.poll() is None for s in siblings)
+            time.sleep(0.1)
+        client = ServiceClient(service, "logs/m.server.log", max_in_flight=16, request_timeout_s=5)
+        client.service = {"engine_options": {"max_num_seqs": 64}}
+        assert client.in_flight_limit() == 20  # 1.25 x 64 over four consumers
+        for sibling in siblings[:2]:
+            sibling.kill()
+            sibling.wait()
+        assert client.in_flight_limit() == 40
+    finally:
+        for sibling in siblings:
+            sibling.kill()
+            sibling.wait()
+    assert client.in_flight_limit() == 80  # alone: the whole server, a little above its batch
+    client.service = {"engine_options": {}}  # vLLM's default max_num_seqs: the fixed limit
+    assert client.in_flight_limit() == 16
+
+
+def test_in_flight_share_never_drops_below_one_request():
+    assert in_flight_share(8, 100, 16) == 1
+    assert in_flight_share(None, 100, 16) == 16
+
+
+def test_a_resized_limit_lets_waiting_requests_in_and_is_never_exceeded():
+    import asyncio
+
+    async def scenario() -> tuple[int, int, int]:
+        limit = InFlightLimit(2)
+        peak, done = 0, 0
+        release = asyncio.Event()
+
+        async def request() -> None:
+            nonlocal peak, done
+            async with limit:
+                peak = max(peak, limit.active)
+                await release.wait()
+                done += 1
+
+        tasks = [asyncio.ensure_future(request()) for _ in range(10)]
+        await asyncio.sleep(0.05)
+        before = limit.active  # two in flight, eight waiting
+        await limit.resize(6)
+        await asyncio.sleep(0.05)
+        grown = limit.active
+        release.set()
+        await asyncio.gather(*tasks)
+        return before, grown, peak if done == 10 else -1
+
+    before, grown, peak = asyncio.run(scenario())
+    assert (before, grown, peak) == (2, 6, 6)

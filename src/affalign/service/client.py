@@ -24,6 +24,7 @@ import asyncio
 import atexit
 import http.client
 import json
+import math
 import os
 import random
 import socket
@@ -162,12 +163,54 @@ def served_model_provenance(service: Mapping[str, Any], model_info: Mapping[str,
     }
 
 
+# Requests in flight the consumers of one server may hold together, as a multiple of its
+# max_num_seqs: a little above, so that its queue is never empty when a sequence ends.
+QUEUE_HEADROOM = 1.25
+
+
+def in_flight_share(max_num_seqs: int | None, consumers: int, fixed: int) -> int:
+    """Requests one of ``consumers`` running consumers of a server may keep in flight: an even
+    share of ``QUEUE_HEADROOM × max_num_seqs`` (at least one), so that the server stays full
+    and, when most shards are done, the last ones use all of it; ``fixed`` where the server's
+    ``max_num_seqs`` is unknown (vLLM's default, or an endpoint)."""
+    if not max_num_seqs:
+        return fixed
+    return max(1, math.ceil(QUEUE_HEADROOM * max_num_seqs / max(consumers, 1)))
+
+
+class InFlightLimit:
+    """At most ``limit`` requests at a time, where ``limit`` may change while requests wait
+    (a semaphore whose size follows the number of consumers sharing the server)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+        self._changed = asyncio.Condition()
+
+    async def __aenter__(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.active < self.limit)
+            self.active += 1
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        async with self._changed:
+            self.active -= 1
+            self._changed.notify_all()
+
+    async def resize(self, limit: int) -> None:
+        async with self._changed:
+            self.limit = limit
+            self._changed.notify_all()
+
+
 class ServiceClient:
     """One consumer's connection to a model's service.
 
     ``wait()`` blocks until the service is ready; ``run(work)`` opens the HTTP session and
-    awaits ``work(client)`` under the watchdog; inside it, ``post()`` sends requests, at most
-    ``max_in_flight`` at a time.
+    awaits ``work(client)`` under the watchdog; inside it, ``post()`` sends requests. The
+    consumers of one server share its capacity: each keeps at most its share of the server's
+    ``max_num_seqs`` in flight (:func:`in_flight_share`, recomputed as consumers start and
+    end), or ``max_in_flight`` where that is unknown.
     """
 
     def __init__(
@@ -186,7 +229,7 @@ class ServiceClient:
         self.watch_every_s = watch_every_s
         self.service: dict[str, Any] = {}
         self._session: aiohttp.ClientSession | None = None
-        self._limiter: asyncio.Semaphore | None = None
+        self._limiter: InFlightLimit | None = None
 
     @property
     def url(self) -> str:
@@ -268,12 +311,25 @@ class ServiceClient:
             return f"the model server (pid {pid}) is gone"
         return None
 
+    def max_num_seqs(self) -> int | None:
+        """The server's ``max_num_seqs`` as its service file records it (None: not set)."""
+        return (self.service.get("engine_options") or {}).get("max_num_seqs")
+
+    def in_flight_limit(self) -> int:
+        """This consumer's share of the server now (it and its live siblings)."""
+        if self.service_file is None:
+            return self.max_in_flight
+        consumers = 1 + len(live_sibling_consumers(self.service_file))
+        return in_flight_share(self.max_num_seqs(), consumers, self.max_in_flight)
+
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.watch_every_s)
             problem = self.problem()
             if problem:
                 raise ServiceUnavailable(f"{problem}; see the server log {self.server_log}")
+            if self._limiter is not None:
+                await self._limiter.resize(self.in_flight_limit())
 
     async def run(self, work: Callable[[ServiceClient], Awaitable[Result]]) -> Result:
         """Open the session and await ``work(self)`` while watching the service; a dead or
@@ -281,10 +337,12 @@ class ServiceClient:
         server that is shutting down)."""
         if not self.service:
             raise RuntimeError("ServiceClient.run() before wait(): the service's address is unknown")
-        self._limiter = asyncio.Semaphore(self.max_in_flight)
+        self._limiter = InFlightLimit(self.in_flight_limit())
+        # The connection pool holds whatever share this consumer may get (alone on the server).
+        ceiling = in_flight_share(self.max_num_seqs(), 1, self.max_in_flight)
         async with aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.request_timeout_s),
-            connector=aiohttp.TCPConnector(limit=self.max_in_flight),
+            connector=aiohttp.TCPConnector(limit=ceiling),
         ) as session:
             self._session = session
             task = asyncio.ensure_future(work(self))
