@@ -51,6 +51,15 @@ def run_snakemake(
     )
 
 
+def run_affalign(*arguments: str) -> subprocess.CompletedProcess:
+    """The ``affalign`` command of this checkout, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "affalign.config.cli", *arguments],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+        env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
+    )  # fmt: skip
+
+
 def job_counts(output: str) -> dict[str, int]:
     """The 'Job stats' table of a dry run, as rule -> count."""
     counts: dict[str, int] = {}

@@ -9,14 +9,10 @@ effect within 80 ± 7 %. The target itself runs from the human posts without any
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import polars as pl
 import pytest
-from conftest import REPO, job_counts, run_snakemake, write_config
+from conftest import job_counts, run_affalign, run_snakemake, write_config
 
 from affalign.align.simulation import LABELS, simulated_studies
 from affalign.config.plan import PrecisionOption, target_line
@@ -86,20 +82,12 @@ def test_target_halfwidth_picks_the_smallest_size_that_reaches_it():
     assert "no option reaches it (n_per_shard 96 gives 0.050)" in target_line(options, 0.01)
 
 
-def plan(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "affalign.config.cli", "plan", *arguments],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
-        env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
-    )  # fmt: skip
-
-
 def test_the_design_target_runs_from_human_posts_alone_and_plan_prints_precision_and_cost(study):
     workdir, config = study
     configfile = write_config(workdir / "c.yaml", {**config, "design": {"draws": 20}})
     target = "results/design/nrc-emotion/summary.csv"
 
-    before = plan("--configfile", str(configfile), "--directory", str(workdir))
+    before = run_affalign("plan", "--configfile", str(configfile), "--directory", str(workdir))
     assert before.returncode == 0, before.stderr
     assert "no design table (results/design/nrc-emotion/summary.parquet)" in before.stdout
     assert f"snakemake --cores 2 {target}" in before.stdout
@@ -114,7 +102,9 @@ def test_the_design_target_runs_from_human_posts_alone_and_plan_prints_precision
     assert set(summary["n_model"]) == {24, 48, 96, 192}
     assert summary["model_level_halfwidth"].drop_nulls().drop_nans().len() > 0
 
-    after = plan("--configfile", str(configfile), "--directory", str(workdir), "--target-halfwidth", "0.5")
+    after = run_affalign(
+        "plan", "--configfile", str(configfile), "--directory", str(workdir), "--target-halfwidth", "0.5"
+    )
     assert after.returncode == 0, after.stderr
     lines = after.stdout.splitlines()
     (header,) = [line for line in lines if line.strip().startswith("n_per_shard  gpu_h")]

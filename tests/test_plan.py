@@ -3,12 +3,8 @@ rerun would do (shards already written count as done)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
-from conftest import REPO, demo_config, validated_config, write_config
+from conftest import demo_config, run_affalign, validated_config, write_config
 
 from affalign.config.plan import (
     allocation_flag,
@@ -85,11 +81,7 @@ def test_a_model_with_every_shard_done_costs_nothing(tmp_path):
 
 
 def test_the_plan_command_prints_the_cluster_study():
-    result = subprocess.run(
-        [sys.executable, "-m", "affalign.config.cli", "plan", "--configfile", "config/config.yaml"],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
-        env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
-    )  # fmt: skip
+    result = run_affalign("plan", "--configfile", "config/config.yaml")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split()[:4] == ["model", "size_b", "gpus", "shards"]
@@ -100,23 +92,14 @@ def test_the_plan_command_prints_the_cluster_study():
 def test_plan_reads_the_configfile_it_is_given(study):
     tmp_path, config = study  # the demo, its model folders stand-ins (plan checks they exist)
     configfile = write_config(tmp_path / "c.yaml", config)
-    command = ["plan", "--configfile", str(configfile), "--directory", str(tmp_path)]
-    result = subprocess.run(
-        [sys.executable, "-m", "affalign.config.cli", *command],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
-        env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
-    )  # fmt: skip
+    result = run_affalign("plan", "--configfile", str(configfile), "--directory", str(tmp_path))
     assert result.returncode == 0, result.stderr
     for model in config["models"]:
         assert any(line.startswith(model + " ") for line in result.stdout.splitlines()), result.stdout
 
 
 def test_the_bill_counts_gpu_classifiers_and_the_allocation_the_jobs_request():
-    result = subprocess.run(
-        [sys.executable, "-m", "affalign.config.cli", "plan", "--configfile", "config/config.yaml"],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
-        env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
-    )  # fmt: skip
+    result = run_affalign("plan", "--configfile", "config/config.yaml")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "asked_gpu_h" in lines[0].split()

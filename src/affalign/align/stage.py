@@ -29,7 +29,7 @@ from affalign.align.comparisons import BootstrapSettings, Counting, bootstrap_co
 from affalign.align.distributions import label_distributions
 from affalign.align.divergence import plutchik_smoothing_matrix
 from affalign.classify import label_column
-from affalign.io import print_job_warning, read_provenance, write_csv, write_table
+from affalign.io import join_affect, labels_of, print_job_warning, write_csv, write_table
 
 MODEL_KEYS = list(comparisons.MODEL_KEYS)
 HUMAN_KEYS = list(comparisons.HUMAN_KEYS)
@@ -79,22 +79,6 @@ class DropPolicy:
     def flags(self) -> list[str]:
         chosen = {"is_empty": self.empty, "is_refusal": self.refusals, "is_degenerate": self.degenerate}
         return [flag for flag, on in chosen.items() if on]
-
-
-def labels_of(affect_path: str | Path) -> list[str]:
-    labels = read_provenance(affect_path).get("labels")
-    if not labels:
-        raise ValueError(f"{affect_path} records no labels in its provenance")
-    return list(labels)
-
-
-def join_affect(
-    posts: Sequence[str | Path], affect: Sequence[str | Path], columns: Sequence[str]
-) -> pl.LazyFrame:
-    """Posts (``columns`` of them) joined 1:1 with their affect rows on ``post_id``."""
-    post_frame = pl.scan_parquet([str(p) for p in posts]).select(["post_id", *columns])
-    affect_frame = pl.scan_parquet([str(a) for a in affect])
-    return post_frame.join(affect_frame, on="post_id", how="inner", validate="1:1")
 
 
 def apply_drop_policy(generated: pl.DataFrame, policy: DropPolicy) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -22,7 +22,7 @@ from affalign.design.precision import (
     steering_shift,
     tendency_shift,
 )
-from affalign.io import derive_seed, read_provenance, write_csv, write_table
+from affalign.io import derive_seed, join_affect, labels_of, write_csv, write_table
 
 IDENTITY = "identity"
 OTHER_GROUP = "other group"
@@ -166,12 +166,8 @@ def run_design_stage(
 ) -> None:
     """Read ingested human posts and their affect files, predict, write ``cells`` and ``summary``
     (parquet with provenance, and CSV)."""
-    labels = read_provenance(human_affect[0]).get("labels")
-    if not labels:
-        raise ValueError(f"{human_affect[0]} records no labels in its provenance")
-    posts = pl.scan_parquet([str(p) for p in human]).select("post_id", "issue", "topic", "group")
-    affect = pl.scan_parquet([str(a) for a in human_affect])
-    joined = posts.join(affect, on="post_id", how="inner", validate="1:1").collect()
+    labels = labels_of(human_affect[0])
+    joined = join_affect(human, human_affect, ["issue", "topic", "group"]).collect()
     tables = predict_design(joined, labels, settings)
     provenance = {
         "stage": "design",

@@ -41,7 +41,7 @@ from affalign.io.jobs import (
     start_job,
     traceback_path,
 )
-from affalign.io.parquet import read_provenance, write_csv, write_table
+from affalign.io.parquet import join_affect, labels_of, read_provenance, write_csv, write_table
 from affalign.io.tables import (
     TableError,
     column_names,
@@ -68,6 +68,8 @@ __all__ = [
     "derive_seed",
     "file_sha256",
     "is_data_error",
+    "join_affect",
+    "labels_of",
     "missing_module",
     "pid_alive",
     "place_file",

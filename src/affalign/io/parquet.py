@@ -8,6 +8,7 @@ CSV writer here, :func:`write_csv` (a missing value is an empty cell).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +43,20 @@ def write_csv(frame: pl.DataFrame, path: str | Path) -> None:
     if floats:
         frame = frame.with_columns(pl.col(floats).fill_nan(None))
     atomic_write_text(path, frame.write_csv())
+
+
+def labels_of(affect_path: str | Path) -> list[str]:
+    """The labels an affect file (the classify stage's output) records in its provenance."""
+    labels = read_provenance(affect_path).get("labels")
+    if not labels:
+        raise ValueError(f"{affect_path} records no labels in its provenance")
+    return list(labels)
+
+
+def join_affect(
+    posts: Sequence[str | Path], affect: Sequence[str | Path], columns: Sequence[str]
+) -> pl.LazyFrame:
+    """Posts (``columns`` of them) joined 1:1 with their affect rows on ``post_id``."""
+    post_frame = pl.scan_parquet([str(p) for p in posts]).select(["post_id", *columns])
+    affect_frame = pl.scan_parquet([str(a) for a in affect])
+    return post_frame.join(affect_frame, on="post_id", how="inner", validate="1:1")
