@@ -78,8 +78,9 @@
 #       model, reason, rows (generations left out of the distributions)
 #   results/align/robustness.csv  (studies with two or more classifiers)
 #       classifier_a, classifier_b, measure (alignment_corrected, tendency, steerability,
-#       baseline_gap), n, spearman, spearman_p, n_significant, n_sign_agrees,
-#       share_sign_agrees
+#       baseline_gap, kappa), label (kappa: a label both classifiers have), n, spearman,
+#       spearman_p, n_significant, n_sign_agrees, share_sign_agrees, kappa, kappa_low,
+#       kappa_high
 #   results/figures/{classifier}/alignment_heatmap.png, baseline_comparison.png,
 #       liberal_tendency.png, steerability.png, label_distributions.png, design.png
 #

@@ -154,6 +154,10 @@ def test_llm_classifier_labels_every_post_through_the_server(judged_run):
     human = read_provenance(workdir / "results/classify/judge/human/covid-19.parquet")
     assert human["posts"] > 20 and human["unparsed"] == 0, human
     assert (workdir / "results/align/judge/alignment.parquet").is_file()
+    # The robustness table compares the judge with the lexicon on the labels both have.
+    robustness = pl.read_csv(workdir / "results/align/robustness.csv")
+    kappa = robustness.filter(pl.col("measure") == "kappa")
+    assert sorted(kappa["label"].to_list()) == sorted(LABELS) and set(kappa["n"]) == {human["posts"]}
 
 
 JUDGE_JOBS_ONLY = {

@@ -109,3 +109,30 @@ def test_every_pair_of_three_classifiers():
     assert (
         table.filter(pl.col("measure") != "alignment_corrected")["share_sign_agrees"].to_list() == [1.0] * 9
     )
+
+
+def test_kappa_per_shared_label_worked_by_hand():
+    # anger: a = 1100101011, b = 1000111011 -> observed 8/10, both mark 6/10:
+    # chance = .6 * .6 + .4 * .4 = .52, kappa = (.8 - .52) / (1 - .52) = 7/12.
+    a = [1, 1, 0, 0, 1, 0, 1, 0, 1, 1]
+    b = [1, 0, 0, 0, 1, 1, 1, 0, 1, 1]
+    ids = [f"p{i}" for i in range(10)]
+    human_a = pl.DataFrame({"post_id": ids, "y_anger": [bool(v) for v in a], "y_trust": [True] * 10})
+    # b lists its posts in another order and has a label a lacks (not compared).
+    human_b = pl.DataFrame(
+        {"post_id": ids[::-1], "y_anger": [bool(v) for v in b][::-1], "y_joy": [False] * 10}
+    )
+    one = {
+        "model_summary": summary([0.1, 0.2, 0.3]),
+        "tendency": tendency([0.1], [0.5]),
+        "steerability": steerability([0.1], [0.5]),
+    }
+    table = robustness_table({"a": {**one, "human": human_a}, "b": {**one, "human": human_b}}, alpha=0.05)
+    kappa = table.filter(pl.col("measure") == "kappa")
+    assert kappa["label"].to_list() == ["anger"] and kappa["n"].to_list() == [10]
+    assert kappa["kappa"][0] == pytest.approx(7 / 12)
+    assert kappa["kappa_low"][0] <= 7 / 12 <= kappa["kappa_high"][0]
+    # Perfect agreement is 1; one constant label on both sides has no kappa.
+    same = robustness_table({"a": {**one, "human": human_a}, "c": {**one, "human": human_a}}, alpha=0.05)
+    rows = {r["label"]: r["kappa"] for r in same.filter(pl.col("measure") == "kappa").iter_rows(named=True)}
+    assert rows == {"anger": pytest.approx(1.0), "trust": None}

@@ -14,6 +14,7 @@ CHANGES = {
     "demo": set(),
     "raw-export": {"human", "ideology", "topic_assignment"},
     "top-k-opinions": {"opinions.logprobs", "opinions.top_logprobs"},
+    "llm-classifier": {"classifiers"},
 }
 # The demo study: 2 models x 6 topics x 3 prompt types; 2 surveys x 7 contexts per model.
 DEMO_JOBS = {
@@ -58,7 +59,7 @@ def checkout_like(workdir: Path) -> Path:
     """A working folder where the scenarios' paths (relative to the repository root) resolve:
     the demo data, prompts and scenarios, and stand-ins for the prepared models (not in git)."""
     (workdir / "resources").mkdir()
-    for relative in ("resources/demo", "resources/prompts.yaml", ".test"):
+    for relative in ("resources/demo", "resources/prompts.yaml", "resources/classifier_prompts", ".test"):
         (workdir / relative).symlink_to(REPO / relative)
     for name in CHANGES:
         for model in raw_config(name)["models"].values():

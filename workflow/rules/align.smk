@@ -81,6 +81,11 @@ rule robustness:
         steerability=expand(
             "results/align/{classifier}/steerability.parquet", classifier=CLASSIFIERS
         ),
+        human=expand(
+            "results/classify/{classifier}/human/{issue}.parquet",
+            classifier=CLASSIFIERS,
+            issue=ISSUES,
+        ),
     output:
         report(
             "results/align/robustness.csv",
@@ -94,5 +99,7 @@ rule robustness:
     params:
         classifiers=CLASSIFIERS,
         alpha=config["align"]["alpha"],
+        confidence=config["align"]["confidence"],
+        seed=config["seed"],
     script:
         "../scripts/robustness.py"

@@ -15,7 +15,13 @@ run_logged(
             "tendency": list(snakemake.input.tendency),
             "steerability": list(snakemake.input.steerability),
         },
+        {
+            name: [path for path in snakemake.input.human if f"/classify/{name}/human/" in path]
+            for name in snakemake.params.classifiers
+        },
         snakemake.output[0],
         snakemake.params.alpha,
+        snakemake.params.confidence,
+        snakemake.params.seed,
     ),
 )

@@ -11,8 +11,13 @@ For every pair of classifiers of a study (rule ``robustness``), from their align
 * ``baseline_gap``: the same for below/above-baseline findings, significant where the
   model-level gap's interval (``gap_low``..``gap_high``) excludes 0.
 
+* ``kappa``: for each label both classifiers have (same name), Cohen's kappa of their
+  labels on the human posts both labelled (``label``, ``n``), with a seeded percentile
+  bootstrap interval over posts (``kappa_low``, ``kappa_high``).
+
 A share is null when no conclusion was significant under either classifier (nothing to
-agree on); a correlation is null with fewer than three shared rows or a constant column.
+agree on); a correlation is null with fewer than three shared rows or a constant column; a
+kappa is null when both classifiers give one value to every post (chance agreement 1).
 """
 
 from __future__ import annotations
@@ -29,13 +34,18 @@ ROBUSTNESS_COLUMNS = [
     "classifier_a",
     "classifier_b",
     "measure",
+    "label",
     "n",
     "spearman",
     "spearman_p",
     "n_significant",
     "n_sign_agrees",
     "share_sign_agrees",
+    "kappa",
+    "kappa_low",
+    "kappa_high",
 ]
+KAPPA_REPLICATES = 1000
 SUMMARY_KEYS = ["model", "prompt_type", "issue", "group"]
 # measure -> (table, keys, estimate, how significance is read)
 CONCLUSIONS = {
@@ -90,12 +100,68 @@ def sign_agreement(
     }
 
 
-def robustness_table(tables: Mapping[str, Mapping[str, pl.DataFrame]], alpha: float) -> pl.DataFrame:
+def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Cohen's kappa of two boolean vectors: (observed - chance agreement) / (1 - chance)."""
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    if a.size == 0:
+        return None
+    observed = float(np.mean(a == b))
+    chance = float(a.mean() * b.mean() + (1 - a.mean()) * (1 - b.mean()))
+    if chance >= 1.0:
+        return None
+    return (observed - chance) / (1.0 - chance)
+
+
+def kappa_rows(
+    human_a: pl.DataFrame, human_b: pl.DataFrame, confidence: float, seed: int
+) -> list[dict[str, object]]:
+    """Per shared label: kappa on the posts both labelled, with a percentile bootstrap interval."""
+    shared = sorted(
+        {c for c in human_a.columns if c.startswith("y_")}
+        & {c for c in human_b.columns if c.startswith("y_")}
+    )
+    if not shared:
+        return []
+    both = human_a.select("post_id", *shared).join(
+        human_b.select("post_id", *shared), on="post_id", suffix="__b"
+    )
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, both.height, size=(KAPPA_REPLICATES, both.height)) if both.height else None
+    rows = []
+    for column in shared:
+        a = both[column].fill_null(False).to_numpy()
+        b = both[f"{column}__b"].fill_null(False).to_numpy()
+        kappa = cohen_kappa(a, b)
+        low = high = None
+        if kappa is not None and draws is not None:
+            replicates = [cohen_kappa(a[d], b[d]) for d in draws]
+            finite = np.array([r for r in replicates if r is not None])
+            if finite.size:
+                tail = (1 - confidence) / 2 * 100
+                low, high = (float(v) for v in np.percentile(finite, [tail, 100 - tail]))
+        rows.append(
+            {"label": column[2:], "n": both.height, "kappa": kappa, "kappa_low": low, "kappa_high": high}
+        )
+    return rows
+
+
+def robustness_table(
+    tables: Mapping[str, Mapping[str, pl.DataFrame]],
+    alpha: float,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pl.DataFrame:
     """One row per classifier pair and measure (see the module's docstring). ``tables``:
-    classifier -> {"model_summary", "tendency", "steerability"}."""
+    classifier -> {"model_summary", "tendency", "steerability"} and, for kappa, "human"
+    (the classifier's human affect files, concatenated)."""
     rows = []
     for first, second in itertools.combinations(sorted(tables), 2):
         a, b = tables[first], tables[second]
+        if "human" in a and "human" in b:
+            rows += [
+                {"classifier_a": first, "classifier_b": second, "measure": "kappa"} | row
+                for row in kappa_rows(a["human"], b["human"], confidence, seed)
+            ]
         rows.append(
             {"classifier_a": first, "classifier_b": second, "measure": "alignment_corrected"}
             | rank_correlation(a["model_summary"], b["model_summary"])
@@ -109,27 +175,39 @@ def robustness_table(tables: Mapping[str, Mapping[str, pl.DataFrame]], alpha: fl
         "classifier_a": pl.String,
         "classifier_b": pl.String,
         "measure": pl.String,
+        "label": pl.String,
         "n": pl.Int64,
         "spearman": pl.Float64,
         "spearman_p": pl.Float64,
         "n_significant": pl.Int64,
         "n_sign_agrees": pl.Int64,
         "share_sign_agrees": pl.Float64,
+        "kappa": pl.Float64,
+        "kappa_low": pl.Float64,
+        "kappa_high": pl.Float64,
     }
     return pl.DataFrame(rows, schema=schema).select(ROBUSTNESS_COLUMNS)
 
 
 def write_robustness(
-    classifiers: list[str], inputs: Mapping[str, list[str]], output: str | Path, alpha: float
+    classifiers: list[str],
+    inputs: Mapping[str, list[str]],
+    human: Mapping[str, list[str]],
+    output: str | Path,
+    alpha: float,
+    confidence: float,
+    seed: int,
 ) -> pl.DataFrame:
     """Read each classifier's align tables (``inputs``: kind -> paths in ``classifiers``'
-    order) and write the robustness CSV."""
+    order) and human affect files (``human``: classifier -> paths) and write the CSV."""
     from affalign.io import write_csv
 
     tables = {
         name: {kind: pl.read_parquet(paths[position]) for kind, paths in inputs.items()}
         for position, name in enumerate(classifiers)
     }
-    table = robustness_table(tables, alpha)
+    for name, paths in human.items():
+        tables[name]["human"] = pl.concat([pl.read_parquet(path) for path in paths], how="diagonal")
+    table = robustness_table(tables, alpha, confidence, seed)
     write_csv(table, output)
     return table
