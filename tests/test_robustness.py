@@ -136,3 +136,40 @@ def test_kappa_per_shared_label_worked_by_hand():
     same = robustness_table({"a": {**one, "human": human_a}, "c": {**one, "human": human_a}}, alpha=0.05)
     rows = {r["label"]: r["kappa"] for r in same.filter(pl.col("measure") == "kappa").iter_rows(named=True)}
     assert rows == {"anger": pytest.approx(1.0), "trust": None}
+
+
+def test_a_label_map_merges_and_renames_labels_before_kappa():
+    ids = [f"p{i}" for i in range(6)]
+    lexicon = pl.DataFrame(
+        {
+            "post_id": ids,
+            "y_care.virtue": [True, False, False, False, True, False],
+            "y_care.vice": [False, True, False, False, False, False],
+        }
+    )
+    judge = pl.DataFrame({"post_id": ids, "y_care": [True, True, False, False, True, False]})
+    one = {
+        "model_summary": summary([0.1, 0.2, 0.3]),
+        "tendency": tendency([0.1], [0.5]),
+        "steerability": steerability([0.1], [0.5]),
+    }
+    tables = {"mfd2": {**one, "human": lexicon}, "judge": {**one, "human": judge}}
+    unmapped = robustness_table(tables, alpha=0.05)
+    assert unmapped.filter(pl.col("measure") == "kappa").height == 0  # no name in common
+    mapped = robustness_table(
+        tables, alpha=0.05, label_map={"mfd2": {"care.virtue": "care", "care.vice": "care"}}
+    ).filter(pl.col("measure") == "kappa")
+    assert mapped["label"].to_list() == ["care"] and mapped["kappa"][0] == pytest.approx(1.0)
+
+
+def test_a_label_map_names_classifiers_of_the_config(study):
+    from conftest import validated_config
+
+    from affalign.config import ConfigError, check_config
+
+    workdir, config = study
+    config["robustness"] = {"label_map": {"mfd2": {"care.virtue": "care"}}}
+    check_config(validated_config(config), "study.yaml", workdir)
+    config["robustness"] = {"label_map": {"nope": {"care.virtue": "care"}}}
+    with pytest.raises(ConfigError, match=r"robustness.label_map.nope is not a classifier"):
+        check_config(validated_config(config), "study.yaml", workdir)

@@ -101,5 +101,6 @@ rule robustness:
         alpha=config["align"]["alpha"],
         confidence=config["align"]["confidence"],
         seed=config["seed"],
+        label_map=config["robustness"]["label_map"],
     script:
         "../scripts/robustness.py"

@@ -23,5 +23,6 @@ run_logged(
         snakemake.params.alpha,
         snakemake.params.confidence,
         snakemake.params.seed,
+        snakemake.params.label_map,
     ),
 )

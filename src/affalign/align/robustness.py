@@ -11,7 +11,8 @@ For every pair of classifiers of a study (rule ``robustness``), from their align
 * ``baseline_gap``: the same for below/above-baseline findings, significant where the
   model-level gap's interval (``gap_low``..``gap_high``) excludes 0.
 
-* ``kappa``: for each label both classifiers have (same name), Cohen's kappa of their
+* ``kappa``: for each label both classifiers have (same name, after
+  ``robustness.label_map``, which may merge labels of one classifier), Cohen's kappa of their
   labels on the human posts both labelled (``label``, ``n``), with a seeded percentile
   bootstrap interval over posts (``kappa_low``, ``kappa_high``).
 
@@ -112,10 +113,33 @@ def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float | None:
     return (observed - chance) / (1.0 - chance)
 
 
+def map_labels(human: pl.DataFrame, mapping: Mapping[str, str] | None) -> pl.DataFrame:
+    """``post_id`` and one ``y_<name>`` per shared name: a post carries a name when it
+    carries any label mapped onto it (labels not in ``mapping`` keep their names)."""
+    mapping = mapping or {}
+    targets: dict[str, list[str]] = {}
+    for column in (c for c in human.columns if c.startswith("y_")):
+        targets.setdefault(f"y_{mapping.get(column[2:], column[2:])}", []).append(column)
+    return human.select(
+        "post_id",
+        *(
+            pl.any_horizontal([pl.col(c).fill_null(False) for c in columns]).alias(name)
+            for name, columns in targets.items()
+        ),
+    )
+
+
 def kappa_rows(
-    human_a: pl.DataFrame, human_b: pl.DataFrame, confidence: float, seed: int
+    human_a: pl.DataFrame,
+    human_b: pl.DataFrame,
+    confidence: float,
+    seed: int,
+    map_a: Mapping[str, str] | None = None,
+    map_b: Mapping[str, str] | None = None,
 ) -> list[dict[str, object]]:
-    """Per shared label: kappa on the posts both labelled, with a percentile bootstrap interval."""
+    """Per shared label (after ``map_a``/``map_b``): kappa on the posts both labelled, with
+    a percentile bootstrap interval."""
+    human_a, human_b = map_labels(human_a, map_a), map_labels(human_b, map_b)
     shared = sorted(
         {c for c in human_a.columns if c.startswith("y_")}
         & {c for c in human_b.columns if c.startswith("y_")}
@@ -150,6 +174,7 @@ def robustness_table(
     alpha: float,
     confidence: float = 0.95,
     seed: int = 0,
+    label_map: Mapping[str, Mapping[str, str]] | None = None,
 ) -> pl.DataFrame:
     """One row per classifier pair and measure (see the module's docstring). ``tables``:
     classifier -> {"model_summary", "tendency", "steerability"} and, for kappa, "human"
@@ -160,7 +185,14 @@ def robustness_table(
         if "human" in a and "human" in b:
             rows += [
                 {"classifier_a": first, "classifier_b": second, "measure": "kappa"} | row
-                for row in kappa_rows(a["human"], b["human"], confidence, seed)
+                for row in kappa_rows(
+                    a["human"],
+                    b["human"],
+                    confidence,
+                    seed,
+                    (label_map or {}).get(first),
+                    (label_map or {}).get(second),
+                )
             ]
         rows.append(
             {"classifier_a": first, "classifier_b": second, "measure": "alignment_corrected"}
@@ -197,6 +229,7 @@ def write_robustness(
     alpha: float,
     confidence: float,
     seed: int,
+    label_map: Mapping[str, Mapping[str, str]] | None = None,
 ) -> pl.DataFrame:
     """Read each classifier's align tables (``inputs``: kind -> paths in ``classifiers``'
     order) and human affect files (``human``: classifier -> paths) and write the CSV."""
@@ -208,6 +241,6 @@ def write_robustness(
     }
     for name, paths in human.items():
         tables[name]["human"] = pl.concat([pl.read_parquet(path) for path in paths], how="diagonal")
-    table = robustness_table(tables, alpha, confidence, seed)
+    table = robustness_table(tables, alpha, confidence, seed, label_map)
     write_csv(table, output)
     return table

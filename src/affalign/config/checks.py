@@ -94,6 +94,10 @@ def check_config(config: Mapping[str, Any], source: str, workdir: str | Path = "
             if explicit:
                 check_model_folder(f"classifiers.{name}.{key}", reference, source, here)
 
+    for name in config.get("robustness", {}).get("label_map", {}):
+        if name not in config["classifiers"]:
+            raise ConfigError(f"{source}: robustness.label_map.{name} is not a classifier in 'classifiers'")
+
     issues, human = set(config["issues"]), set(config["human"])
     if issues - human:
         raise ConfigError(f"{source}: human has no table for issue(s) {sorted(issues - human)}")
