@@ -76,6 +76,9 @@
 #       row, prompt_type, compared_with, one column per issue/topic (1 - JSD)
 #   results/align/{classifier}/dropped.csv
 #       model, reason, rows (generations left out of the distributions)
+#   results/align/label_samples.csv
+#       source (human or a model), issue, group, prompt_type, topic, post_id, text, one
+#       column per classifier: the labels it gave (';'-joined; none; (unparsed))
 #   results/align/robustness.csv  (studies with two or more classifiers)
 #       classifier_a, classifier_b, measure (alignment_corrected, tendency, steerability,
 #       baseline_gap, kappa), label (kappa: a label both classifiers have), n, spearman,

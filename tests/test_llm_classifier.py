@@ -158,6 +158,11 @@ def test_llm_classifier_labels_every_post_through_the_server(judged_run):
     robustness = pl.read_csv(workdir / "results/align/robustness.csv")
     kappa = robustness.filter(pl.col("measure") == "kappa")
     assert sorted(kappa["label"].to_list()) == sorted(LABELS) and set(kappa["n"]) == {human["posts"]}
+    # Posts a reader can judge: every classifier's labels side by side, from the label sets.
+    samples = pl.read_csv(workdir / "results/align/label_samples.csv")
+    assert set(samples["source"]) == {"human", "tiny-chat"}
+    for given in samples["judge"]:
+        assert given in ("none", "(unparsed)") or set(given.split(";")) <= set(LABELS), given
 
 
 JUDGE_JOBS_ONLY = {
@@ -170,8 +175,9 @@ JUDGE_JOBS_ONLY = {
     "design": 1,
     "plot_design": 1,
     "robustness": 1,
+    "label_samples": 1,
     "all": 1,
-    "total": 10,
+    "total": 11,
 }
 
 

@@ -173,3 +173,53 @@ def test_a_label_map_names_classifiers_of_the_config(study):
     config["robustness"] = {"label_map": {"nope": {"care.virtue": "care"}}}
     with pytest.raises(ConfigError, match=r"robustness.label_map.nope is not a classifier"):
         check_config(validated_config(config), "study.yaml", workdir)
+
+
+def test_label_samples_put_every_classifiers_labels_side_by_side(tmp_path):
+    from affalign.align.samples import write_label_samples
+
+    human = tmp_path / "results/human/covid-19/posts.parquet"
+    human.parent.mkdir(parents=True)
+    ids = [f"h{i}" for i in range(10)]
+    pl.DataFrame(
+        {"post_id": ids, "issue": "covid-19", "topic": "masks", "group": ["liberal", "conservative"] * 5,
+         "text": ids}
+    ).write_parquet(human)  # fmt: skip
+    shard = tmp_path / "results/generated/m1/covid-19/masks/default.parquet"
+    shard.parent.mkdir(parents=True)
+    gen_ids = [f"g{i}" for i in range(5)]
+    pl.DataFrame(
+        {"post_id": gen_ids, "model": "m1", "issue": "covid-19", "topic": "masks", "prompt_type": "default",
+         "text": gen_ids}
+    ).write_parquet(shard)  # fmt: skip
+    affect = []
+    for name, rows in {"lex": ids + gen_ids, "judge": ids[:-2] + gen_ids}.items():  # judge: 2 unparsed
+        path = tmp_path / f"results/classify/{name}/all.parquet"
+        path.parent.mkdir(parents=True)
+        pl.DataFrame(
+            {
+                "post_id": rows,
+                "y_anger": [i % 2 == 0 for i in range(len(rows))],
+                "y_joy": [i % 3 == 0 for i in range(len(rows))],
+            }
+        ).write_parquet(path)
+        affect.append(str(path))
+    output = tmp_path / "samples.csv"
+    table = write_label_samples([str(human)], [str(shard)], affect, ["lex", "judge"], output, 3, 11)
+    assert table.group_by("source", "group").len().sort("source", "group").rows() == [
+        ("human", "conservative", 3), ("human", "liberal", 3), ("m1", None, 3),
+    ]  # fmt: skip
+
+    def given_by_lex(i: int) -> str:
+        labels = [name for name, on in (("anger", i % 2 == 0), ("joy", i % 3 == 0)) if on]
+        return ";".join(labels) or "none"
+
+    lex = {post: given_by_lex(i) for i, post in enumerate(ids + gen_ids)}
+    for post, given in table.select("post_id", "lex").iter_rows():
+        assert given == lex[post]
+    assert set(table.filter(pl.col("post_id").is_in(ids[-2:]))["judge"]) <= {"(unparsed)"}
+    assert pl.read_csv(output).height == table.height
+    again = write_label_samples(
+        [str(human)], [str(shard)], affect, ["lex", "judge"], tmp_path / "b.csv", 3, 11
+    )
+    assert again.equals(table)

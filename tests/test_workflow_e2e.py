@@ -392,8 +392,9 @@ def test_adding_a_model_schedules_only_its_jobs_and_the_joins(finished_run):
         "plot_representativeness": 1,
         "job_account": 1,
         "robustness": 1,
+        "label_samples": 1,
         "all": 1,
-        "total": 1 + 6 + 10 + 2 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 1,
+        "total": 1 + 6 + 10 + 2 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1,
     }, dry.stdout
     assert "tiny-chat-2" in dry.stdout
 
@@ -415,8 +416,9 @@ CLASSIFIER_JOBS_ONLY = {
     "design": 1,
     "plot_design": 1,
     "robustness": 1,  # every classifier pair of the study (results/align/robustness.csv)
+    "label_samples": 1,  # posts with every classifier's labels side by side
     "all": 1,
-    "total": len(MODELS) + 8,
+    "total": len(MODELS) + 9,
 }
 
 

@@ -104,3 +104,39 @@ rule robustness:
         label_map=config["robustness"]["label_map"],
     script:
         "../scripts/robustness.py"
+
+
+# Labels a reader can judge: a seeded sample of human and generated posts with the labels
+# every classifier gave them, side by side.
+rule label_samples:
+    input:
+        human=expand("results/human/{issue}/posts.parquet", issue=ISSUES),
+        generated=get_all_generated,
+        affect=lambda wildcards: [
+            path
+            for classifier in CLASSIFIERS
+            for path in [
+                *expand(
+                    "results/classify/{classifier}/human/{issue}.parquet",
+                    classifier=classifier,
+                    issue=ISSUES,
+                ),
+                *(p for model in MODELS for p in affect_shards(classifier, model)),
+            ]
+        ],
+    output:
+        report(
+            "results/align/label_samples.csv",
+            caption="../report/label_samples.rst",
+            category="Alignment",
+        ),
+    log:
+        "logs/align/label_samples.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        classifiers=CLASSIFIERS,
+        per_cell=3,
+        seed=config["seed"],
+    script:
+        "../scripts/label_samples.py"

@@ -596,6 +596,7 @@ def get_final_outputs():
             f"results/design/{classifier}/summary.csv",
             f"results/figures/{classifier}/design.png",
         ]
+    outputs.append("results/align/label_samples.csv")
     if len(CLASSIFIERS) >= 2:
         outputs.append("results/align/robustness.csv")
     if OPINIONS:

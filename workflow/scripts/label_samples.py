@@ -1,0 +1,20 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
+
+from affalign.align.samples import write_label_samples
+from affalign.io.jobs import run_logged
+
+run_logged(
+    snakemake.log[0],
+    lambda: write_label_samples(
+        list(snakemake.input.human),
+        list(snakemake.input.generated),
+        list(snakemake.input.affect),
+        list(snakemake.params.classifiers),
+        snakemake.output[0],
+        snakemake.params.per_cell,
+        snakemake.params.seed,
+    ),
+)
