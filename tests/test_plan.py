@@ -4,7 +4,7 @@ rerun would do (shards already written count as done)."""
 from __future__ import annotations
 
 import pytest
-from conftest import demo_config, run_affalign, validated_config, write_config
+from conftest import REPO, demo_config, run_affalign, validated_config, write_config
 
 from affalign.config.plan import (
     allocation_flag,
@@ -150,3 +150,16 @@ def test_a_profile_value_beyond_arithmetic_is_refused():
 )
 def test_requests_below_or_far_above_the_estimate_are_flagged(estimate, requested, flag):
     assert allocation_flag(estimate, requested) == flag
+
+
+def test_an_llm_judge_is_billed_as_its_own_server_job():
+    from conftest import scenario_config
+
+    config = validated_config(scenario_config("llm-classifier"))
+    config["plan"] = {**config["plan"], "model_sizes_b": {"smollm2-135m-instruct": 1}, "load_minutes": 5}
+    (judge,) = plan_classification(config, REPO / "no-such-workdir")
+    spec = next(spec for spec in config["classifiers"].values() if spec["type"] == "llm")
+    assert judge.jobs == 1
+    # Every post one answer of at most max_tokens at the 1B throughput (20,000 tok/s), plus a load.
+    assert judge.gpu_hours == pytest.approx((judge.posts * spec["max_tokens"] / 20000 + 300) / 3600)
+    assert judge.requested_gpu_hours == config["models"][spec["model"]]["resources"]["runtime"] / 60

@@ -193,6 +193,9 @@ def plan_classification(
     for classifier, spec in config["classifiers"].items():
         if spec["type"] == "lexicon":
             continue
+        if spec["type"] == "llm":
+            plans.append(_judge_plan(config, classifier, spec, model_posts + human_posts))
+            continue
         # One forward pass per post and per model of a binary set (Mformer: five).
         passes = len(spec.get("models", {})) or 1
         jobs = len(models) + len(config["issues"])
@@ -206,6 +209,22 @@ def plan_classification(
         ) / 60
         plans.append(ClassifierPlan(classifier, jobs, posts, seconds / 3600, requested))
     return plans
+
+
+def _judge_plan(
+    config: Mapping[str, Any], classifier: str, spec: Mapping[str, Any], posts: int
+) -> ClassifierPlan:
+    """An LLM classifier's one server job (``serve_judge``): every post one request of at most
+    ``max_tokens`` answer tokens at the judge's throughput, plus one model load; requested as
+    the judge model's own job (its GPUs × ``resources.runtime``)."""
+    settings = config["plan"]
+    judge = config["models"][spec["model"]]
+    gpus = int(judge.get("engine", {}).get("tensor_parallel_size", 1))
+    size = model_size_b(spec["model"], judge, settings["model_sizes_b"])
+    rate = throughput_for(size, settings["throughput_tokens_per_s"]) if size is not None else None
+    seconds = posts * spec["max_tokens"] / rate + settings["load_minutes"] * 60 if rate else float("nan")
+    requested = gpus * judge.get("resources", {}).get("runtime", 0) / 60
+    return ClassifierPlan(classifier, 1, posts, gpus * seconds / 3600, requested)
 
 
 def format_plan(plans: list[ModelPlan], classifiers: list[ClassifierPlan] | None = None) -> str:
