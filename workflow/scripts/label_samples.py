@@ -1,6 +1,8 @@
 import sys
 from pathlib import Path
 
+# scriptdir is workflow/rules/../scripts (the rule file's folder joined with the script's
+# relative path): resolve it before climbing to the checkout's src/.
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 from affalign.align.samples import write_label_samples
