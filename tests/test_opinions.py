@@ -132,6 +132,16 @@ def test_floor_is_the_remaining_mass_when_that_is_smaller():
     assert found.p == pytest.approx(tuple(raw / raw.sum()))
 
 
+def test_a_top_k_answer_without_any_letter_and_no_remaining_mass_gives_every_letter_the_same_share():
+    # What failed a shard at random: the top-k mass rounds to 1 and no letter is among it.
+    top = {"x": math.log(0.7), "y": math.log(0.3)}
+    found = option_distribution(top, [["A"], ["B"], ["C"], ["D"]], QUESTION.refusal, exact=False)
+    assert found.floored == (True, True, True, True)
+    assert found.p == pytest.approx((0.25, 0.25, 0.25, 0.25))
+    with pytest.raises(ValueError, match="no log-probability returned"):
+        option_distribution(top, [["A"], ["B"], ["C"], ["D"]], QUESTION.refusal, exact=True)
+
+
 def test_no_remaining_mass_gives_missing_letters_zero():
     top = {"A": math.log(0.5), "B": math.log(0.5)}
     found = option_distribution(top, [["A"], ["B"], ["C"], ["D"]], QUESTION.refusal, exact=False)

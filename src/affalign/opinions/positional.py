@@ -135,7 +135,8 @@ def option_distribution(
     lists each option's tokens (e.g. ``["A", " A"]``), of which the largest counts. With
     ``exact`` the log-probabilities were requested for exactly these tokens and a missing
     option is an error; otherwise ``logprobs`` is a top-k answer and missing options get
-    the floor ``log(min(p_min, remaining_mass / n_missing))``.
+    the floor ``log(min(p_min, remaining_mass / n_missing))`` (with no letter and no
+    remaining mass, every letter the same share).
     """
     if len(variants) != len(refusal):
         raise ValueError(f"{len(variants)} options but {len(refusal)} refusal flags")
@@ -154,6 +155,12 @@ def option_distribution(
         floor_log = math.log(floor) if floor > 0 else -math.inf
         found = [floor_log if value is None else value for value in found]
     values = np.asarray(found, dtype=float)
+    if not np.isfinite(values).any() and not exact and len(missing) == len(found):
+        # A top-k answer without any letter whose mass sums to 1 in floating point: the letters
+        # are all below everything returned and indistinguishable, so they share it equally
+        # (every one floored). Batch composition on the server decides whether the sum rounds
+        # to 1, so an error here would fail a shard by chance.
+        values = np.zeros(len(found))
     if not np.isfinite(values).any():
         raise ValueError("every option has probability 0: no distribution")
     shifted = np.exp(values - values[np.isfinite(values)].max())
