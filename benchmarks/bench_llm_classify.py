@@ -30,17 +30,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from bench_generate import CPU_ENGINE  # noqa: E402  (the engine the generation benchmark serves on a CPU)
+
 from affalign.classify.llm import classify_files_through_service  # noqa: E402
 from affalign.io import file_sha256  # noqa: E402
-
-CPU_ENGINE = {
-    "dtype": "float32",
-    "max_model_len": 512,
-    "max_num_seqs": 64,
-    "kv_cache_memory_bytes": 1 << 30,
-    "enforce_eager": True,
-    "enable_chunked_prefill": False,
-}
 
 
 def serve(model_dir: Path, engine: dict, workdir: Path) -> tuple[subprocess.Popen, Path, float]:
