@@ -45,6 +45,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from affalign.generate.prompts import ShardSpec, build_requests, load_templates  # noqa: E402
 from affalign.generate.shards import Sampling, write_generation_shard  # noqa: E402
+from affalign.service import ConsumerOptions  # noqa: E402
 from affalign.service.metrics import occupancy_figures, read_samples, samples_file  # noqa: E402
 from affalign.service.server import is_cpu_build, private_temp_folder, stop_session  # noqa: E402
 
@@ -108,10 +109,12 @@ def run_service_path(model_dir: Path, engine: dict, args: argparse.Namespace, wo
         try:
             frame = write_generation_shard(
                 bench_shard(topic, topic_name, prompt_type, args.per_shard), model_info={"kind": "base"},
-                service_file=service, server_log=workdir / "server.log",
-                output=workdir / f"{topic}-{prompt_type}.parquet",
                 prompts_file=REPO / "resources/prompts.yaml", sampling=sampling,
-                max_in_flight=args.max_in_flight, server_start_timeout_s=60, request_timeout_s=600,
+                output=workdir / f"{topic}-{prompt_type}.parquet",
+                options=ConsumerOptions(
+                    service_file=service, server_log=workdir / "server.log",
+                    max_in_flight=args.max_in_flight, server_start_timeout_s=60, request_timeout_s=600,
+                ),
             )  # fmt: skip
             tokens.append(int(frame["output_tokens"].sum()))
         except BaseException as error:

@@ -34,6 +34,7 @@ from bench_generate import CPU_ENGINE  # noqa: E402  (the engine the generation 
 
 from affalign.classify.llm import classify_files_through_service  # noqa: E402
 from affalign.io import file_sha256  # noqa: E402
+from affalign.service import ConsumerOptions  # noqa: E402
 
 
 def serve(model_dir: Path, engine: dict, workdir: Path) -> tuple[subprocess.Popen, Path, float]:
@@ -91,11 +92,11 @@ def main() -> int:
             for limit in args.in_flight:
                 output = workdir / f"affect-{limit}.parquet"
                 began = time.time()
-                totals = classify_files_through_service(
-                    "bench", settings, [posts], [output], service_file=service,
-                    server_log=workdir / "server.log", store=None, max_in_flight=limit,
+                options = ConsumerOptions(
+                    service_file=service, server_log=workdir / "server.log", max_in_flight=limit,
                     server_start_timeout_s=60, request_timeout_s=600,
                 )  # fmt: skip
+                totals = classify_files_through_service("bench", settings, [posts], [output], options)
                 seconds = time.time() - began
                 print(
                     f"{limit:>9}  {seconds:>8.1f}  {count / seconds:>8.2f}  "

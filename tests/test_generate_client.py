@@ -5,9 +5,21 @@ from conftest import REPO
 
 from affalign.generate.prompts import GenerationRequest
 from affalign.generate.shards import RequestStyle, Sampling, _payload, shard_key, write_generation_shard
+from affalign.service import ConsumerOptions
 
 REQUEST = GenerationRequest(index=3, template_id="t-01", prompt="Write a tweet about masks.", seed=1234)
 SAMPLING = Sampling(max_tokens=40, temperature=0.9, top_p=0.95)
+
+
+def options_without_server(tmp_path, store) -> ConsumerOptions:
+    return ConsumerOptions(
+        service_file=tmp_path / "no-service.json",
+        server_log="logs/m.server.log",
+        store=store,
+        max_in_flight=1,
+        server_start_timeout_s=1,
+        request_timeout_s=1,
+    )
 
 
 def test_instruct_models_get_seeded_chat_requests_with_template_arguments():
@@ -47,15 +59,10 @@ def test_finished_shards_are_taken_from_the_store_without_a_server(tmp_path):
     frame = write_generation_shard(
         shard,
         model_info=info,
-        service_file=tmp_path / "no-service.json",
-        server_log="logs/m.server.log",
-        output=tmp_path / "out" / "default.parquet",
         prompts_file=prompts,
         sampling=SAMPLING,
-        max_in_flight=1,
-        server_start_timeout_s=1,
-        request_timeout_s=1,
-        store=store,
+        output=tmp_path / "out" / "default.parquet",
+        options=options_without_server(tmp_path, store),
     )
     assert frame.equals(finished) and pl.read_parquet(tmp_path / "out" / "default.parquet").equals(finished)
     # Anything that changes the content changes the key.
@@ -81,15 +88,10 @@ def test_a_shard_that_cannot_be_placed_fails_naming_the_stored_copy(tmp_path):
         write_generation_shard(
             shard,
             model_info=info,
-            service_file=tmp_path / "no-service.json",  # no server, no siblings: fails at once
-            server_log="logs/m.server.log",
-            output=tmp_path / "out" / "default.parquet",
             prompts_file=prompts,
             sampling=SAMPLING,
-            max_in_flight=1,
-            server_start_timeout_s=1,
-            request_timeout_s=1,
-            store=tmp_path / "store",
+            output=tmp_path / "out" / "default.parquet",
+            options=options_without_server(tmp_path, tmp_path / "store"),  # no siblings: fails at once
         )
     assert f"cannot write {tmp_path / 'out' / 'default.parquet'}" in str(failure.value)
     assert f"its rows are kept in {kept}" in str(failure.value)

@@ -209,6 +209,7 @@ def test_unreadable_answers_are_retried_once_then_counted_never_guessed(tmp_path
     from http_servers import StubEndpoint
 
     from affalign.classify.llm import classify_files_through_service
+    from affalign.service import ConsumerOptions
 
     script = {
         "post-0": ['{"anger":true,"joy":false}'],
@@ -245,7 +246,7 @@ def test_unreadable_answers_are_retried_once_then_counted_never_guessed(tmp_path
     with StubEndpoint(handler) as stub:
         service = tmp_path / "judge.json"
         service.write_text(json.dumps({"status": "ready", "url": stub.url, "pid": os.getpid()}))
-        options = dict(
+        options = ConsumerOptions(
             service_file=service,
             server_log="server.log",
             store=store,
@@ -253,14 +254,14 @@ def test_unreadable_answers_are_retried_once_then_counted_never_guessed(tmp_path
             server_start_timeout_s=10,
             request_timeout_s=10,
         )
-        totals = classify_files_through_service("judge", settings, [posts], [output], **options)
+        totals = classify_files_through_service("judge", settings, [posts], [output], options)
         requests = [s for s in stub.seen if s.path == "/v1/chat/completions"]
         assert {(r.body["temperature"], r.body["seed"]) for r in requests} == {(0.0, 7)}
         assert all(r.body["structured_outputs"] == {"regex": label_pattern(list(LABELS))} for r in requests)
         assert len(requests) == 1 + 2 + 2 + 1
         # The same posts again: taken from the shard store, no request.
         output.unlink()
-        classify_files_through_service("judge", settings, [posts], [output], **options)
+        classify_files_through_service("judge", settings, [posts], [output], options)
         assert len([s for s in stub.seen if s.path == "/v1/chat/completions"]) == len(requests)
     assert totals == {"posts": 4, "unparsed": 2, "retries": 2}
     frame = pl.read_parquet(output)

@@ -28,6 +28,7 @@ from tiny_models import tiny_engine
 
 from affalign.generate.prompts import ShardSpec
 from affalign.generate.shards import Sampling, write_generation_shard
+from affalign.service import ConsumerOptions
 from affalign.service.account import write_job_account
 from affalign.service.metrics import samples_file
 from affalign.service.server import STOP_GRACE_S, SessionGuard, session_members, stop_session
@@ -273,11 +274,13 @@ def test_a_session_records_how_full_its_server_was(tiny_llama, tmp_path, system_
             global_seed=1, model="tiny", kind="base", issue="covid-19", issue_name="COVID-19",
             topic="vaccines", topic_name="COVID-19 vaccines", prompt_type=PROMPT_TYPES[index], count=96,
         )  # fmt: skip
-        write_generation_shard(
-            spec, model_info={"kind": "base"}, service_file=wrapper.service_file,
-            server_log=wrapper.server_log, output=outputs[index],
-            prompts_file=REPO / "resources/prompts.yaml", sampling=Sampling(24, 1.0, 1.0),
+        options = ConsumerOptions(
+            service_file=wrapper.service_file, server_log=wrapper.server_log,
             max_in_flight=12, server_start_timeout_s=60, request_timeout_s=300,
+        )  # fmt: skip
+        write_generation_shard(
+            spec, model_info={"kind": "base"}, prompts_file=REPO / "resources/prompts.yaml",
+            sampling=Sampling(24, 1.0, 1.0), output=outputs[index], options=options,
         )  # fmt: skip
 
     threads = [threading.Thread(target=shard, args=(index,)) for index in range(2)]

@@ -21,7 +21,7 @@ from conftest import REPO, unwritable
 
 from affalign.io import read_provenance
 from affalign.opinions.client import OpinionShard, Scoring, opinion_shard_key, write_opinion_shard
-from affalign.service import ServiceClient, ShardWriteError, publish_shard
+from affalign.service import ConsumerOptions, ServiceClient, ShardWriteError, publish_shard
 from affalign.service.client import consumers_folder
 
 FRAME = pl.DataFrame({"question_id": ["q1", "q2"], "p": [0.25, 0.75]})
@@ -120,13 +120,15 @@ def write_opinion(tmp_path, output, store):
         model_info={"kind": "instruct"},
         questions_file=QUESTIONS,
         scoring=Scoring(),
-        service_file=tmp_path / "no-service.json",  # no server: the store must answer
-        server_log="logs/m.server.log",
         output=output,
-        max_in_flight=1,
-        server_start_timeout_s=1,
-        request_timeout_s=1,
-        store=store,
+        options=ConsumerOptions(
+            service_file=tmp_path / "no-service.json",  # no server: the store must answer
+            server_log="logs/m.server.log",
+            store=store,
+            max_in_flight=1,
+            server_start_timeout_s=1,
+            request_timeout_s=1,
+        ),
     )
 
 

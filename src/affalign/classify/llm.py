@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +32,15 @@ import polars as pl
 from affalign.classify.labels import label_column, score_column
 from affalign.classify.template import check_template, render_prompt
 from affalign.io import content_sha256, file_sha256, read_provenance
-from affalign.service import RequestRejected, ServiceClient, publish_shard, restore_shard
+from affalign.service import (
+    ConsumerOptions,
+    FinishedShard,
+    RequestRejected,
+    ServiceClient,
+    ShardWork,
+    Timing,
+    run_shard,
+)
 
 METHOD = "structured-output: JSON object of one boolean per label (regex-constrained)"
 # Unreadable answers kept in an affect file's provenance, to see what went wrong.
@@ -193,24 +199,16 @@ def classify_files_through_service(
     settings: Mapping[str, Any],
     inputs: Sequence[str | Path],
     outputs: Sequence[str | Path],
-    *,
-    service_file: str | Path,
-    server_log: str | Path,
-    store: str | Path | None,
-    max_in_flight: int,
-    server_start_timeout_s: float,
-    request_timeout_s: float,
+    options: ConsumerOptions,
     generator: str | None = None,
 ) -> dict[str, int]:
     """Classify each input's ``text`` column into the matching output through the judge's
-    server; returns posts, unparsed and retries over all inputs."""
+    server, each file a shard of :func:`~affalign.service.run_shard` (one client for all);
+    returns posts, unparsed and retries over the inputs classified (not taken from the store)."""
     if len(inputs) != len(outputs):
         raise ValueError(f"{len(inputs)} inputs but {len(outputs)} outputs")
     judge = Judge.from_settings(classifier, settings)
-    labels = list(judge.labels)
-    client = ServiceClient(
-        service_file, server_log, max_in_flight=max_in_flight, request_timeout_s=request_timeout_s
-    )
+    client = options.client()
     own = generator is not None and generator == judge.model
     if own:
         print(
@@ -220,25 +218,32 @@ def classify_files_through_service(
         )
     totals = {"posts": 0, "unparsed": 0, "retries": 0}
     for source, target in zip(inputs, outputs, strict=True):
-        kept = Path(store) / f"{store_key(judge, settings, source)}.parquet" if store else None
-        if restore_shard(kept, target, client, server_start_timeout_s):
-            continue
-        posts = pl.read_parquet(source, columns=["post_id", "text"])
-        client.wait(server_start_timeout_s)
-        began = time.time()
-        answers, retries, examples = asyncio.run(
-            client.run(
-                partial(
-                    classify_posts,
-                    judge=judge,
-                    texts=posts["text"].to_list(),
-                    served_name=client.served_name(judge.model),
-                )
-            )
-        )
-        wall = time.time() - began
-        frame = affect_frame(posts["post_id"].to_list(), answers, labels)
-        unparsed = [p for p, a in zip(posts["post_id"].to_list(), answers, strict=True) if a is None]
+        work = _affect_file(judge, settings, own, source, target, totals)
+        run_shard(options, store_key(judge, settings, source), work, target, client)
+    return totals
+
+
+def _affect_file(
+    judge: Judge,
+    settings: Mapping[str, Any],
+    own: bool,
+    source: str | Path,
+    target: str | Path,
+    totals: dict[str, int],
+) -> ShardWork:
+    """The hooks of :func:`~affalign.service.run_shard` for one posts file and its affect
+    file; ``totals`` counts what it classified."""
+    classifier, labels = judge.classifier, list(judge.labels)
+    table = pl.read_parquet(source, columns=["post_id", "text"])
+
+    async def ask(client: ServiceClient):
+        return await classify_posts(client, judge, table["text"].to_list(), client.served_name(judge.model))
+
+    def finish(answered, client: ServiceClient, timing: Timing) -> FinishedShard:
+        answers, retries, examples = answered
+        wall = timing.wall
+        frame = affect_frame(table["post_id"].to_list(), answers, labels)
+        unparsed = [p for p, a in zip(table["post_id"].to_list(), answers, strict=True) if a is None]
         provenance = {
             "stage": "classify",
             "classifier": classifier,
@@ -257,28 +262,26 @@ def classify_files_through_service(
             "max_tokens": judge.max_tokens,
             "threshold": "the judge's boolean per label (structured output)",
             "judge_is_generator": own,
-            "posts": posts.height,
+            "posts": table.height,
             "unparsed": len(unparsed),
             "unparsed_post_ids": unparsed,
             "unparsed_examples": examples,
             "label_schema": label_schema(labels),
             "constraint": {"regex": label_pattern(labels)},
             "retries": retries,
-            "requests": posts.height + retries,
+            "requests": table.height + retries,
             "wall_s": round(wall, 3),
-            "posts_per_s": round(posts.height / wall, 3) if wall > 0 else None,
+            "posts_per_s": round(table.height / wall, 3) if wall > 0 else None,
             "input": str(source),
             "input_provenance": read_provenance(source),
         }
-        publish_shard(
-            frame, provenance, target, kept=kept, client=client, start_timeout_s=server_start_timeout_s
-        )
-        print(
-            f"[affalign] {classifier}: {target}: {posts.height} posts, {len(unparsed)} unparsed, "
-            f"{retries} retried, {wall:.1f} s ({provenance['posts_per_s']} posts/s)",
-            flush=True,
-        )
-        totals["posts"] += posts.height
+        totals["posts"] += table.height
         totals["unparsed"] += len(unparsed)
         totals["retries"] += retries
-    return totals
+        summary = (
+            f"{classifier}: {target}: {table.height} posts, {len(unparsed)} unparsed, "
+            f"{retries} retried, {wall:.1f} s ({provenance['posts_per_s']} posts/s)"
+        )
+        return FinishedShard(frame, provenance, summary)
+
+    return ShardWork(ask, finish)

@@ -4,8 +4,9 @@ model-side jobs (``runtime.python``), not the one running Snakemake.
 
 What determines the shard's content arrives as ``--settings`` (the rule's params, JSON);
 how the job runs (requests in flight, timeouts, an endpoint's limits and key variable)
-as separate flags that the workflow keeps out of its rerun decision. The log begins with
-the interpreter; a missing HTTP client library stops the job with one line.
+as the consumer flags of :mod:`affalign.service.consumer`, which the workflow keeps out of
+its rerun decision. The log begins with the interpreter; a missing HTTP client library
+stops the job with one line.
 """
 
 from __future__ import annotations
@@ -13,31 +14,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 
-from affalign.io import CONSUMER_MODULES, add_consumer_flags, run_logged, start_job
+from affalign.service import ConsumerOptions, consumer_parser, run_consumer_job
 
 
 def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Generate one shard through a model's service or endpoint.")
+    parser = consumer_parser("Generate one shard through a model's service or endpoint.")
     parser.add_argument("--model", required=True)
     parser.add_argument("--issue", required=True)
     parser.add_argument("--topic", required=True)
     parser.add_argument("--prompt-type", required=True)
-    parser.add_argument(
-        "--settings", required=True, help="what determines the shard (the rule's params) as JSON"
-    )
     parser.add_argument("--prompts", required=True, help="the prompt templates file")
-    add_consumer_flags(parser)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if not start_job(args.log, CONSUMER_MODULES, f"generation shards of {args.model}"):
-        return 1
+def write(args: argparse.Namespace, options: ConsumerOptions):
+    # Imported once the job has begun its log (run_consumer_job): a module its
+    # interpreter lacks is then named in one line there.
     from affalign.generate.prompts import ShardSpec
     from affalign.generate.shards import Sampling, write_generation_shard
-    from affalign.service import consumer_options
 
     settings = json.loads(args.settings)
     shard = ShardSpec(
@@ -51,18 +47,19 @@ def main(argv: list[str] | None = None) -> int:
         prompt_type=args.prompt_type,
         count=settings["n_per_shard"],
     )
-    options = consumer_options(args)
-    run_logged(
-        args.log,
-        lambda: write_generation_shard(
-            shard,
-            model_info=settings,
-            prompts_file=args.prompts,
-            sampling=Sampling(settings["max_tokens"], settings["temperature"], settings["top_p"]),
-            **options,
-        ),
+    return write_generation_shard(
+        shard,
+        model_info=settings,
+        prompts_file=args.prompts,
+        sampling=Sampling(settings["max_tokens"], settings["temperature"], settings["top_p"]),
+        output=args.output,
+        options=options,
     )
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return run_consumer_job(args, f"generation shards of {args.model}", partial(write, args))
 
 
 if __name__ == "__main__":

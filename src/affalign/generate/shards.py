@@ -5,18 +5,15 @@ chat template); base models get ``/v1/completions`` with a completion prompt tha
 at the first newline. Requests run concurrently with a bounded number in flight, are
 retried with back-off on transient errors, and each carries its own seed.
 
-A finished shard goes to the shard store first and then to its output path, so a shard
-whose output cannot be written keeps its rows; such a shard fails (``ShardWriteError``)
-only once the other consumers of its model's server have finished (Snakemake kills the
-whole group when one job fails): :mod:`affalign.service.consumer`, shared with the opinion
-shards.
+What every consumer does around its shard (client, shard store, waiting for the server,
+timing, the store first and then the output) is :func:`affalign.service.run_shard`; this
+module supplies the requests and the table made of their answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +24,7 @@ import polars as pl
 from affalign.generate import postprocess
 from affalign.generate.prompts import GenerationRequest, ShardSpec, build_requests, load_templates
 from affalign.io import content_sha256, file_sha256
-from affalign.service import ServiceClient, publish_shard, restore_shard, shard_timing
+from affalign.service import ConsumerOptions, FinishedShard, ServiceClient, ShardWork, Timing, run_shard
 
 SHARD_SCHEMA = {
     "post_id": pl.String,
@@ -142,45 +139,68 @@ def write_generation_shard(
     shard: ShardSpec,
     *,
     model_info: Mapping[str, Any],
-    service_file: str | Path,
-    server_log: str | Path,
-    output: str | Path,
     prompts_file: str | Path,
     sampling: Sampling,
-    max_in_flight: int,
-    server_start_timeout_s: float,
-    request_timeout_s: float,
-    store: str | Path | None = None,
-    client: ServiceClient | None = None,
+    output: str | Path,
+    options: ConsumerOptions,
 ) -> pl.DataFrame:
-    """Generate one shard through the model's service and write it.
+    """Generate one shard through the model's service (or endpoint, ``options.endpoint``)
+    and write it: :func:`~affalign.service.run_shard` with this shard's requests and table.
 
-    ``client``: how to reach the model, when not through its service file (an endpoint
-    model's :class:`~affalign.service.EndpointClient`).
-
-    With a ``store`` folder, every finished shard is also kept there under the hash of what
-    determines its content. Snakemake removes the outputs of *all* jobs of a service group
-    when one of them fails; a rerun then takes finished shards back from the store instead
-    of generating them again, so no finished shard is lost.
+    With a store folder (``options.store``), every finished shard is also kept there under
+    the hash of what determines its content (:func:`shard_key`). Snakemake removes the
+    outputs of *all* jobs of a service group when one of them fails; a rerun then takes
+    finished shards back from the store instead of generating them again, so no finished
+    shard is lost.
     """
     style = RequestStyle.of({**model_info, "kind": shard.kind})
-    kind = style.kind
-    model, issue, topic, prompt_type = shard.model, shard.issue, shard.topic, shard.prompt_type
-    kept = Path(store) / f"{shard_key(shard, model_info, sampling, prompts_file)}.parquet" if store else None
-    if client is None:
-        client = ServiceClient(
-            service_file, server_log, max_in_flight=max_in_flight, request_timeout_s=request_timeout_s
-        )
-    if restore_shard(kept, output, client, server_start_timeout_s):
-        return pl.read_parquet(output)
     requests = build_requests(load_templates(prompts_file), shard)
-    client.wait(server_start_timeout_s)
-    began = time.time()
-    served_name = client.served_name(model)
-    results = asyncio.run(client.run(lambda c: _generate_all(c, requests, served_name, style, sampling)))
-    wall = time.time() - began
+
+    async def ask(client: ServiceClient) -> list[tuple[str, str, int]]:
+        return await _generate_all(client, requests, client.served_name(shard.model), style, sampling)
+
+    def finish(results: list[tuple[str, str, int]], client: ServiceClient, timing: Timing) -> FinishedShard:
+        frame = _shard_frame(shard, requests, results, style.kind)
+        provenance = {
+            "stage": "generate",
+            "model": shard.model,
+            **client.provenance(model_info),
+            "kind": style.kind,
+            "chat_template": style.chat,
+            "chat_template_kwargs": dict(style.chat_template_kwargs),
+            "sampling": {
+                "max_tokens": sampling.max_tokens,
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+                "n": 1,
+                "stop": ["\n"] if style.kind == "base" and not style.chat else None,
+            },
+            "global_seed": shard.global_seed,
+            "seed_derivation": (
+                "sha256(global_seed, 'sample', model, issue, topic, prompt_type, index) mod 2^31-1"
+            ),
+            "template_ids": sorted({r.template_id for r in requests}),
+            "prompts_file": str(prompts_file),
+            **timing.provenance(len(requests)),
+            "output_tokens": int(frame["output_tokens"].sum()),
+        }
+        summary = (
+            f"wrote {output}: {frame.height} generations, "
+            f"{provenance['output_tokens']} tokens in {timing.wall:.1f} s"
+        )
+        return FinishedShard(frame, provenance, summary)
+
+    key = shard_key(shard, model_info, sampling, prompts_file)
+    return run_shard(options, key, ShardWork(ask, finish), output)
+
+
+def _shard_frame(
+    shard: ShardSpec, requests: list[GenerationRequest], results: list[tuple[str, str, int]], kind: str
+) -> pl.DataFrame:
+    """A shard's rows: one per request, its text cleaned and flagged."""
+    model, issue, topic, prompt_type = shard.model, shard.issue, shard.topic, shard.prompt_type
     cleaned = [postprocess.clean_text(raw, kind) for raw, _, _ in results]
-    frame = pl.DataFrame(
+    return pl.DataFrame(
         {
             "post_id": [f"{model}/{issue}/{topic}/{prompt_type}/{r.index:06d}" for r in requests],
             "model": model,
@@ -201,33 +221,3 @@ def write_generation_shard(
         },
         schema=SHARD_SCHEMA,
     )
-    provenance = {
-        "stage": "generate",
-        "model": model,
-        **client.provenance(model_info),
-        "kind": kind,
-        "chat_template": style.chat,
-        "chat_template_kwargs": dict(style.chat_template_kwargs),
-        "sampling": {
-            "max_tokens": sampling.max_tokens,
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-            "n": 1,
-            "stop": ["\n"] if kind == "base" and not style.chat else None,
-        },
-        "global_seed": shard.global_seed,
-        "seed_derivation": (
-            "sha256(global_seed, 'sample', model, issue, topic, prompt_type, index) mod 2^31-1"
-        ),
-        "template_ids": sorted({r.template_id for r in requests}),
-        "prompts_file": str(prompts_file),
-        **shard_timing(began, wall, len(requests)),
-        "output_tokens": int(frame["output_tokens"].sum()),
-    }
-    publish_shard(frame, provenance, output, kept=kept, client=client, start_timeout_s=server_start_timeout_s)
-    print(
-        f"[affalign] wrote {output}: {frame.height} generations, "
-        f"{provenance['output_tokens']} tokens in {wall:.1f} s",
-        flush=True,
-    )
-    return frame

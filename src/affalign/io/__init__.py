@@ -5,8 +5,7 @@
   ``affalign``), and CSV copies for reading.
 * :mod:`~affalign.io.files` — the one atomic writer, file and content hashes, seeds.
 * :mod:`~affalign.io.jobs` — how a job begins (its interpreter in its log, a missing module
-  in one line), logs to its rule's ``log:``, warns and fails (a data error in one line); the
-  flags all consumers of a model share.
+  in one line), logs to its rule's ``log:``, warns and fails (a data error in one line).
 * :mod:`~affalign.io.accelerator` — what a model-side job runs on (GPU, driver, CUDA, torch,
   vLLM) and the check that stops a GPU job whose environment cannot use the GPU.
 
@@ -31,8 +30,6 @@ from affalign.io.files import (
     place_file,
 )
 from affalign.io.jobs import (
-    CONSUMER_MODULES,
-    add_consumer_flags,
     is_data_error,
     missing_module,
     pid_alive,
@@ -52,12 +49,10 @@ from affalign.io.tables import (
 )
 
 __all__ = [
-    "CONSUMER_MODULES",
     "TableError",
     "WrongAccelerator",
     "accelerator_problem",
     "accelerator_provenance",
-    "add_consumer_flags",
     "allocated_gpus",
     "atomic_write",
     "atomic_write_bytes",

@@ -1,10 +1,9 @@
-"""Glue for jobs: logging to the rule's log file, clear failures and warnings, the
-command-line flags shared by the consumers of a model (generation and opinion shard jobs),
-and whether a process they wait on is still there."""
+"""Glue for jobs: logging to the rule's log file, clear failures and warnings, and whether
+a process they wait on is still there. (The flags of the consumers of a model are
+:mod:`affalign.service.consumer`'s.)"""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 import os
@@ -18,10 +17,6 @@ from affalign import missing_module_line, missing_module_message
 
 Result = TypeVar("Result")
 
-# What a consumer of a model needs beyond the package's own dependencies: the HTTP client
-# of the service and of endpoints.
-CONSUMER_MODULES = ("aiohttp",)
-
 
 def pid_alive(pid: int | None) -> bool:
     """Whether a process with this pid exists on this host (another user's counts)."""
@@ -34,28 +29,6 @@ def pid_alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def add_consumer_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags of a shard job that talks to a model, after its own. Where it reads and
-    writes (service file, server log, store, output, log), then how it runs (requests in
-    flight, timeouts, an endpoint's settings): flags the workflow keeps out of its rerun
-    decision, never what the shard contains."""
-    parser.add_argument(
-        "--service-file", default=None, help="the model's service file (none for an endpoint)"
-    )
-    parser.add_argument("--server-log", default="", help="the model server's log, quoted when it fails")
-    parser.add_argument("--store", default=None, help="the model's shard store folder")
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--log", required=True, help="the rule's log file")
-    parser.add_argument("--max-in-flight", type=int, required=True, help="requests in flight at once")
-    parser.add_argument(
-        "--server-start-timeout", type=float, required=True, help="seconds to wait for the service"
-    )
-    parser.add_argument("--request-timeout", type=float, required=True, help="seconds per request")
-    parser.add_argument(
-        "--endpoint", default=None, help="an endpoint model's models.<m>.endpoint entry as JSON"
-    )
 
 
 def traceback_path(log_path: str | Path) -> Path:

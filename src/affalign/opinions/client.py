@@ -46,14 +46,16 @@ from affalign.opinions.positional import (
 )
 from affalign.opinions.survey import LETTERS, Question, read_questions
 from affalign.service import (
+    ConsumerOptions,
     EndpointClient,
     EndpointError,
     EndpointSpec,
+    FinishedShard,
     RequestRejected,
     ServiceClient,
-    publish_shard,
-    restore_shard,
-    shard_timing,
+    ShardWork,
+    Timing,
+    run_shard,
 )
 
 ANCHOR = "Answer:"
@@ -337,101 +339,86 @@ def write_opinion_shard(
     model_info: Mapping[str, Any],
     questions_file: str | Path,
     scoring: Scoring,
-    service_file: str | Path | None,
-    server_log: str | Path,
     output: str | Path,
-    max_in_flight: int,
-    server_start_timeout_s: float,
-    request_timeout_s: float,
-    client: ServiceClient | None = None,
+    options: ConsumerOptions,
     detected: LogprobSupport | None = None,
-    store: str | Path | None = None,
 ) -> pl.DataFrame:
-    """Score every question of a survey topic under one context and write the shard.
+    """Score every question of a survey topic under one context and write the shard
+    (:func:`~affalign.service.run_shard` with this shard's requests and table).
 
-    ``client``: how to reach the model when not through its service file (an endpoint's);
-    a ``scoring`` mode of ``auto`` takes the method ``detected`` before the run, or detects it.
-    With a ``store`` folder the shard is kept there first and taken back from there on a
-    rerun, and a shard whose output cannot be written fails only after its siblings
+    The model is reached through its service, or its endpoint (``options.endpoint``); a
+    ``scoring`` mode of ``auto`` takes the method ``detected`` before the run, or detects it.
+    With a store folder (``options.store``) the shard is kept there first and taken back from
+    there on a rerun, and a shard whose output cannot be written fails only after its siblings
     (:mod:`affalign.service.consumer`, as for generation shards).
     """
     method, steered_group = parse_context_slug(shard.context)
     questions: list[Question] = read_questions(questions_file)
     prompts = [opinion_prompt(q, method, shard.steering) for q in questions]
     letters = LETTERS[: max(len(q.options) for q in questions)]
-    if client is None:
-        client = ServiceClient(
-            service_file, server_log, max_in_flight=max_in_flight, request_timeout_s=request_timeout_s
-        )
-    kept = None
-    if store:
-        key = opinion_shard_key(shard, model_info, scoring, questions_file, detected)
-        kept = Path(store) / f"{key}.parquet"
-    if restore_shard(kept, output, client, server_start_timeout_s):
-        return pl.read_parquet(output)
-    client.wait(server_start_timeout_s)
-    served_name = client.served_name(shard.model)
     chosen = {"by": "configuration", "detail": None}
 
-    async def work(c: ServiceClient):
+    async def ask(client: ServiceClient):
+        served_name = client.served_name(shard.model)
         used = scoring
         if scoring.mode == AUTO:
             support = detected or await detect_logprob_support(
-                c, served_name, scoring, scoring.top_logprobs or 20
+                client, served_name, scoring, scoring.top_logprobs or 20
             )
             chosen.update(
                 by="detection before the run" if detected else "detection by this job", detail=support.detail
             )
             used = support.scoring(scoring)
-        return used, *(await _score_all(c, prompts, letters, served_name, used))
+        return used, *(await _score_all(client, prompts, letters, served_name, used))
 
-    began = time.time()
-    scoring, ids, answers = asyncio.run(client.run(work))
-    wall = time.time() - began
-    exact = scoring.mode == "exact"
-    rows = []
-    for question, prompt, logprobs in zip(questions, prompts, answers, strict=True):
-        variants = [_variants(letter, ids, exact) for letter in question.letters]
-        try:
-            found = option_distribution(logprobs, variants, question.refusal, exact=exact)
-        except ValueError as error:
-            raise ValueError(f"{shard.survey}/{question.id} ({shard.context}): {error}") from error
-        for i, letter in enumerate(question.letters):
-            rows.append(
-                (
-                    shard.model, shard.survey, shard.context, method, steered_group, question.id, letter,
-                    question.options[i], question.ordinals[i], question.refusal[i], found.logprobs[i],
-                    found.floored[i], found.p[i], None if question.refusal[i] else found.p_ordinal[i],
-                    found.refusal_mass, prompt,
-                )
-            )  # fmt: skip
-    frame = pl.DataFrame(rows, schema=OPINION_SCHEMA, orient="row")
-    provenance = {
-        "stage": "opinions",
-        "model": shard.model,
-        **client.provenance(model_info),
-        "kind": model_info.get("kind"),
-        "chat_template": scoring.chat,
-        "chat_template_kwargs": dict(scoring.chat_template_kwargs or {}),
-        "scoring": {
-            "mode": scoring.mode,
-            "top_logprobs": None if exact else scoring.top_logprobs,
-            "max_tokens": 1,
-            "temperature": 0.0,
-            "logprobs_mode": "server default (raw_logprobs)",
-            "letter_variants": ["A", " A"],
-            "floor": None if exact else "log(min(p_min, remaining_mass / n_missing))",
-            "mode_chosen_by": chosen["by"],
-            "mode_detection": chosen["detail"],
-        },
-        "letter_token_ids": ids,
-        "survey": shard.survey,
-        "context": shard.context,
-        "context_text": context_text(method, shard.steering),
-        "questions_file": str(questions_file),
-        "questions_sha256": file_sha256(questions_file),
-        **shard_timing(began, wall, len(questions)),
-    }
-    publish_shard(frame, provenance, output, kept=kept, client=client, start_timeout_s=server_start_timeout_s)
-    print(f"[affalign] wrote {output}: {len(questions)} questions in {wall:.1f} s", flush=True)
-    return frame
+    def finish(answered, client: ServiceClient, timing: Timing) -> FinishedShard:
+        used, ids, answers = answered
+        exact = used.mode == "exact"
+        rows = []
+        for question, prompt, logprobs in zip(questions, prompts, answers, strict=True):
+            variants = [_variants(letter, ids, exact) for letter in question.letters]
+            try:
+                found = option_distribution(logprobs, variants, question.refusal, exact=exact)
+            except ValueError as error:
+                raise ValueError(f"{shard.survey}/{question.id} ({shard.context}): {error}") from error
+            for i, letter in enumerate(question.letters):
+                rows.append(
+                    (
+                        shard.model, shard.survey, shard.context, method, steered_group, question.id, letter,
+                        question.options[i], question.ordinals[i], question.refusal[i], found.logprobs[i],
+                        found.floored[i], found.p[i], None if question.refusal[i] else found.p_ordinal[i],
+                        found.refusal_mass, prompt,
+                    )
+                )  # fmt: skip
+        frame = pl.DataFrame(rows, schema=OPINION_SCHEMA, orient="row")
+        provenance = {
+            "stage": "opinions",
+            "model": shard.model,
+            **client.provenance(model_info),
+            "kind": model_info.get("kind"),
+            "chat_template": used.chat,
+            "chat_template_kwargs": dict(used.chat_template_kwargs or {}),
+            "scoring": {
+                "mode": used.mode,
+                "top_logprobs": None if exact else used.top_logprobs,
+                "max_tokens": 1,
+                "temperature": 0.0,
+                "logprobs_mode": "server default (raw_logprobs)",
+                "letter_variants": ["A", " A"],
+                "floor": None if exact else "log(min(p_min, remaining_mass / n_missing))",
+                "mode_chosen_by": chosen["by"],
+                "mode_detection": chosen["detail"],
+            },
+            "letter_token_ids": ids,
+            "survey": shard.survey,
+            "context": shard.context,
+            "context_text": context_text(method, shard.steering),
+            "questions_file": str(questions_file),
+            "questions_sha256": file_sha256(questions_file),
+            **timing.provenance(len(questions)),
+        }
+        summary = f"wrote {output}: {len(questions)} questions in {timing.wall:.1f} s"
+        return FinishedShard(frame, provenance, summary)
+
+    key = opinion_shard_key(shard, model_info, scoring, questions_file, detected)
+    return run_shard(options, key, ShardWork(ask, finish), output)

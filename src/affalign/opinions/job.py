@@ -4,8 +4,9 @@ the workflow chose for model-side jobs (``runtime.python``), not the one running
 
 What determines the shard's content arrives as ``--settings`` (the rule's params, JSON);
 how the job runs (requests in flight, timeouts, an endpoint's limits and key variable) as
-separate flags that the workflow keeps out of its rerun decision. The log begins with the
-interpreter; a missing HTTP client library stops the job with one line.
+the consumer flags of :mod:`affalign.service.consumer`, which the workflow keeps out of its
+rerun decision. The log begins with the interpreter; a missing HTTP client library stops
+the job with one line.
 """
 
 from __future__ import annotations
@@ -13,33 +14,28 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 
-from affalign.io import CONSUMER_MODULES, add_consumer_flags, run_logged, start_job
+from affalign.service import ConsumerOptions, consumer_parser, run_consumer_job
 
 
 def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Score a survey topic under one context through a model.")
+    parser = consumer_parser("Score a survey topic under one context through a model.")
     parser.add_argument("--model", required=True)
     parser.add_argument("--survey", required=True)
     parser.add_argument("--context", required=True, help="default or <method>-<group>")
-    parser.add_argument(
-        "--settings", required=True, help="what determines the shard (the rule's params) as JSON"
-    )
     parser.add_argument("--questions", required=True, help="the survey's questions table")
     parser.add_argument(
         "--detected", default=None, help="an endpoint's log-probability method, detected before the run"
     )
-    add_consumer_flags(parser)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if not start_job(args.log, CONSUMER_MODULES, f"opinion shards of {args.model}"):
-        return 1
+def write(args: argparse.Namespace, options: ConsumerOptions):
+    # Imported once the job has begun its log (run_consumer_job): a module its
+    # interpreter lacks is then named in one line there.
     from affalign.opinions.client import OpinionShard, Scoring, read_logprob_support, write_opinion_shard
     from affalign.opinions.positional import Steering
-    from affalign.service import consumer_options
 
     settings = json.loads(args.settings)
     shard = OpinionShard(
@@ -54,23 +50,23 @@ def main(argv: list[str] | None = None) -> int:
         chat=settings["chat"],
         chat_template_kwargs=settings["chat_template_kwargs"],
     )
-    options = consumer_options(args)
     # An endpoint model (rule opinion_shard_endpoint): the log-probability method detected
     # before the run when it is left to "auto".
-    endpoint = options["client"].spec if options["client"] else None
-    detected = read_logprob_support(args.detected, endpoint) if endpoint else None
-    run_logged(
-        args.log,
-        lambda: write_opinion_shard(
-            shard,
-            model_info=settings,
-            questions_file=args.questions,
-            scoring=scoring,
-            detected=detected,
-            **options,
-        ),
+    detected = read_logprob_support(args.detected, options.endpoint) if options.endpoint else None
+    return write_opinion_shard(
+        shard,
+        model_info=settings,
+        questions_file=args.questions,
+        scoring=scoring,
+        output=args.output,
+        options=options,
+        detected=detected,
     )
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return run_consumer_job(args, f"opinion shards of {args.model}", partial(write, args))
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ limit, server log, watchdog).
 * :mod:`~affalign.service.metrics` — the server's ``/metrics`` sampled during a session, and
   how full it was while generating (for the job account, :mod:`~affalign.service.account`);
 * :mod:`~affalign.service.client` — waiting for the service, requests, retries, watchdog;
-* :mod:`~affalign.service.consumer` — a consumer's finished shard: the shard store first,
-  then its output; a shard that cannot be written fails after its siblings have finished;
+* :mod:`~affalign.service.consumer` — the one skeleton of a consumer: its flags and options,
+  and around each shard the client, the shard store (first, then the output; a shard that
+  cannot be written fails after its siblings have finished), the wait and the timing;
 * :mod:`~affalign.service.endpoint` — OpenAI-compatible endpoints as models (no server of
   ours): the same client with a fixed base URL, a key from an environment variable, limits
   across jobs, request budgets;
@@ -27,10 +28,18 @@ from affalign.service.client import (
     served_model_provenance,
 )
 from affalign.service.consumer import (
+    CONSUMER_MODULES,
+    ConsumerOptions,
+    FinishedShard,
+    ShardWork,
     ShardWriteError,
-    consumer_options,
+    Timing,
+    add_consumer_flags,
+    consumer_parser,
     publish_shard,
     restore_shard,
+    run_consumer_job,
+    run_shard,
     shard_timing,
 )
 from affalign.service.endpoint import (
@@ -43,20 +52,28 @@ from affalign.service.endpoint import (
 )
 
 __all__ = [
+    "CONSUMER_MODULES",
+    "ConsumerOptions",
     "EndpointClient",
     "EndpointError",
     "EndpointSpec",
+    "FinishedShard",
     "RequestPacer",
     "RequestRejected",
     "ServiceClient",
     "ServiceUnavailable",
+    "ShardWork",
     "ShardWriteError",
+    "Timing",
+    "add_consumer_flags",
     "budget_problems",
-    "consumer_options",
+    "consumer_parser",
     "endpoint_config_problems",
     "publish_shard",
     "restore_shard",
     "retry_after_seconds",
+    "run_consumer_job",
+    "run_shard",
     "served_model_provenance",
     "shard_timing",
 ]

@@ -34,11 +34,12 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, TypeVar
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from affalign.io import pid_alive
+
+if TYPE_CHECKING:
+    import aiohttp
 
 RETRIES = 5
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
@@ -340,6 +341,10 @@ class ServiceClient:
         self._limiter = InFlightLimit(self.in_flight_limit())
         # The connection pool holds whatever share this consumer may get (alone on the server).
         ceiling = in_flight_share(self.max_num_seqs(), 1, self.max_in_flight)
+        # Imported here, not with the module: a consumer job parses its command line and
+        # checks its modules (start_job's one line) before it needs the HTTP client.
+        import aiohttp
+
         async with aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.request_timeout_s),
             connector=aiohttp.TCPConnector(limit=ceiling),
@@ -403,6 +408,8 @@ class ServiceClient:
         request in errors. A refusal that retrying cannot fix raises :class:`RequestRejected`."""
         if self._session is None or self._limiter is None:
             raise RuntimeError("ServiceClient.post() outside ServiceClient.run()")
+        import aiohttp  # imported by run() already (see there)
+
         last_error = ""
         for attempt in range(RETRIES):
             asked_wait: float | None = None
