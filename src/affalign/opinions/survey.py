@@ -31,7 +31,8 @@ is the refusal weight over the total weight. The survey table repeats each quest
 categories on its rows (``topic``, joined by ``;``, null without any). Every problem is a :class:`SurveyError`
 naming the file, column and row (1-based data rows; a CSV header is not a row).
 
-Warnings (the survey is usable, but probably not as meant; :func:`survey_warnings`):
+Warnings (the survey is usable, but probably not as meant; :func:`refusal_warnings` and
+:func:`weight_sum_warnings`):
 
 * an option not flagged as a refusal whose text reads as one ("Refused", "Don't know",
   "DK/Refused (VOL.)", "No answer", "Not sure", ...; the whole text, after dropping a
