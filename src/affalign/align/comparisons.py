@@ -4,7 +4,7 @@ Pure functions over polars frames (no I/O). Inputs are the per-post affect table
 align stage: model posts keyed by ``model, prompt_type, issue, topic`` and human posts keyed
 by ``issue, topic, group``, each with one boolean ``y_<label>`` column per label.
 
-How each number is made (estimands and measured coverage: ``README.md``, "Sizes, reference
+How each number is made (estimands and measured coverage: ``docs/methods.md``, "Sizes, reference
 points, intervals and tests"):
 
 * A cell's posts are reduced to label patterns (:mod:`affalign.align.resampling`); every
@@ -61,8 +61,8 @@ HIERARCHICAL_DRAWS = 2000
 # topics): smallest p 1e-4 beyond that.
 SIGN_FLIP_DRAWS = 9999
 # The smallest cells and topic counts whose interval coverage was measured (the grid of
-# ``benchmarks/bench_coverage.py``: every interval ≥ 90 % from here up, README "Sizes, reference
-# points, intervals and tests"). Below them a row's ``interval_ok`` is false and its figure
+# ``benchmarks/bench_coverage.py``: every interval ≥ 90 % from here up, docs/methods.md "Measured
+# coverage and test levels"). Below them a row's ``interval_ok`` is false and its figure
 # whisker dashed: the interval may still be right, but nothing has shown it.
 MEASURED_MODEL_POSTS = 24
 MEASURED_GROUP_POSTS = 30

@@ -107,7 +107,7 @@ def _load_model(source: str, revision: str | None, device: str, dtype, quantise:
     except (OSError, ValueError) as error:
         raise ClassifierError(
             f"cannot load classifier model {source!r} (revision {revision!r}): {error}. Local folders "
-            "must exist; hub ids must be in HF_HOME (pre-download them, see README)"
+            "must exist; hub ids must be in HF_HOME (pre-download them, see docs/cluster.md)"
         ) from error
     model.to(device).eval()
     if quantise:

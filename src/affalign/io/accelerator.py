@@ -137,7 +137,7 @@ def accelerator_problem(
     hint = (
         # The right environment on the wrong node: the driver, or no device after all.
         "Check the node's NVIDIA driver (nvidia-smi; torch for CUDA 13 needs driver >= 580, older "
-        "drivers need the CUDA 12.9 runtime, see README) and that the job was given a GPU"
+        "drivers need the CUDA 12.9 runtime, see docs/cluster.md) and that the job was given a GPU"
         if cuda_build
         else "Point runtime.python in the config at the GPU runtime (make cluster-env), or set "
         "runtime.device: cpu to run on the CPU deliberately"
