@@ -30,7 +30,7 @@ ORCH_VENV ?= .venv-orchestration
 # make cluster-env PREFIX=/shared/affalign [CUDA=12.9]
 CUDA ?= 13.0
 
-.PHONY: help env system-deps test-deps orchestration-env cluster-env cluster-kernels locks prepare-model demo test lint format bench-generate bench-classify bench-align bench-coverage bench-design bench-dag clean-results
+.PHONY: help env system-deps test-deps orchestration-env cluster-env cluster-kernels locks prepare-model demo test lint format docs bench-generate bench-classify bench-align bench-coverage bench-design bench-dag clean-results
 
 help:
 	@echo "make demo   - set up, prepare the embedded model, run the study on config/demo.yaml"
@@ -39,6 +39,7 @@ help:
 	@echo "make cluster-kernels PREFIX=<shared dir> - FlashInfer's kernels into that GPU runtime, alone"
 	@echo "make locks  - re-resolve the locks under locks/ (maintainers; needs PyPI)"
 	@echo "make lint   - ruff, snakefmt --check, snakemake --lint"
+	@echo "make docs   - rewrite the key table of config/README.md from the config schema"
 	@echo "make bench-generate - service path vs offline vLLM, tokens/s and ratio (3 runs, ~10 min)"
 	@echo "make bench-classify - batched classifier vs transformers.pipeline, texts/s and ratio"
 	@echo "make bench-align    - align stage at the paper's scale with bootstrap vs pandas"
@@ -120,6 +121,11 @@ lint: $(ENV_STAMP)
 	$(BIN)/ruff format --check src tests benchmarks workflow/scripts
 	$(BIN)/snakefmt --check Snakefile workflow
 	$(BIN)/snakemake --lint --configfile config/config.yaml
+
+# The key table of config/README.md is generated from the schema's descriptions and
+# defaults; tests/test_docs.py fails when the two differ.
+docs: $(ENV_STAMP)
+	$(BIN)/python -m affalign.config.schema_docs
 
 format: $(ENV_STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks workflow/scripts
