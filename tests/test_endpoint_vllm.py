@@ -269,3 +269,47 @@ def test_the_concurrency_limit_holds_across_parallel_shard_jobs(server, tmp_path
     assert peaks["limited"] > limits["max_concurrency"] // limits["shard_jobs"]
     # The control: --resources overrides the endpoint's total, and then more are in flight.
     assert peaks["unlimited"] > limits["max_concurrency"]
+
+
+def test_a_top_k_answer_batched_with_exact_requests_is_asked_again_until_sound(server):
+    # vLLM 0.32's V1 sampler gives the top-k rows of a batch that also holds a
+    # logprob_token_ids request probability 0 (-9999.0; vllm-project/vllm pull request
+    # 51789): provoked here for real by sending both kinds to the real server at once.
+    import asyncio
+
+    import aiohttp
+
+    from affalign.opinions.client import Scoring, answer_logprobs, answer_with_a_sound_top_k
+    from affalign.opinions.positional import is_corrupted_top_k
+
+    prompt = "Question: Is the sky blue?\nA. Yes\nB. No\nAnswer:"
+    base = {"model": SERVED_NAME, "prompt": prompt, "max_tokens": 1, "temperature": 0.0}
+    top_k = {**base, "logprobs": 20}
+    exact = {**base, "logprobs": 1, "logprob_token_ids": [5, 6], "return_tokens_as_token_ids": True}
+
+    async def main():
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+
+            class Poster:
+                """The one method of a ServiceClient that answer_with_a_sound_top_k uses."""
+
+                async def post(self, endpoint: str, body: dict, what: str) -> dict:
+                    async with session.post(server.url + endpoint, json=body) as response:
+                        response.raise_for_status()
+                        return await response.json()
+
+            client = Poster()
+            alone = answer_logprobs(await client.post("/v1/completions", top_k, "alone"), chat=False)
+            mixed = await asyncio.gather(*(client.post("/v1/completions", b, "") for b in [exact, top_k] * 8))
+            corrupted = sum(is_corrupted_top_k(answer_logprobs(answer, chat=False)) for answer in mixed[1::2])
+            asked, *_ = await asyncio.gather(
+                answer_with_a_sound_top_k(client, "/v1/completions", top_k, "q", Scoring("top-k", 20)),
+                *(client.post("/v1/completions", exact, "") for _ in range(8)),
+            )
+            return alone, corrupted, asked
+
+    alone, corrupted, asked = asyncio.run(main())
+    assert corrupted >= 1, "vLLM no longer corrupts mixed batches: the retry may be dropped"
+    assert not is_corrupted_top_k(asked) and asked.keys() == alone.keys()
+    assert list(asked.values()) == pytest.approx(list(alone.values()), abs=1e-4)

@@ -142,6 +142,21 @@ def test_a_top_k_answer_without_any_letter_and_no_remaining_mass_gives_every_let
         option_distribution(top, [["A"], ["B"], ["C"], ["D"]], QUESTION.refusal, exact=True)
 
 
+@pytest.mark.parametrize("impossible", [-9999.0, -math.inf, math.nan])
+def test_a_top_k_answer_with_a_token_at_probability_zero_is_refused_not_scored(impossible):
+    # vLLM 0.32 answers a top-k request batched with a logprob_token_ids request with one
+    # "<pad>": -9999.0 entry; scored, it would give every letter the same share.
+    from affalign.opinions.positional import CorruptedTopK
+
+    with pytest.raises(CorruptedTopK, match="pull request 51789"):
+        option_distribution({"<pad>": impossible}, [["A"], ["B"]], (False, False), exact=False)
+    with pytest.raises(CorruptedTopK):
+        option_distribution({"A": -0.1, "x": impossible}, [["A"], ["B"]], (False, False), exact=False)
+    # Exact answers are for the letters only and are scored as they are.
+    exact = option_distribution({"A": -0.1, "B": -9999.0}, [["A"], ["B"]], (False, False), exact=True)
+    assert exact.p[0] == pytest.approx(1.0)
+
+
 def test_no_remaining_mass_gives_missing_letters_zero():
     top = {"A": math.log(0.5), "B": math.log(0.5)}
     found = option_distribution(top, [["A"], ["B"], ["C"], ["D"]], QUESTION.refusal, exact=False)

@@ -38,8 +38,10 @@ import polars as pl
 
 from affalign.io import atomic_write_text, content_sha256, file_sha256
 from affalign.opinions.positional import (
+    CorruptedTopK,
     Steering,
     context_text,
+    is_corrupted_top_k,
     opinion_prompt,
     option_distribution,
     parse_context_slug,
@@ -188,6 +190,37 @@ class OpinionShard:
     steering: Steering | None
 
 
+# Waits before each new request after a corrupted top-k answer: the exact-mode requests it
+# was batched with are usually done by then (about a minute in all).
+CORRUPTED_TOP_K_WAITS_S = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+
+
+async def answer_with_a_sound_top_k(
+    client: ServiceClient, endpoint: str, body: Mapping[str, Any], what: str, scoring: Scoring
+) -> dict[str | int, float]:
+    """One question's answer log-probabilities; in top-k mode an impossible answer (see
+    :func:`~affalign.opinions.positional.is_corrupted_top_k`) is asked again after a wait,
+    and a shard fails rather than score one. Only a server shared with requests for
+    specific token ids (an endpoint used by another study or model in ``exact`` mode) gives
+    such answers."""
+    answer = answer_logprobs(await client.post(endpoint, body, what), scoring.chat)
+    if scoring.mode == "exact":
+        return answer
+    for wait_s in CORRUPTED_TOP_K_WAITS_S:
+        if not is_corrupted_top_k(answer):
+            return answer
+        print(f"[affalign] {what}: impossible top-k answer; asking again in {wait_s:.0f} s", flush=True)
+        await asyncio.sleep(wait_s)
+        answer = answer_logprobs(await client.post(endpoint, body, what), scoring.chat)
+    if is_corrupted_top_k(answer):
+        raise CorruptedTopK(
+            answer,
+            f"{what}, {len(CORRUPTED_TOP_K_WAITS_S) + 1} times. Score this model when no exact-mode "
+            "requests reach its server, or with logprobs: exact",
+        )
+    return answer
+
+
 async def _score_all(
     client: ServiceClient,
     prompts: Sequence[str],
@@ -202,8 +235,7 @@ async def _score_all(
 
     async def one(index: int, prompt: str) -> dict[str | int, float]:
         endpoint, body = payload(prompt, served_name, scoring, every)
-        answer = await client.post(endpoint, body, f"question {index}")
-        return answer_logprobs(answer, scoring.chat)
+        return await answer_with_a_sound_top_k(client, endpoint, body, f"question {index}", scoring)
 
     return ids, list(await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts))))
 

@@ -105,6 +105,31 @@ def opinion_prompt(question: Question, method: str = "default", steering: Steeri
     return f"{context}\n\n{block}" if context else block
 
 
+# vLLM writes a log-probability of -inf as this number in its JSON answers.
+CLAMPED_LOGPROB = -9999.0
+
+
+class CorruptedTopK(ValueError):
+    """A top-k answer that cannot be a top-k list (see :func:`is_corrupted_top_k`)."""
+
+    def __init__(self, logprobs: Mapping[Hashable, float], where: str = "") -> None:
+        shown = dict(list(logprobs.items())[:3])
+        where = f"; {where}" if where else ""
+        super().__init__(
+            f"the server returned an impossible top-k answer {shown} (a token at probability 0 among "
+            "the most likely): vLLM's V1 sampler returns these when a top-k request shares a batch with "
+            f"a logprob_token_ids request (vllm-project/vllm pull request 51789){where}"
+        )
+
+
+def is_corrupted_top_k(logprobs: Mapping[Hashable, float]) -> bool:
+    """Whether a top-k answer holds an entry at probability 0 (-inf, vLLM's -9999.0 for it,
+    or NaN). The most likely tokens of a softmax never have probability 0, so such an answer
+    is the server's fault, not the model's: vLLM 0.32 gives one (a single ``-9999.0`` entry)
+    to every top-k request batched with a request for specific token ids."""
+    return any(not value > CLAMPED_LOGPROB for value in map(float, logprobs.values()))
+
+
 @dataclass(frozen=True)
 class OptionDistribution:
     """A model's answer distribution over one question's options.
@@ -136,10 +161,13 @@ def option_distribution(
     ``exact`` the log-probabilities were requested for exactly these tokens and a missing
     option is an error; otherwise ``logprobs`` is a top-k answer and missing options get
     the floor ``log(min(p_min, remaining_mass / n_missing))`` (with no letter and no
-    remaining mass, every letter the same share).
+    remaining mass, every letter the same share). A top-k answer with an entry at
+    probability 0 raises :class:`CorruptedTopK`.
     """
     if len(variants) != len(refusal):
         raise ValueError(f"{len(variants)} options but {len(refusal)} refusal flags")
+    if not exact and is_corrupted_top_k(logprobs):
+        raise CorruptedTopK(logprobs)
     found: list[float | None] = []
     for tokens in variants:
         values = [float(logprobs[t]) for t in tokens if t in logprobs]
@@ -158,8 +186,7 @@ def option_distribution(
     if not np.isfinite(values).any() and not exact and len(missing) == len(found):
         # A top-k answer without any letter whose mass sums to 1 in floating point: the letters
         # are all below everything returned and indistinguishable, so they share it equally
-        # (every one floored). Batch composition on the server decides whether the sum rounds
-        # to 1, so an error here would fail a shard by chance.
+        # (every one floored), the limit of the floor as the remaining mass goes to 0.
         values = np.zeros(len(found))
     if not np.isfinite(values).any():
         raise ValueError("every option has probability 0: no distribution")
