@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import subprocess
+import sys
 
 import polars as pl
 import pytest
 from aiohttp import web
+from conftest import REPO
 from http_servers import StubEndpoint
 
 from affalign.classify import llm_job
@@ -147,3 +150,30 @@ def test_run_shard_asks_once_keeps_the_shard_and_takes_it_back_from_the_store(tm
     out = capsys.readouterr().out
     assert "[affalign] wrote one answer in " in out
     assert f"[affalign] {tmp_path / 'out' / 'b.parquet'}: finished earlier, taken from" in out
+
+
+@pytest.mark.parametrize("rule", ["generate", "opinion_shard", "classify_generated_llm"])
+def test_a_consumer_without_aiohttp_stops_with_one_line_before_it_reads_anything(rule, tmp_path):
+    # The HTTP client is imported only once a request is sent, so the job parses its command
+    # line and start_job names the missing module. A stand-in that fails to import the way
+    # a missing module does takes its place.
+    (tmp_path / "hidden").mkdir()
+    (tmp_path / "hidden" / "aiohttp.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'aiohttp'\", name='aiohttp')\n"
+    )
+    module, command = COMMANDS[rule]
+    log = tmp_path / "job.log"
+    args = shlex.split(command.replace("--log out.log", f"--log {log}"))
+    source = os.pathsep.join([str(tmp_path / "hidden"), str(REPO / "src")])
+    run = subprocess.run(
+        [sys.executable, "-m", module.__name__, *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=source),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert run.returncode == 1
+    [line] = run.stderr.splitlines()
+    assert line.startswith(f"affalign: the interpreter {sys.executable} has no module 'aiohttp' (")
+    assert log.read_text().splitlines() == [f"[affalign] interpreter: {sys.executable}", line]
