@@ -49,10 +49,8 @@ rule classify_human:
         " --inputs {input:q} --outputs {output:q} --log {log:q}"
 
 
-# LLM classifiers (classifiers.<c>.type: llm): see the end of common.smk.
+# LLM classifiers (classifiers.<c>.type: llm): a judge served like a model (see common.smk).
 rule serve_judge:
-    input:
-        forget_judge_service_record,
     output:
         service("results/services/judge/{model}.json"),
     log:

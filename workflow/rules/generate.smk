@@ -1,8 +1,6 @@
 # A shell rule (not a script) so that Snakemake can stop the service: it signals the
 # process it started, and `exec` makes that process the service wrapper itself.
 rule serve_model:
-    input:
-        forget_service_record,
     output:
         service("results/services/{model}.json"),
     log:
@@ -69,7 +67,7 @@ rule generate:
         # Finished shards kept by content hash, so that a failed sibling in the service
         # group (Snakemake then removes every member's output) costs no finished work.
         store="results/.shard-store/generated/{model}",
-        # Operational, not part of the shard: changing them reruns nothing (common.smk).
+        # Operational, not part of the shard: changing them reruns nothing (affalign.config.params).
         operations=get_consumer_operations,
     shell:
         "PYTHONPATH={params.src:q} exec {params.python:q} -m affalign.generate.job"
@@ -99,10 +97,10 @@ rule generate_endpoint:
     params:
         src=unrecorded(get_package_source),
         python=unrecorded(get_model_python),
-        generation=json_params(get_endpoint_generation_params),
+        generation=json_params(get_generation_params),
         prompts=config["prompts"],
         store="results/.shard-store/generated/{model}",
-        # The endpoint's limits and key variable too (common.smk).
+        # The endpoint's limits and key variable too (affalign.config.params).
         operations=get_consumer_operations,
     shell:
         "PYTHONPATH={params.src:q} exec {params.python:q} -m affalign.generate.job"

@@ -37,7 +37,7 @@ rule opinion_shard:
         server_log="logs/serve_model/{model}.server.log",
         # Finished shards kept by content hash (see rule generate).
         store=unrecorded(opinion_store),
-        # Operational, not part of the shard: changing them reruns nothing (common.smk).
+        # Operational, not part of the shard: changing them reruns nothing (affalign.config.params).
         operations=get_consumer_operations,
     shell:
         "PYTHONPATH={params.src:q} exec {params.python:q} -m affalign.opinions.job"
@@ -158,10 +158,10 @@ rule opinion_shard_endpoint:
     params:
         src=unrecorded(get_package_source),
         python=unrecorded(get_model_python),
-        opinion=json_params(get_endpoint_opinion_params),
+        opinion=json_params(get_opinion_params),
         detected=lambda wildcards: endpoint_detection_file(wildcards.model),
         store=unrecorded(opinion_store),
-        # The endpoint's limits and key variable too (common.smk).
+        # The endpoint's limits and key variable too (affalign.config.params).
         operations=get_consumer_operations,
     shell:
         "PYTHONPATH={params.src:q} exec {params.python:q} -m affalign.opinions.job"

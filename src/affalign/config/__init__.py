@@ -11,11 +11,57 @@ needs before it is submitted: hub weights locked to commits and present in ``HF_
 model-side jobs (``runtime.python``) and :mod:`~affalign.config.cluster` the SLURM resources
 that follow from the config.
 
+What ``workflow/rules/common.smk`` needs beyond the checks lives here too, so that the rule
+files hold only config, constants and input functions: the weights gate
+(:func:`~affalign.config.weights.locked_weights`), the models as jobs see them
+(:mod:`~affalign.config.models`), what reruns (:mod:`~affalign.config.params`), the
+endpoints' pre-flight (:func:`~affalign.config.endpoints.preflight_endpoints`) and every
+change to Snakemake's own behaviour (:mod:`~affalign.config.snakemake_patches`).
+
 ``python -m affalign.config FILE...`` reads config files strictly, for a syntax error in a
 ``--configfile``, which Snakemake reports before the workflow can (without its line).
 """
 
-from affalign.config.checks import ConfigError, check_config
-from affalign.config.files import check_config_files, read_config_file, schema_error_summary
+from affalign.config.checks import ConfigError, check_config, selected_models
+from affalign.config.cluster import classifier_partition, gpu_partition, model_slurm_value
+from affalign.config.endpoints import EndpointRunRefused, detection_file, preflight_endpoints
+from affalign.config.files import check_config_files, read_config_file, schema_error_summary, validate_config
+from affalign.config.models import ModelIdentity, model_source
+from affalign.config.params import JsonParams, Unrecorded, consumer_operations, json_params, unrecorded
+from affalign.config.plan import gpu_hours_by_shard_size
+from affalign.config.runtime import runtime_device, runtime_problems, runtime_python
+from affalign.config.snakemake_patches import SnakemakeVersionError, apply_snakemake_patches
+from affalign.config.weights import WeightsError, hub_revision, is_hub_id, locked_weights
 
-__all__ = ["ConfigError", "check_config", "check_config_files", "read_config_file", "schema_error_summary"]
+__all__ = [
+    "ConfigError",
+    "EndpointRunRefused",
+    "JsonParams",
+    "ModelIdentity",
+    "SnakemakeVersionError",
+    "Unrecorded",
+    "WeightsError",
+    "apply_snakemake_patches",
+    "check_config",
+    "check_config_files",
+    "classifier_partition",
+    "consumer_operations",
+    "detection_file",
+    "gpu_hours_by_shard_size",
+    "gpu_partition",
+    "hub_revision",
+    "is_hub_id",
+    "json_params",
+    "locked_weights",
+    "model_slurm_value",
+    "model_source",
+    "preflight_endpoints",
+    "read_config_file",
+    "runtime_device",
+    "runtime_problems",
+    "runtime_python",
+    "schema_error_summary",
+    "selected_models",
+    "unrecorded",
+    "validate_config",
+]

@@ -1,21 +1,29 @@
 """Requests to endpoint models (``models.<m>.endpoint``) against their budgets.
 
-One way of counting serves both places that count: the run's pre-flight (``onstart`` in
-``workflow/rules/common.smk``, over the jobs Snakemake is about to run, which refuses to
-start a run over a budget) and ``affalign plan`` (over the shard files not yet made).
+One way of counting serves both places that count: the run's pre-flight (:func:`preflight`,
+the ``onstart`` handler of ``workflow/rules/common.smk``, over the jobs Snakemake is about to
+run, which refuses to start a run over a budget and detects the endpoints' log-probability
+method) and ``affalign plan`` (over the shard files not yet made).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from affalign.config.checks import selected_models
+from affalign.config.models import uses_chat_template
 from affalign.config.plan import shard_paths
-from affalign.opinions import context_slug, read_questions
-from affalign.service import EndpointSpec
+from affalign.opinions import (
+    Scoring,
+    context_slug,
+    detect_endpoint_logprobs,
+    read_questions,
+    write_logprob_support,
+)
+from affalign.service import EndpointSpec, ServiceUnavailable, budget_problems
 
 
 class RequestCounter:
@@ -110,3 +118,82 @@ def format_endpoint_plan(plans: list[EndpointPlan]) -> str:
         "made (retries and metadata requests not counted)."
     )
     return "\n".join([*lines, "", note])
+
+
+class EndpointRunRefused(RuntimeError):
+    """A run whose endpoint models cannot take it: over a request budget, or an endpoint
+    that does not answer or gives no log-probabilities for the opinion shards."""
+
+
+def detection_file(model: str) -> str:
+    """The log-probability method detected for an endpoint before the run (auto)."""
+    return f"results/endpoints/{model}.json"
+
+
+def requests_planned(
+    config: Mapping[str, Any],
+    endpoints: Mapping[str, EndpointSpec],
+    jobs: Iterable[tuple[str, Mapping[str, str]]],
+) -> dict[str, int]:
+    """Requests the run's endpoint jobs (rule name, wildcards) will send, per endpoint model
+    (see :class:`RequestCounter` for what is counted)."""
+    counter = RequestCounter(config)
+    planned = dict.fromkeys(endpoints, 0)
+    for rule, wildcards in jobs:
+        if rule == "generate_endpoint":
+            planned[wildcards["model"]] += counter.generation()
+        elif rule == "opinion_shard_endpoint":
+            planned[wildcards["model"]] += counter.opinion(wildcards["survey"])
+    return planned
+
+
+def preflight_endpoints(
+    config: Mapping[str, Any],
+    endpoints: Mapping[str, EndpointSpec],
+    jobs: Iterable[tuple[str, Mapping[str, str]]],
+    log: Callable[[str], None] = print,
+) -> None:
+    """Before any job of the run starts (``jobs``: rule name and wildcards of each job that
+    will run): each endpoint's planned requests within its budget, and the log-probability
+    method of the endpoints (``logprobs: auto``) whose opinion shards run, detected once and
+    written to :func:`detection_file` for those jobs. Raises :class:`EndpointRunRefused`
+    over a budget or for an endpoint without a usable method."""
+    if not endpoints:
+        return
+    jobs = list(jobs)
+    planned = requests_planned(config, endpoints, jobs)
+    for name, requests in planned.items():
+        spec = endpoints[name]
+        log(
+            f"affalign: endpoint model {name}: {requests} requests planned "
+            f"(request budget {spec.request_budget}) to {spec.label()}"
+        )
+    problems = budget_problems(planned, endpoints)
+    if problems:
+        raise EndpointRunRefused(
+            "affalign: not starting: "
+            + "; ".join(problems)
+            + " (check generation.n_per_shard and the surveys, or raise request_budget)"
+        )
+    opinion_models = {wildcards["model"] for rule, wildcards in jobs if rule == "opinion_shard_endpoint"}
+    for name in sorted(opinion_models):
+        spec = endpoints[name]
+        if spec.logprobs != "auto":
+            continue
+        entry = config["models"][name]
+        opinions = config["opinions"]
+        scoring = Scoring(
+            mode="auto",
+            top_logprobs=spec.top_logprobs or opinions["top_logprobs"],
+            chat=opinions["use_chat_template"] and uses_chat_template(entry),
+            chat_template_kwargs=dict(entry["chat_template_kwargs"]),
+        )
+        try:
+            support = detect_endpoint_logprobs(spec, scoring)
+        except ServiceUnavailable as error:
+            raise EndpointRunRefused(f"affalign: not starting: models.{name}: {error}") from error
+        write_logprob_support(detection_file(name), support, spec)
+        log(
+            f"affalign: endpoint model {name}: opinion shards use {support.method} "
+            f"log-probabilities ({support.detail})"
+        )

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from affalign.config.checks import selected_models
+from affalign.design import SIZE_MULTIPLES
 
 # A request more than this many times the estimate is flagged as over-asking.
 OVER_ASK = 3.0
@@ -303,6 +304,13 @@ def study_gpu_hours(config: Mapping[str, Any], n_per_shard: int) -> float | None
     plans = plan_study(sized, workdir=Path("/nonexistent-affalign-workdir"))
     hours = [plan.gpu_hours for plan in plans]
     return None if any(h is None for h in hours) else math.fsum(hours)
+
+
+def gpu_hours_by_shard_size(config: Mapping[str, Any]) -> dict[int, float | None]:
+    """GPU-hours of the whole study at each cell size the design job predicts (rule
+    ``design``)."""
+    n = config["generation"]["n_per_shard"]
+    return {n * multiple: study_gpu_hours(config, n * multiple) for multiple in SIZE_MULTIPLES}
 
 
 def design_summary_path(classifier: str) -> Path:

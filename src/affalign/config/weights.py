@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -255,3 +256,51 @@ def fetch_weights(
             "holds the others):\n  " + "\n  ".join(failed)
         )
     return lock
+
+
+def hub_revision(lock: Mapping[tuple[str, str], str], hub_id: str, revision: str | None) -> str | None:
+    """The locked commit of a hub id at its configured revision (the revision itself when
+    nothing is locked, which only a dry run allows)."""
+    return locked_commit(lock, hub_id, revision) or revision
+
+
+def locked_weights(
+    config: Mapping[str, Any],
+    *,
+    config_source: str | None,
+    main_process: bool = True,
+    argv: Iterable[str] = (),
+    warn: Callable[[str], None] = print,
+) -> dict[tuple[str, str], str]:
+    """The gate before anything is submitted: hub id and revision -> the commit jobs load
+    (``config.weights_lock``). Every hub weight must be locked and in ``HF_HOME`` at its
+    commit (``affalign weights check``); a run that only plans (``argv``: a dry run, lint,
+    summaries) is warned through ``warn`` instead, once at its start and once after its job
+    listing; a job on a node (``main_process`` false) only reads the lock. Raises
+    :class:`WeightsError` otherwise."""
+    lock_path = Path(config["weights_lock"])
+    try:
+        if not hub_references(config):
+            return {}
+        if not main_process:
+            return read_lock(lock_path)
+        return check_weights(config, lock_path, configfile=config_source)
+    except WeightsError as error:
+        if not planning_only(argv):
+            raise
+        warning = f"affalign (dry run): {error}"
+        warn(warning)
+        repeat_after_the_job_summary(warning)
+        return read_lock(lock_path)
+
+
+def repeat_after_the_job_summary(warning: str) -> None:
+    """A pre-flight warning of a dry run, printed again when Snakemake exits: its job
+    listing (thousands of lines for a study) scrolls the first one out of sight, and a dry
+    run calls no onsuccess/onerror handler (Workflow.execute, Snakemake 9.27)."""
+    import atexit
+
+    def repeat() -> None:
+        print(f"\n{warning}\n(repeated from the start of this dry run)", file=sys.stderr)
+
+    atexit.register(repeat)

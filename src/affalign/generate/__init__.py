@@ -8,9 +8,11 @@ copy of every finished shard in the shard store (``results/.shard-store/generate
 
 * :mod:`~affalign.generate.prompts` — template pools, seeds and template choice;
 * :mod:`~affalign.generate.shards` — requests through the service, the shard and its cache;
-* :mod:`~affalign.generate.postprocess` — cleaning, empty / degenerate / refusal flags.
+* :mod:`~affalign.generate.postprocess` — cleaning, empty / degenerate / refusal flags;
+* :mod:`~affalign.generate.settings` — what a shard depends on, from the config.
 """
 
 from affalign.generate.prompts import DEFAULT_PROMPT_TYPE, PromptError, load_templates
+from affalign.generate.settings import GenerationSettings
 
-__all__ = ["DEFAULT_PROMPT_TYPE", "PromptError", "load_templates"]
+__all__ = ["DEFAULT_PROMPT_TYPE", "GenerationSettings", "PromptError", "load_templates"]

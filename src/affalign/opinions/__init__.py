@@ -14,10 +14,24 @@ the joined tables under ``results/opinions/`` (rule ``opinion_tables``), all in
 * :mod:`~affalign.opinions.comparisons` — representativeness, baselines, steerability
   (best of three, slope, differential) and consistency, with intervals;
 * :mod:`~affalign.opinions.client` — letter log-probabilities through the service;
-* :mod:`~affalign.opinions.tables` — the stage's file edges.
+* :mod:`~affalign.opinions.tables` — the stage's file edges;
+* :mod:`~affalign.opinions.settings` — what a shard and a survey table depend on, from the config.
 """
 
+from affalign.opinions.client import Scoring, detect_endpoint_logprobs, write_logprob_support
 from affalign.opinions.positional import context_slug, parse_context_slug
+from affalign.opinions.settings import OpinionSettings, survey_settings
 from affalign.opinions.survey import SurveyError, read_questions, read_survey
 
-__all__ = ["SurveyError", "context_slug", "parse_context_slug", "read_questions", "read_survey"]
+__all__ = [
+    "OpinionSettings",
+    "Scoring",
+    "SurveyError",
+    "context_slug",
+    "detect_endpoint_logprobs",
+    "parse_context_slug",
+    "read_questions",
+    "read_survey",
+    "survey_settings",
+    "write_logprob_support",
+]
