@@ -61,16 +61,7 @@ rule serve_judge:
         "../envs/generate.yaml"
     threads: 1
     resources:
-        gpu=get_model_gpus,
-        cpus_per_task=get_model_cpus,
-        mem_mb=get_model_mem_mb,
-        runtime=get_model_runtime,
-        nodes=1,
-        slurm_partition=get_model_partition,
-        gpu_model=model_slurm("gpu_model"),
-        constraint=model_slurm("constraint"),
-        qos=model_slurm("qos"),
-        slurm_extra=model_slurm("slurm_extra"),
+        **SERVER_RESOURCES,
     params:
         src=get_package_source,
         python=get_model_python,
@@ -117,7 +108,7 @@ rule classify_generated_llm:
         settings=json_params(get_llm_classifier_settings),
         server_log=unrecorded(judge_server_log),
         store=unrecorded(lambda w: f"results/.shard-store/classify/{w.classifier}"),
-        operations=get_llm_classifier_operations,
+        operations=lambda wildcards: consumer_operations(config),
     shell:
         "PYTHONPATH={params.src:q} exec {params.python:q} -m affalign.classify.llm_job"
         " --classifier {wildcards.classifier} --settings {params.settings:q}"
@@ -148,7 +139,7 @@ rule classify_human_llm:
         settings=json_params(get_llm_classifier_settings),
         server_log=unrecorded(judge_server_log),
         store=unrecorded(lambda w: f"results/.shard-store/classify/{w.classifier}"),
-        operations=get_llm_classifier_operations,
+        operations=lambda wildcards: consumer_operations(config),
     shell:
         "PYTHONPATH={params.src:q} exec {params.python:q} -m affalign.classify.llm_job"
         " --classifier {wildcards.classifier} --settings {params.settings:q}"

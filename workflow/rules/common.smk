@@ -8,11 +8,8 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from affalign.classify import classifier_spec, llm_classifier_settings
 from affalign.config import (
-    ConfigError,
-    EndpointRunRefused,
+    STOPS_THE_RUN,
     ModelIdentity,
-    SnakemakeVersionError,
-    WeightsError,
     apply_snakemake_patches,
     check_config,
     check_config_files,
@@ -21,8 +18,7 @@ from affalign.config import (
     detection_file,
     gpu_hours_by_shard_size,
     gpu_partition,
-    hub_revision,
-    is_hub_id,
+    hub_commits,
     json_params,
     locked_weights,
     model_slurm_value,
@@ -32,6 +28,7 @@ from affalign.config import (
     runtime_problems,
     runtime_python,
     selected_models,
+    self_classification_warnings,
     unrecorded,
     validate_config,
 )
@@ -40,28 +37,26 @@ from affalign.opinions import OpinionSettings, context_slug, survey_settings
 from affalign.service import EndpointSpec
 from snakemake.logging import logger
 
-
 # --- Config and validation ---------------------------------------------------------------
 
 
-def read_config_files_strictly(paths):
-    """Snakemake's own reader keeps the last of two equal keys without a word and reports
-    a syntax error without file or line: read the config files strictly first. (A syntax
-    error in a --configfile stops Snakemake before the workflow starts; `python -m
-    affalign.config FILE` names its line.)"""
+def stop_on_error(step, *args, **kwargs):
+    """A pre-run step of affalign.config: its error stops the workflow with its message
+    alone (Snakemake would print a traceback, or the whole schema)."""
     try:
-        check_config_files(paths)
-    except ConfigError as error:
+        return step(*args, **kwargs)
+    except STOPS_THE_RUN as error:
         raise WorkflowError(str(error))
 
 
 # The study config is the default; --configfile replaces it instead of merging into it.
+# Snakemake's reader keeps the last of two equal keys without a word: read strictly first.
 DEFAULT_CONFIGFILE = "config/config.yaml"
 if workflow.overwrite_configfiles:
-    read_config_files_strictly(workflow.overwrite_configfiles)
+    stop_on_error(check_config_files, workflow.overwrite_configfiles)
 else:
     if Path(DEFAULT_CONFIGFILE).is_file():
-        read_config_files_strictly([DEFAULT_CONFIGFILE])
+        stop_on_error(check_config_files, [DEFAULT_CONFIGFILE])
 
     configfile: DEFAULT_CONFIGFILE
 
@@ -69,14 +64,10 @@ else:
 CONFIG_SOURCE = ", ".join(str(f) for f in workflow.configfiles) or "the config"
 
 # The schema is the one place config defaults are written: validation fills them in, so
-# everything below (and the package, through its from_config constructors) indexes the
-# config directly. Snakemake's message prints the whole schema; one line says what to fix.
-# (`affalign check` runs the same checks outside Snakemake: affalign.config.preflight.)
-try:
-    validate_config(config, CONFIG_SOURCE)
-    check_config(config, CONFIG_SOURCE)
-except ConfigError as error:
-    raise WorkflowError(str(error))
+# everything below (and the package's from_config constructors) indexes the config
+# directly. (`affalign check` runs the same checks outside Snakemake.)
+stop_on_error(validate_config, config, CONFIG_SOURCE)
+stop_on_error(check_config, config, CONFIG_SOURCE)
 # A runtime interpreter that does not exist would fail every model job only after it
 # waited in the GPU queue.
 if runtime_problems(config, CONFIG_SOURCE):
@@ -84,16 +75,14 @@ if runtime_problems(config, CONFIG_SOURCE):
 
 # Hub id and revision -> the commit jobs load; before anything is submitted every hub
 # weight must be locked and cached (a dry run only warns; a job on a node reads the lock).
-try:
-    WEIGHTS_LOCK = locked_weights(
-        config,
-        config_source=CONFIG_SOURCE,
-        main_process=workflow.is_main_process,
-        argv=sys.argv,
-        warn=logger.warning,
-    )
-except WeightsError as error:
-    raise WorkflowError(str(error))
+WEIGHTS_LOCK = stop_on_error(
+    locked_weights,
+    config,
+    config_source=CONFIG_SOURCE,
+    main_process=workflow.is_main_process,
+    argv=sys.argv,
+    warn=logger.warning,
+)
 
 
 # --- Constants and wildcard constraints ---------------------------------------------------
@@ -139,17 +128,8 @@ LLM_CLASSIFIERS = [n for n, c in config["classifiers"].items() if c["type"] == "
 JUDGES = sorted({config["classifiers"][name]["model"] for name in LLM_CLASSIFIERS})
 
 
-def warn_about_self_classification():
-    for name in LLM_CLASSIFIERS:
-        judge = config["classifiers"][name]["model"]
-        if judge in MODELS:
-            logger.warning(
-                f"affalign: classifier {name}: {judge} classifies its own generations "
-                "(allowed; recorded as judge_is_generator in its affect files)"
-            )
-
-
-warn_about_self_classification()
+for warning in self_classification_warnings(config, MODELS):
+    logger.warning(warning)
 
 
 def slug_alternatives(names):
@@ -174,14 +154,11 @@ wildcard_constraints:
 
 # --- Snakemake's behaviour, changed in one place (see affalign.config.snakemake_patches) --
 
-try:
-    apply_snakemake_patches(
-        service_files=[f"results/services/{model}.json" for model in MODELS]
-        + [f"results/services/judge/{model}.json" for model in JUDGES]
-    )
-except SnakemakeVersionError as error:
-    raise WorkflowError(str(error))
-
+stop_on_error(
+    apply_snakemake_patches,
+    [f"results/services/{model}.json" for model in MODELS]
+    + [f"results/services/judge/{model}.json" for model in JUDGES],
+)
 
 
 def register_endpoint_limits():
@@ -199,10 +176,7 @@ def check_endpoint_run():
     if not ENDPOINTS:
         return
     jobs = [(job.rule.name, job.wildcards_dict) for job in workflow.dag.needrun_jobs()]
-    try:
-        preflight_endpoints(config, ENDPOINTS, jobs, log=logger.info)
-    except EndpointRunRefused as error:
-        raise WorkflowError(str(error))
+    stop_on_error(preflight_endpoints, config, ENDPOINTS, jobs, log=logger.info)
 
 
 onstart:
@@ -271,10 +245,6 @@ def opinion_store(wildcards):
     no finished shard. (generate.smk records its store path: it always has; changing either
     now would rerun every finished shard of one kind.)"""
     return f"results/.shard-store/opinions/{wildcards.model}"
-
-
-def endpoint_detection_file(model):
-    return detection_file(model)
 
 
 def get_final_outputs():
@@ -399,34 +369,38 @@ def get_consumer_operations(wildcards):
     return consumer_operations(config, config["models"][wildcards.model])
 
 
-def get_llm_classifier_operations(wildcards):
-    return consumer_operations(config)
-
-
-def get_model_gpus(wildcards):
-    return int(config["models"][wildcards.model]["engine"]["tensor_parallel_size"])
-
-
-def get_model_mem_mb(wildcards, attempt):
-    return config["models"][wildcards.model]["resources"]["mem_mb"] * attempt
-
-
-def get_model_runtime(wildcards, attempt):
-    return config["models"][wildcards.model]["resources"]["runtime"] * attempt
-
-
-def get_model_cpus(wildcards):
-    return config["models"][wildcards.model]["resources"]["cpus"]
-
-
 def get_model_partition(wildcards):
     """The same for a model's server and every consumer of its service group."""
     return gpu_partition(config["models"][wildcards.model]["resources"])
 
 
+def model_resource(key, per_attempt=False):
+    """models.<m>.resources.<key>; memory and runtime grow with each attempt."""
+    if per_attempt:
+        return lambda w, attempt: config["models"][w.model]["resources"][key] * attempt
+    return lambda w: config["models"][w.model]["resources"][key]
+
+
 def model_slurm(key):
     """models.<m>.resources.<key> (gpu_model, constraint, qos, slurm_extra); None: no flag."""
     return lambda w: model_slurm_value(config["models"][w.model]["resources"], key)
+
+
+# A model server (rules serve_model, serve_judge): its GPUs, memory and SLURM flags, on one
+# node (vLLM's tensor parallelism does not span nodes; the plugin would otherwise let SLURM
+# spread --gpus).
+SERVER_RESOURCES = dict(
+    gpu=lambda w: int(config["models"][w.model]["engine"]["tensor_parallel_size"]),
+    cpus_per_task=model_resource("cpus"),
+    mem_mb=model_resource("mem_mb", per_attempt=True),
+    runtime=model_resource("runtime", per_attempt=True),
+    nodes=1,
+    slurm_partition=get_model_partition,
+    **{
+        key: model_slurm(key)
+        for key in ("gpu_model", "constraint", "qos", "slurm_extra")
+    },
+)
 
 
 def get_endpoint_resources():
@@ -485,13 +459,8 @@ def get_survey_settings(wildcards):
     return survey_settings(config, wildcards.survey)
 
 
-def locked_hub_commit(reference, revision):
-    """The locked commit of a classifier's hub model; None for a local folder."""
-    return hub_revision(WEIGHTS_LOCK, reference, revision) if is_hub_id(reference) else None
-
-
 def get_classifier_spec(wildcards):
-    return classifier_spec(config, wildcards.classifier, locked_hub_commit)
+    return classifier_spec(config, wildcards.classifier, hub_commits(WEIGHTS_LOCK))
 
 
 def get_llm_classifier_settings(wildcards):

@@ -8,19 +8,9 @@ rule serve_model:
     conda:
         "../envs/generate.yaml"
     threads: 1
-    # GPUs, GPU type and flags from models.<m>.resources, on one node (vLLM's tensor
-    # parallelism does not span nodes; the plugin would otherwise let SLURM spread --gpus).
+    # GPUs, GPU type and flags from models.<m>.resources (common.smk).
     resources:
-        gpu=get_model_gpus,
-        cpus_per_task=get_model_cpus,
-        mem_mb=get_model_mem_mb,
-        runtime=get_model_runtime,
-        nodes=1,
-        slurm_partition=get_model_partition,
-        gpu_model=model_slurm("gpu_model"),
-        constraint=model_slurm("constraint"),
-        qos=model_slurm("qos"),
-        slurm_extra=model_slurm("slurm_extra"),
+        **SERVER_RESOURCES,
     params:
         src=get_package_source,
         python=get_model_python,

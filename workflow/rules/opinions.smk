@@ -159,7 +159,7 @@ rule opinion_shard_endpoint:
         src=unrecorded(get_package_source),
         python=unrecorded(get_model_python),
         opinion=json_params(get_opinion_params),
-        detected=lambda wildcards: endpoint_detection_file(wildcards.model),
+        detected=lambda wildcards: detection_file(wildcards.model),
         store=unrecorded(opinion_store),
         # The endpoint's limits and key variable too (affalign.config.params).
         operations=get_consumer_operations,

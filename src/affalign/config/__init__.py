@@ -26,14 +26,18 @@ from affalign.config.checks import ConfigError, check_config, selected_models
 from affalign.config.cluster import classifier_partition, gpu_partition, model_slurm_value
 from affalign.config.endpoints import EndpointRunRefused, detection_file, preflight_endpoints
 from affalign.config.files import check_config_files, read_config_file, schema_error_summary, validate_config
-from affalign.config.models import ModelIdentity, model_source
+from affalign.config.models import ModelIdentity, model_source, self_classification_warnings
 from affalign.config.params import JsonParams, Unrecorded, consumer_operations, json_params, unrecorded
 from affalign.config.plan import gpu_hours_by_shard_size
 from affalign.config.runtime import runtime_device, runtime_problems, runtime_python
 from affalign.config.snakemake_patches import SnakemakeVersionError, apply_snakemake_patches
-from affalign.config.weights import WeightsError, hub_revision, is_hub_id, locked_weights
+from affalign.config.weights import WeightsError, hub_commits, hub_revision, is_hub_id, locked_weights
+
+# The errors of the steps before any job runs: each stops the workflow with its message.
+STOPS_THE_RUN = (ConfigError, EndpointRunRefused, SnakemakeVersionError, WeightsError)
 
 __all__ = [
+    "STOPS_THE_RUN",
     "ConfigError",
     "EndpointRunRefused",
     "JsonParams",
@@ -49,6 +53,7 @@ __all__ = [
     "detection_file",
     "gpu_hours_by_shard_size",
     "gpu_partition",
+    "hub_commits",
     "hub_revision",
     "is_hub_id",
     "json_params",
@@ -62,6 +67,7 @@ __all__ = [
     "runtime_python",
     "schema_error_summary",
     "selected_models",
+    "self_classification_warnings",
     "unrecorded",
     "validate_config",
 ]

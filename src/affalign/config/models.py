@@ -7,7 +7,7 @@ weights lock themselves, which belongs to this layer (:mod:`~affalign.config.wei
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,3 +40,14 @@ def model_source(entry: Mapping[str, Any]) -> str:
 def uses_chat_template(entry: Mapping[str, Any]) -> bool:
     """models.<m>.chat_template, whose default depends on the kind (so the schema has none)."""
     return entry.get("chat_template", entry["kind"] == "instruct")
+
+
+def self_classification_warnings(config: Mapping[str, Any], models: Iterable[str]) -> list[str]:
+    """One line per LLM classifier whose judge is among the run's ``models`` (allowed)."""
+    models = set(models)
+    return [
+        f"affalign: classifier {name}: {spec['model']} classifies its own generations "
+        "(allowed; recorded as judge_is_generator in its affect files)"
+        for name, spec in config["classifiers"].items()
+        if spec["type"] == "llm" and spec["model"] in models
+    ]

@@ -264,6 +264,16 @@ def hub_revision(lock: Mapping[tuple[str, str], str], hub_id: str, revision: str
     return locked_commit(lock, hub_id, revision) or revision
 
 
+def hub_commits(lock: Mapping[tuple[str, str], str]) -> Callable[[str, str], str | None]:
+    """(reference, requested revision) -> the commit a classifier's job loads: the locked one
+    for a hub id (:func:`hub_revision`), None for a local folder, which keeps its config."""
+
+    def commit(reference: str, revision: str) -> str | None:
+        return hub_revision(lock, reference, revision) if is_hub_id(reference) else None
+
+    return commit
+
+
 def locked_weights(
     config: Mapping[str, Any],
     *,
