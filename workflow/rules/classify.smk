@@ -49,7 +49,11 @@ rule classify_human:
         " --inputs {input:q} --outputs {output:q} --log {log:q}"
 
 
-# LLM classifiers (classifiers.<c>.type: llm): a judge served like a model (see common.smk).
+# LLM classifiers (classifiers.<c>.type: llm): each judge gets its own server, whose
+# consumers are the classification jobs of every LLM classifier it judges for. Not the
+# generation server: Snakemake reruns every consumer of a service that runs (dag.py,
+# update_needrun), so a judge sharing its generation server would regenerate that model's
+# shards (and reclassify them with every classifier) whenever a prompt or label changed.
 rule serve_judge:
     output:
         service("results/services/judge/{model}.json"),

@@ -6,35 +6,25 @@ from pathlib import Path
 # Rules run the affalign package from this checkout, whatever environment they run in.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+# Config, validation and the steps before any job runs (affalign.config).
+from affalign.config import STOPS_THE_RUN, check_config, check_config_files
+from affalign.config import runtime_problems, validate_config, selected_models
+from affalign.config import locked_weights, hub_commits, apply_snakemake_patches
+from affalign.config import endpoint_specs, register_endpoint_limits
+from affalign.config import preflight_endpoints, self_classification_warnings
+
+# Models, their jobs' interpreter and resources.
+from affalign.config import ModelIdentity, model_source, runtime_python, runtime_device
+from affalign.config import gpu_partition, model_partition, classifier_partition
+from affalign.config import server_resources, endpoint_resources, detection_file
+
+# What reruns: recorded params, unrecorded operations; what each job's output depends on.
+from affalign.config import json_params, unrecorded, consumer_operations
+from affalign.config import human_inputs, human_source, issue_keywords
+from affalign.config import ideology_settings, topic_assignment, gpu_hours_by_shard_size
 from affalign.classify import classifier_spec, llm_classifier_settings
-from affalign.config import (
-    STOPS_THE_RUN,
-    ModelIdentity,
-    apply_snakemake_patches,
-    check_config,
-    check_config_files,
-    classifier_partition,
-    consumer_operations,
-    detection_file,
-    gpu_hours_by_shard_size,
-    gpu_partition,
-    hub_commits,
-    json_params,
-    locked_weights,
-    model_slurm_value,
-    model_source,
-    preflight_endpoints,
-    runtime_device,
-    runtime_problems,
-    runtime_python,
-    selected_models,
-    self_classification_warnings,
-    unrecorded,
-    validate_config,
-)
 from affalign.generate import GenerationSettings
 from affalign.opinions import OpinionSettings, context_slug, survey_settings
-from affalign.service import EndpointSpec
 from snakemake.logging import logger
 
 # --- Config and validation ---------------------------------------------------------------
@@ -112,18 +102,11 @@ OPINION_CONTEXTS = [
 ]
 
 # Endpoint models (models.<m>.endpoint): servers that already run, called by their shard
-# jobs directly (rules generate_endpoint, opinion_shard_endpoint), each holding its share of
-# the resource endpoint_<model> whose total is the endpoint's max_concurrency.
-ENDPOINTS = {
-    model: EndpointSpec.from_config(model, config["models"][model])
-    for model in MODELS
-    if "endpoint" in config["models"][model]
-}
+# jobs directly (rules generate_endpoint, opinion_shard_endpoint).
+ENDPOINTS = endpoint_specs(config, MODELS)
 
-# LLM classifiers (classifiers.<c>.type: llm): each judge gets its own server (rule
-# serve_judge), not its generation server: Snakemake reruns every consumer of a service that
-# runs (dag.py, update_needrun), so a shared server would regenerate the judge's shards
-# whenever a classifier's prompt or labels changed.
+# LLM classifiers (classifiers.<c>.type: llm): each judge gets its own server (serve_judge):
+# Snakemake reruns every consumer of a service that runs (see classify.smk).
 LLM_CLASSIFIERS = [n for n, c in config["classifiers"].items() if c["type"] == "llm"]
 JUDGES = sorted({config["classifiers"][name]["model"] for name in LLM_CLASSIFIERS})
 
@@ -161,14 +144,8 @@ stop_on_error(
 )
 
 
-def register_endpoint_limits():
-    """Each endpoint's resource and its total; a total given with --resources wins."""
-    for spec in ENDPOINTS.values():
-        if spec.resource not in workflow.global_resources:
-            workflow.register_resource(spec.resource, spec.max_concurrency)
-
-
-register_endpoint_limits()
+# Each endpoint's limit as a resource, of which its shard jobs hold shares.
+register_endpoint_limits(workflow, ENDPOINTS)
 
 
 def check_endpoint_run():
@@ -183,30 +160,25 @@ onstart:
     check_endpoint_run()
 
 
-# --- Input functions: paths -----------------------------------------------------------------
+# --- Input functions: paths and human posts ---------------------------------------------
 
 
 def shard_suffixes():
     return [f"{i}/{t}/{p}.parquet" for i, t, p in SHARD_KEYS]
 
 
-def generated_shards(model):
-    return [f"results/generated/{model}/{suffix}" for suffix in shard_suffixes()]
+def get_model_shards(wildcards):
+    return [f"results/generated/{wildcards.model}/{s}" for s in shard_suffixes()]
+
+
+def get_all_generated(wildcards):
+    return [f"results/generated/{m}/{s}" for m in MODELS for s in shard_suffixes()]
 
 
 def affect_shards(classifier, model):
     return [
-        f"results/classify/{classifier}/generated/{model}/{suffix}"
-        for suffix in shard_suffixes()
+        f"results/classify/{classifier}/generated/{model}/{s}" for s in shard_suffixes()
     ]
-
-
-def get_model_shards(wildcards):
-    return generated_shards(wildcards.model)
-
-
-def get_all_generated(wildcards):
-    return [path for model in MODELS for path in generated_shards(model)]
 
 
 def get_all_generated_affect(wildcards):
@@ -214,24 +186,18 @@ def get_all_generated_affect(wildcards):
 
 
 def get_all_human_affect(wildcards):
-    return expand(
-        "results/classify/{classifier}/human/{issue}.parquet",
-        classifier=wildcards.classifier,
-        issue=ISSUES,
-    )
-
-
-def opinion_shards(model):
-    return expand(
-        "results/opinions/{model}/{survey}/{context}.parquet",
-        model=model,
-        survey=SURVEYS,
-        context=OPINION_CONTEXTS,
-    )
+    return [
+        f"results/classify/{wildcards.classifier}/human/{i}.parquet" for i in ISSUES
+    ]
 
 
 def get_all_opinion_shards(wildcards):
-    return [path for model in MODELS for path in opinion_shards(model)]
+    return expand(
+        "results/opinions/{model}/{survey}/{context}.parquet",
+        model=MODELS,
+        survey=SURVEYS,
+        context=OPINION_CONTEXTS,
+    )
 
 
 def get_all_model_shards(wildcards):
@@ -240,10 +206,9 @@ def get_all_model_shards(wildcards):
 
 
 def opinion_store(wildcards):
-    """Where finished opinion shards are kept by content hash. Where copies are kept does
-    not change what a shard holds: passed unrecorded, so that wiring the store in reran
-    no finished shard. (generate.smk records its store path: it always has; changing either
-    now would rerun every finished shard of one kind.)"""
+    """Where finished opinion shards are kept: unrecorded, as it was when the store came
+    in (generate.smk's is recorded; changing either would rerun every shard of a kind).
+    """
     return f"results/.shard-store/opinions/{wildcards.model}"
 
 
@@ -275,60 +240,13 @@ def get_final_outputs():
     return outputs + ["results/services/job_account.csv"]
 
 
-# --- Input functions: human posts ---------------------------------------------------------
-
-
-def get_human_table(wildcards):
-    return config["human"][wildcards.issue]["path"]
-
-
 def get_issue_topics(wildcards):
     return list(config["issues"][wildcards.issue]["topics"])
 
 
-def get_human_source(wildcards):
-    """How the issue's table maps onto posts (human.<issue> without its path, the input)."""
-    source = config["human"][wildcards.issue]
-    return {
-        "columns": dict(source["columns"]),
-        "group_from": source["group_from"],
-        "topic_from": source["topic_from"],
-        "url_fields": list(source["url_fields"]),
-        "drop_unknown_groups": source["drop_unknown_groups"],
-    }
-
-
-def get_human_inputs(wildcards):
-    """The issue's table and, when groups come from shared domains, the domain-bias table."""
-    inputs = {"table": get_human_table(wildcards)}
-    if get_human_source(wildcards)["group_from"] == "domains":
-        inputs["domains"] = config["ideology"]["domain_table"]
-    return inputs
-
-
-def get_issue_keywords(wildcards):
-    """Topic -> keywords when topics come from keywords; empty otherwise, so that editing
-    keywords reruns only the issues that use them."""
-    if get_human_source(wildcards)["topic_from"] != "keywords":
-        return {}
-    topics = config["issues"][wildcards.issue]["topics"]
-    return {topic: list(spec["keywords"]) for topic, spec in topics.items()}
-
-
-def get_ideology_settings(wildcards):
-    """The ideology section when the issue's groups come from domains; empty otherwise."""
-    if get_human_source(wildcards)["group_from"] != "domains":
-        return {}
-    return dict(config["ideology"])
-
-
-def get_topic_assignment(wildcards):
-    """Minimum posts per topic and group; the multiple-topic policy with keyword topics."""
-    settings = config["topic_assignment"]
-    chosen = {"min_posts_per_group": settings["min_posts_per_group"]}
-    if get_human_source(wildcards)["topic_from"] == "keywords":
-        chosen["multiple_topics"] = settings["multiple_topics"]
-    return chosen
+def per_issue(function):
+    """An input function of ingest_human, function(config, issue)."""
+    return lambda wildcards: function(config, wildcards.issue)
 
 
 # --- Input functions: models, their servers and resources -------------------------------
@@ -369,47 +287,12 @@ def get_consumer_operations(wildcards):
     return consumer_operations(config, config["models"][wildcards.model])
 
 
-def get_model_partition(wildcards):
-    """The same for a model's server and every consumer of its service group."""
-    return gpu_partition(config["models"][wildcards.model]["resources"])
-
-
-def model_resource(key, per_attempt=False):
-    """models.<m>.resources.<key>; memory and runtime grow with each attempt."""
-    if per_attempt:
-        return lambda w, attempt: config["models"][w.model]["resources"][key] * attempt
-    return lambda w: config["models"][w.model]["resources"][key]
-
-
-def model_slurm(key):
-    """models.<m>.resources.<key> (gpu_model, constraint, qos, slurm_extra); None: no flag."""
-    return lambda w: model_slurm_value(config["models"][w.model]["resources"], key)
-
-
-# A model server (rules serve_model, serve_judge): its GPUs, memory and SLURM flags, on one
-# node (vLLM's tensor parallelism does not span nodes; the plugin would otherwise let SLURM
-# spread --gpus).
-SERVER_RESOURCES = dict(
-    gpu=lambda w: int(config["models"][w.model]["engine"]["tensor_parallel_size"]),
-    cpus_per_task=model_resource("cpus"),
-    mem_mb=model_resource("mem_mb", per_attempt=True),
-    runtime=model_resource("runtime", per_attempt=True),
-    nodes=1,
-    slurm_partition=get_model_partition,
-    **{
-        key: model_slurm(key)
-        for key in ("gpu_model", "constraint", "qos", "slurm_extra")
-    },
-)
-
-
-def get_endpoint_resources():
-    """endpoint_<model> -> the job's share for that endpoint's shard jobs (0 for others)."""
-
-    def share(name):
-        return lambda w: ENDPOINTS[name].job_concurrency if w.model == name else 0
-
-    return {spec.resource: share(name) for name, spec in ENDPOINTS.items()}
+# The same partition for a model's server and every consumer of its service group.
+get_model_partition = model_partition(config)
+# A model server's GPUs, memory, runtime and SLURM flags (rules serve_model, serve_judge).
+SERVER_RESOURCES = server_resources(config)
+# endpoint_<model> -> an endpoint shard job's share of its endpoint's limit.
+ENDPOINT_RESOURCES = endpoint_resources(ENDPOINTS)
 
 
 def judge_of(wildcards):
@@ -432,7 +315,6 @@ def judge_partition(wildcards):
 
 
 def get_generation_params(wildcards):
-    """What a shard contains (an endpoint model's: the endpoint instead of revision, dtype)."""
     w = wildcards
     identity = model_identity(w.model)
     return GenerationSettings.from_config(
@@ -475,8 +357,7 @@ def get_classifier_gpus(wildcards):
 
 
 def get_classifier_python(wildcards):
-    """Transformer classifiers run in the model runtime; lexicons, which need no GPU, in
-    the environment running Snakemake, whose lock holds the lexicon wheels."""
+    """Transformer classifiers: the model runtime; lexicons: Snakemake's (with their wheels)."""
     return runtime_python(config) if get_classifier_gpus(wildcards) else sys.executable
 
 
@@ -510,10 +391,6 @@ def get_design_params(wildcards):
         "seed": config["seed"],
         "none_bin": align["none_bin"],
     }
-
-
-def get_gpu_hours_by_shard_size(wildcards):
-    return gpu_hours_by_shard_size(config)
 
 
 def get_example_topic(wildcards):

@@ -1,6 +1,6 @@
 rule ingest_human:
     input:
-        unpack(get_human_inputs),
+        unpack(per_issue(human_inputs)),
     output:
         posts="results/human/{issue}/posts.parquet",
         dropped="results/human/{issue}/dropped.csv",
@@ -12,11 +12,11 @@ rule ingest_human:
     conda:
         "../envs/analysis.yaml"
     params:
-        source=get_human_source,
+        source=per_issue(human_source),
         topics=get_issue_topics,
-        keywords=get_issue_keywords,
+        keywords=per_issue(issue_keywords),
         groups=GROUPS,
-        ideology=get_ideology_settings,
-        topic_assignment=get_topic_assignment,
+        ideology=per_issue(ideology_settings),
+        topic_assignment=per_issue(topic_assignment),
     script:
         "../scripts/ingest_human.py"

@@ -153,7 +153,7 @@ rule opinion_shard_endpoint:
         "../envs/generate.yaml"
     threads: 1
     resources:
-        **get_endpoint_resources(),
+        **ENDPOINT_RESOURCES,
         mem_mb=200,
     params:
         src=unrecorded(get_package_source),

@@ -78,6 +78,6 @@ rule plot_design:
         "../envs/analysis.yaml"
     params:
         n_per_shard=config["generation"]["n_per_shard"],
-        gpu_hours=get_gpu_hours_by_shard_size,
+        gpu_hours=lambda wildcards: gpu_hours_by_shard_size(config),
     script:
         "../scripts/plot_design.py"

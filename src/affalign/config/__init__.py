@@ -23,9 +23,29 @@ change to Snakemake's own behaviour (:mod:`~affalign.config.snakemake_patches`).
 """
 
 from affalign.config.checks import ConfigError, check_config, selected_models
-from affalign.config.cluster import classifier_partition, gpu_partition, model_slurm_value
-from affalign.config.endpoints import EndpointRunRefused, detection_file, preflight_endpoints
+from affalign.config.cluster import (
+    classifier_partition,
+    gpu_partition,
+    model_partition,
+    model_slurm_value,
+    server_resources,
+)
+from affalign.config.endpoints import (
+    EndpointRunRefused,
+    detection_file,
+    endpoint_resources,
+    endpoint_specs,
+    preflight_endpoints,
+    register_endpoint_limits,
+)
 from affalign.config.files import check_config_files, read_config_file, schema_error_summary, validate_config
+from affalign.config.human import (
+    human_inputs,
+    human_source,
+    ideology_settings,
+    issue_keywords,
+    topic_assignment,
+)
 from affalign.config.models import ModelIdentity, model_source, self_classification_warnings
 from affalign.config.params import JsonParams, Unrecorded, consumer_operations, json_params, unrecorded
 from affalign.config.plan import gpu_hours_by_shard_size
@@ -51,23 +71,33 @@ __all__ = [
     "classifier_partition",
     "consumer_operations",
     "detection_file",
+    "endpoint_resources",
+    "endpoint_specs",
     "gpu_hours_by_shard_size",
     "gpu_partition",
     "hub_commits",
     "hub_revision",
+    "human_inputs",
+    "human_source",
+    "ideology_settings",
     "is_hub_id",
+    "issue_keywords",
     "json_params",
     "locked_weights",
+    "model_partition",
     "model_slurm_value",
     "model_source",
     "preflight_endpoints",
     "read_config_file",
+    "register_endpoint_limits",
     "runtime_device",
     "runtime_problems",
     "runtime_python",
     "schema_error_summary",
     "selected_models",
     "self_classification_warnings",
+    "server_resources",
+    "topic_assignment",
     "unrecorded",
     "validate_config",
 ]

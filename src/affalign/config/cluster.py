@@ -14,7 +14,7 @@ default-resources do not fill it in).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 GPU_PARTITION_VARIABLE = "AFFALIGN_SLURM_PARTITION"
@@ -52,3 +52,37 @@ def classifier_partition(needs_gpu: bool, environ: Mapping[str, str] | None = No
     explicitly: a rule whose resource function gives None gets no partition at all (not the
     profile's default), and SLURM then picks its own default partition."""
     return gpu_partition(environ=environ) if needs_gpu else cpu_partition(environ)
+
+
+def model_partition(config: Mapping[str, Any]) -> Callable[[Any], str]:
+    """A resource function: the partition of the job's model (wildcard ``model``), the same
+    for its server and every consumer of its service group (a group's string resources
+    must agree)."""
+    return lambda wildcards: gpu_partition(config["models"][wildcards.model]["resources"])
+
+
+def server_resources(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The resources of a model server job (rules ``serve_model`` and ``serve_judge``,
+    wildcard ``model``), from ``models.<m>.engine`` and ``models.<m>.resources``: its GPUs
+    (the tensor-parallel size), cores, memory and runtime (these two grow with each attempt),
+    partition and SLURM flags, on one node (vLLM's tensor parallelism does not span nodes;
+    the plugin would otherwise let SLURM spread ``--gpus``)."""
+
+    def resources(wildcards: Any) -> Mapping[str, Any]:
+        return config["models"][wildcards.model]["resources"]
+
+    def per_attempt(key: str) -> Callable[[Any, int], Any]:
+        return lambda wildcards, attempt: resources(wildcards)[key] * attempt
+
+    def slurm(key: str) -> Callable[[Any], str | None]:
+        return lambda wildcards: model_slurm_value(resources(wildcards), key)
+
+    return {
+        "gpu": lambda wildcards: int(config["models"][wildcards.model]["engine"]["tensor_parallel_size"]),
+        "cpus_per_task": lambda wildcards: resources(wildcards)["cpus"],
+        "mem_mb": per_attempt("mem_mb"),
+        "runtime": per_attempt("runtime"),
+        "nodes": 1,
+        "slurm_partition": model_partition(config),
+        **{key: slurm(key) for key in MODEL_SLURM_KEYS},
+    }

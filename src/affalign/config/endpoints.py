@@ -197,3 +197,32 @@ def preflight_endpoints(
             f"affalign: endpoint model {name}: opinion shards use {support.method} "
             f"log-probabilities ({support.detail})"
         )
+
+
+def endpoint_specs(config: Mapping[str, Any], models: Iterable[str]) -> dict[str, EndpointSpec]:
+    """The endpoint models among ``models``, by name."""
+    return {
+        model: EndpointSpec.from_config(model, config["models"][model])
+        for model in models
+        if "endpoint" in config["models"][model]
+    }
+
+
+def endpoint_resources(endpoints: Mapping[str, EndpointSpec]) -> dict[str, Callable[[Any], int]]:
+    """Resource functions of an endpoint shard job (wildcard ``model``): ``endpoint_<model>``
+    -> the job's share of that endpoint's limit for its own endpoint, 0 for the others.
+    The resource's total, the endpoint's ``max_concurrency``, is registered by the workflow,
+    so Snakemake never runs more of its jobs at once than the endpoint allows."""
+
+    def share(name: str) -> Callable[[Any], int]:
+        return lambda wildcards: endpoints[name].job_concurrency if wildcards.model == name else 0
+
+    return {spec.resource: share(name) for name, spec in endpoints.items()}
+
+
+def register_endpoint_limits(workflow: Any, endpoints: Mapping[str, EndpointSpec]) -> None:
+    """Register each endpoint's resource with its total, ``max_concurrency``, on the
+    Snakemake ``workflow``; a total given with ``--resources`` wins."""
+    for spec in endpoints.values():
+        if spec.resource not in workflow.global_resources:
+            workflow.register_resource(spec.resource, spec.max_concurrency)
