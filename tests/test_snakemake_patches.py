@@ -188,3 +188,27 @@ def test_records_of_stopped_services_are_dropped_before_the_dag_is_built(tmp_pat
     asyncio.run(DAG.init(SimpleNamespace(workflow=SimpleNamespace(persistence=persistence))))
     # The running server's record is kept; the stopped one's goes before needrun is decided.
     assert order == ["forget results/services/stopped.json", "init"]
+
+
+def test_the_workflow_stops_on_another_snakemake_before_planning_anything(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    # Snakemake itself, told it is another release, parses the workflow (a dry run).
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, snakemake; snakemake.__version__ = '9.28.0'; "
+            "from snakemake.cli import main; main(sys.argv[1:])",
+            "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO), "-n",
+            "--configfile", str(REPO / "config" / "demo.yaml"),
+        ],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    output = run.stdout + run.stderr  # Snakemake's logger writes its errors to stdout
+    assert run.returncode != 0
+    assert "as they are in Snakemake 9.27, and this is Snakemake 9.28.0" in output
+    assert "Building DAG of jobs" not in output
