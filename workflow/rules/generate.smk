@@ -56,6 +56,8 @@ rule generate:
         server_log="logs/serve_model/{model}.server.log",
         # Finished shards kept by content hash, so that a failed sibling in the service
         # group (Snakemake then removes every member's output) costs no finished work.
+        # Recorded, as it always was (opinion shards' is not: see opinion_store); making
+        # the two alike would rerun every finished shard of one kind.
         store="results/.shard-store/generated/{model}",
         # Operational, not part of the shard: changing them reruns nothing (affalign.config.params).
         operations=get_consumer_operations,
