@@ -16,6 +16,9 @@ from affalign.config.weights import hub_revision
 
 @dataclass(frozen=True)
 class ModelIdentity:
+    """A model as its jobs see it: ``source`` (:func:`model_source`), ``revision`` and
+    ``chat_template`` (:func:`uses_chat_template`)."""
+
     source: str
     # The locked hub commit; None for a local folder or an endpoint, which have none.
     revision: str | None
