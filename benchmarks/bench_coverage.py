@@ -36,13 +36,7 @@ from scipy.stats import wilcoxon
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from affalign.align.comparisons import (  # noqa: E402
-    SIGN_FLIP_DRAWS,
-    BootstrapSettings,
-    Counting,
-    bootstrap_comparisons,
-    post_vectors,
-)
+from affalign.align.comparisons import SIGN_FLIP_DRAWS, bootstrap_comparisons  # noqa: E402
 from affalign.align.divergence import alignment as population_alignment  # noqa: E402
 from affalign.align.inference import (  # noqa: E402
     centred_replicates,
@@ -51,6 +45,7 @@ from affalign.align.inference import (  # noqa: E402
     plugin_alignment,
 )
 from affalign.align.resampling import random_split, resample_pattern_counts  # noqa: E402
+from affalign.align.scoring import BootstrapSettings, Counting, post_vectors  # noqa: E402
 from affalign.align.simulation import LABELS as SIM_LABELS  # noqa: E402
 from affalign.align.simulation import simulated_studies  # noqa: E402
 from affalign.stats import sign_flip_test  # noqa: E402

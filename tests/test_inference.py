@@ -12,7 +12,7 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import hypergeom, wilcoxon
 
-from affalign.align.comparisons import SIGN_FLIP_DRAWS, Counting, post_vectors
+from affalign.align.comparisons import SIGN_FLIP_DRAWS
 from affalign.align.inference import (
     corrected_alignment,
     divergence_bias,
@@ -22,6 +22,7 @@ from affalign.align.inference import (
     plugin_divergence,
 )
 from affalign.align.resampling import random_split, resample_pattern_counts
+from affalign.align.scoring import Counting, post_vectors
 from affalign.stats import percentile_interval, sign_flip_test
 
 LABELS = 8

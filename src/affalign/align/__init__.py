@@ -12,8 +12,12 @@ summary, counting sensitivity, distributions, dropped generations). Rule ``align
   the published Wilcoxon tendency test;
 * :mod:`~affalign.align.inference` — size-corrected alignment and two-stage (topics, then
   posts) bootstrap means; intervals, sign-flip tests and Holm/BH are :mod:`affalign.stats`;
-* :mod:`~affalign.align.comparisons` — scores with ceilings, intervals and tests; tendency,
-  (differential) steerability, the baseline, model-level summary, sensitivity;
+* :mod:`~affalign.align.scoring` — one topic's cells resampled and scored under each
+  counting variant, with ceilings and permutation tests;
+* :mod:`~affalign.align.comparisons` — the tables over topics: scores with ceilings,
+  intervals and tests, the baseline, tendency, (differential) steerability;
+* :mod:`~affalign.align.summary` — the model-level summary, below-baseline shares and the
+  counting sensitivity;
 * :mod:`~affalign.align.stage` — joins, drop policy and the stage's files;
 * :mod:`~affalign.align.simulation` — simulated studies with a known truth (benchmarks,
   tests, design checks; never a study's own results).
@@ -22,7 +26,7 @@ The inference kernels other stages build on (the design stage's precision predic
 exported here.
 """
 
-from affalign.align.comparisons import BootstrapSettings, Counting, bootstrap_comparisons, post_vectors
+from affalign.align.comparisons import bootstrap_comparisons
 from affalign.align.divergence import alignment
 from affalign.align.inference import (
     centred_replicates,
@@ -32,6 +36,7 @@ from affalign.align.inference import (
     pattern_moments,
 )
 from affalign.align.resampling import resample_pattern_counts
+from affalign.align.scoring import BootstrapSettings, Counting, post_vectors
 from affalign.align.simulation import GROUP_RATES, rates_at, simulated_studies
 from affalign.align.simulation import LABELS as SIMULATED_LABELS
 

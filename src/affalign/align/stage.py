@@ -44,7 +44,7 @@ ALIGNMENT_COLUMNS = [
     "n_model_posts",
     "n_human_posts",
 ]
-# Added by issue 13 after the published columns (the contract is extended, not changed).
+# After the published columns, so that readers of the published table keep working.
 ALIGNMENT_INFERENCE_COLUMNS = [
     "unlabelled_model",
     "unlabelled_human",
@@ -103,7 +103,7 @@ def apply_drop_policy(generated: pl.DataFrame, policy: DropPolicy) -> tuple[pl.D
 
 def distributions_of(
     generated: pl.DataFrame, human: pl.DataFrame, labels: Sequence[str], none_bin: bool = False
-) -> dict[str, pl.DataFrame]:
+) -> pl.DataFrame:
     """Label distributions of every model cell and human group cell (pure)."""
     model_dist = label_distributions(generated, MODEL_KEYS, labels, none_bin)
     human_dist = label_distributions(human, HUMAN_KEYS, labels, none_bin)
@@ -116,11 +116,7 @@ def distributions_of(
         ],
         how="diagonal",
     ).select(["source", "prompt_type", "issue", "topic", "group", "label", "count", "n_posts", "total", "p"])
-    return {
-        "distributions": distributions.with_columns(pl.col("label").cast(pl.String)),
-        "model": model_dist,
-        "human": human_dist,
-    }
+    return distributions.with_columns(pl.col("label").cast(pl.String))
 
 
 def alignment_matrix(alignment: pl.DataFrame, baseline: pl.DataFrame) -> pl.DataFrame:
@@ -189,7 +185,7 @@ def compare(
     model_posts: pl.DataFrame, human_posts: pl.DataFrame, labels: Sequence[str], settings: AlignSettings
 ) -> dict[str, pl.DataFrame]:
     """Distributions, scores with their intervals (one computation) and the comparisons."""
-    found = distributions_of(model_posts, human_posts, labels, settings.none_bin)
+    distributions = distributions_of(model_posts, human_posts, labels, settings.none_bin)
     smoothing = (
         plutchik_smoothing_matrix(labels, settings.plutchik_weight)
         if settings.plutchik_weight is not None
@@ -207,7 +203,7 @@ def compare(
     )
     alignment = scored["alignment"].select([*ALIGNMENT_COLUMNS, *ALIGNMENT_INFERENCE_COLUMNS])
     return {
-        "distributions": found["distributions"],
+        "distributions": distributions,
         "alignment": alignment.sort(["model", "prompt_type", "issue", "topic", "group"]),
         "baseline": scored["baseline"].select(BASELINE_COLUMNS).sort(["issue", "topic"]),
         "tendency": scored["tendency"],

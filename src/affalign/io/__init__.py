@@ -38,7 +38,14 @@ from affalign.io.jobs import (
     start_job,
     traceback_path,
 )
-from affalign.io.parquet import join_affect, labels_of, read_provenance, write_csv, write_table
+from affalign.io.parquet import (
+    DEFAULT_PROMPT_TYPE,
+    join_affect,
+    labels_of,
+    read_provenance,
+    write_csv,
+    write_table,
+)
 from affalign.io.tables import (
     TableError,
     column_names,
@@ -49,6 +56,7 @@ from affalign.io.tables import (
 )
 
 __all__ = [
+    "DEFAULT_PROMPT_TYPE",
     "TableError",
     "WrongAccelerator",
     "accelerator_problem",

@@ -18,6 +18,9 @@ import pyarrow.parquet as pq
 from affalign.io.files import atomic_write, atomic_write_text
 
 PROVENANCE_KEY = b"affalign"
+# The ``prompt_type`` of generations made without steering towards a group: written by the
+# generate stage, read by every stage after it (steerability compares against it).
+DEFAULT_PROMPT_TYPE = "default"
 
 
 def write_table(frame: pl.DataFrame, path: str | Path, provenance: dict[str, Any]) -> None:
