@@ -8,7 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from affalign.human.ingest import HumanDataError, SourceSpec, check_has_rows, ingest_posts, run_ingest
+from affalign.human.ingest import IngestParams, StudyDesign, ingest_posts, run_ingest
+from affalign.human.source import HumanDataError, SourceSpec, check_has_rows
 from affalign.io import read_provenance, run_logged, traceback_path
 
 TOPICS = ["masks", "vaccines"]
@@ -40,17 +41,11 @@ DROPPING = replace(SPEC, drop_unknown_groups=True)
 
 
 def ingest(frame, **kwargs):
-    arguments = dict(
-        path="posts.csv",
-        issue="covid",
-        spec=SPEC,
-        topics=TOPICS,
-        groups=GROUPS,
-        multiple_topics=None,
-        min_posts_per_group=0,
-    )
-    arguments.update(kwargs)
-    return ingest_posts(frame, **arguments)
+    arguments = dict(path="posts.csv", issue="covid", spec=SPEC)
+    study = dict(topics=TOPICS, groups=GROUPS, multiple_topics=None, min_posts_per_group=0)
+    for key, value in kwargs.items():
+        (study if key in study else arguments)[key] = value
+    return ingest_posts(frame, study=StudyDesign(**study), **arguments)
 
 
 def run(frame, **kwargs):
@@ -74,19 +69,20 @@ def run_ingest_job(tmp_path: Path, source: Path, *, drop_unknown_groups: bool = 
         issue="covid",
         table=str(source),
         outputs=outputs,
-        source={
-            "columns": COLUMNS,
-            "group_from": "column",
-            "topic_from": "column",
-            "url_fields": ["url"],
-            "drop_unknown_groups": drop_unknown_groups,
-        },
-        topics=TOPICS,
-        keywords={},
-        groups=GROUPS,
-        topic_assignment={"min_posts_per_group": 0},
-        ideology={},
-        domain_table=None,
+        params=IngestParams(
+            source={
+                "columns": COLUMNS,
+                "group_from": "column",
+                "topic_from": "column",
+                "url_fields": ["url"],
+                "drop_unknown_groups": drop_unknown_groups,
+            },
+            topics=TOPICS,
+            keywords={},
+            groups=GROUPS,
+            topic_assignment={"min_posts_per_group": 0},
+            ideology={},
+        ),
     )
     return outputs
 

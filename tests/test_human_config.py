@@ -8,7 +8,7 @@ from conftest import demo_config, scenario_config, stand_in_model, validated_con
 
 from affalign.config.checks import ConfigError, check_config
 from affalign.human.ideology import IdeologySettings, domain_table_options
-from affalign.human.ingest import SourceSpec
+from affalign.human.source import SourceSpec
 
 
 @pytest.fixture()

@@ -9,13 +9,9 @@ import polars as pl
 import pytest
 
 from affalign.human.ideology import IdeologySettings
-from affalign.human.ingest import (
-    HumanDataError,
-    SourceSpec,
-    check_source,
-    ingest_posts,
-    quality_report,
-)
+from affalign.human.ingest import StudyDesign, ingest_posts
+from affalign.human.quality import quality_report
+from affalign.human.source import HumanDataError, SourceSpec, check_source
 from affalign.io import TableError, read_table, table_schema
 
 GROUPS = ["liberal", "conservative"]
@@ -80,19 +76,11 @@ def frame(records) -> pl.DataFrame:
 
 def ingest(records_or_frame, spec=RAW, **kwargs):
     raw = records_or_frame if isinstance(records_or_frame, pl.DataFrame) else frame(records_or_frame)
-    arguments = dict(
-        path="export.jsonl",
-        issue="covid",
-        spec=spec,
-        topics=KEYWORDS,
-        groups=GROUPS,
-        multiple_topics="all",
-        min_posts_per_group=0,
-        domain_scores=SCORES,
-        ideology=IDEOLOGY,
-    )
-    arguments.update(kwargs)
-    return ingest_posts(raw, **arguments)
+    arguments = dict(path="export.jsonl", issue="covid", spec=spec, domain_scores=SCORES, ideology=IDEOLOGY)
+    study = dict(topics=KEYWORDS, groups=GROUPS, multiple_topics="all", min_posts_per_group=0)
+    for key, value in kwargs.items():
+        (study if key in study else arguments)[key] = value
+    return ingest_posts(raw, study=StudyDesign(**study), **arguments)
 
 
 def test_raw_export_with_nested_fields():

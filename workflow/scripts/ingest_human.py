@@ -5,8 +5,8 @@ from pathlib import Path
 # relative path): resolve it before climbing to the checkout's src/.
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
-from affalign.human.ingest import run_ingest
-from affalign.io.jobs import run_logged
+from affalign.human import IngestParams, run_ingest
+from affalign.io import run_logged
 
 params = snakemake.params
 run_logged(
@@ -15,12 +15,14 @@ run_logged(
         issue=snakemake.wildcards.issue,
         table=snakemake.input.table,
         outputs=dict(snakemake.output.items()),
-        source=params.source,
-        topics=params.topics,
-        keywords=params.keywords,
-        groups=params.groups,
-        topic_assignment=params.topic_assignment,
-        ideology=params.ideology,
+        params=IngestParams(
+            source=params.source,
+            topics=params.topics,
+            keywords=params.keywords,
+            groups=params.groups,
+            topic_assignment=params.topic_assignment,
+            ideology=params.ideology,
+        ),
         domain_table=snakemake.input.get("domains"),
     ),
 )
