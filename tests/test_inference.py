@@ -1,6 +1,6 @@
 """Size-aware inference: the corrected score, its ceiling, intervals and tests.
 
-Unit checks use scipy as the oracle; the statistical claims of issue 13 are checked with
+Unit checks use scipy as the oracle; the statistical claims of the corrected scores are checked with
 seeded simulations whose truth is known (8 labels, multi-label posts):
 (a) the tendency test holds its level with identical distributions and unequal group sizes,
 (b) the intervals cover as stated, (c) a perfect model is not reported below the baseline

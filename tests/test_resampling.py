@@ -8,18 +8,43 @@ from affalign.align.divergence import (
     plutchik_smoothing_matrix,
     smooth,
 )
-from affalign.align.resampling import bootstrap_label_counts, label_patterns, liberal_tendency
+from affalign.align.resampling import MULTINOMIAL_COST, liberal_tendency, resample_pattern_counts
 from affalign.stats import percentile_interval
 
 
-def test_patterns_and_bootstrap_counts():
+def label_counts(flags: np.ndarray, rng: np.random.Generator, replicates: int) -> np.ndarray:
+    """Bootstrap label counts of a cell the way the align stage draws them: the posts'
+    distinct label patterns, their pattern counts resampled at the cell's own size."""
+    patterns, posts = np.unique(flags, axis=0, return_counts=True)
+    return resample_pattern_counts(posts, int(posts.sum()), replicates, rng) @ patterns.astype(float)
+
+
+@pytest.mark.parametrize(
+    "posts",
+    [
+        np.array([1, 2, 1, 1, 3, 1, 2, 1]),  # few posts per pattern: posts drawn by index
+        np.array([300, 120, 60, 20]),  # many: numpy's multinomial
+    ],
+)
+def test_the_bootstrap_draws_the_cell_at_its_own_size_with_multinomial_moments(posts):
+    n = int(posts.sum())
+    assert (n > MULTINOMIAL_COST * posts.size) == (posts.max() > 3)  # both ways are exercised
+    draws = resample_pattern_counts(posts, n, 40000, np.random.default_rng(3))
+    assert draws.shape == (40000, posts.size) and (draws.sum(axis=1) == n).all()
+    shares = posts / n
+    np.testing.assert_allclose(draws.mean(axis=0), n * shares, rtol=0.02, atol=0.02)
+    np.testing.assert_allclose(draws.var(axis=0), n * shares * (1 - shares), rtol=0.05)
+
+
+def test_the_bootstrap_of_an_empty_cell_is_all_zero():
+    assert not resample_pattern_counts(np.array([0, 0]), 0, 5, np.random.default_rng(1)).any()
+
+
+def test_bootstrap_label_counts_average_to_the_observed_counts():
     flags = np.array([[1, 0], [1, 0], [0, 1], [1, 1], [0, 0]], dtype=bool)
-    patterns, counts = label_patterns(flags)
-    assert counts.sum() == 5 and len(patterns) == 4
-    draws = bootstrap_label_counts(patterns, counts, 2000, np.random.default_rng(1))
-    assert draws.shape == (2000, 2)
-    # The mean over resamples equals the observed label counts (3 and 2).
-    np.testing.assert_allclose(draws.mean(axis=0), [3, 2], atol=0.1)
+    draws = label_counts(flags, np.random.default_rng(1), 4000)
+    assert draws.shape == (4000, 2)
+    np.testing.assert_allclose(draws.mean(axis=0), flags.sum(axis=0), atol=0.05)
 
 
 def interval_width(n_posts: int) -> tuple[float, float, float]:
@@ -27,11 +52,7 @@ def interval_width(n_posts: int) -> tuple[float, float, float]:
     model = rng.random((n_posts, 4)) < [0.5, 0.3, 0.2, 0.1]
     human = rng.random((n_posts, 4)) < [0.2, 0.3, 0.4, 0.3]
     observed = 1 - jensen_shannon_distance(model.sum(0)[None], human.sum(0)[None])[0]
-    mp, mc = label_patterns(model)
-    hp, hc = label_patterns(human)
-    replicates = 1 - jensen_shannon_distance(
-        bootstrap_label_counts(mp, mc, 1000, rng), bootstrap_label_counts(hp, hc, 1000, rng)
-    )
+    replicates = 1 - jensen_shannon_distance(label_counts(model, rng, 1000), label_counts(human, rng, 1000))
     low, high = percentile_interval(replicates, 0.95)
     return observed, low, high
 
@@ -67,8 +88,9 @@ def test_plutchik_smoothing_keeps_mass_and_identical_distributions():
     # Anger keeps the share it would give disgust, which is not among the labels.
     assert smoothed[0] == pytest.approx(5 * 0.9)
     assert smoothed[3] == pytest.approx(2.0)  # love is not a wheel emotion
-    same = smooth(counts, matrix)
-    assert jensen_shannon_distance(smoothed[None], same[None])[0] == pytest.approx(0.0)
+    # Identical distributions (counts of different sizes) stay identical.
+    doubled = smooth(2 * counts, matrix)
+    assert jensen_shannon_distance(smoothed[None], doubled[None])[0] == pytest.approx(0.0, abs=1e-7)
     assert set(PLUTCHIK_WHEEL) >= {"anger", "joy", "trust", "fear"}
 
 

@@ -64,11 +64,6 @@ def label_sums(moments: ArrayLike) -> np.ndarray:
     return moments[..., : _labels_in(moments)]
 
 
-def post_count(moments: ArrayLike) -> np.ndarray:
-    moments = np.asarray(moments, dtype=float)
-    return moments[..., -1]
-
-
 def plugin_divergence(moments_a: ArrayLike, moments_b: ArrayLike) -> np.ndarray:
     """Plug-in Jensen–Shannon divergence (bits) of the two cells' label counts (NaN if undefined)."""
     return jensen_shannon_distance(label_sums(moments_a), label_sums(moments_b)) ** 2

@@ -36,27 +36,6 @@ from scipy.stats import wilcoxon
 MULTINOMIAL_COST = 4
 
 
-def label_patterns(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct label patterns of a (posts × labels) boolean array and how many posts have each."""
-    flags = np.asarray(flags, dtype=bool)
-    if flags.shape[0] == 0:
-        return np.zeros((0, flags.shape[1]), dtype=bool), np.zeros(0, dtype=np.int64)
-    patterns, counts = np.unique(flags, axis=0, return_counts=True)
-    return patterns, counts
-
-
-def bootstrap_label_counts(
-    patterns: np.ndarray, pattern_posts: np.ndarray, replicates: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Label counts of ``replicates`` resamples (with replacement) of a cell's posts.
-
-    Returns a (replicates × labels) array. Equivalent to drawing ``n`` posts with
-    replacement from the cell, where ``n`` is its number of posts.
-    """
-    draws = resample_pattern_counts(pattern_posts, int(np.sum(pattern_posts)), replicates, rng)
-    return draws @ np.asarray(patterns, dtype=float)
-
-
 def resample_pattern_counts(
     pattern_posts: np.ndarray, n: int, draws: int, rng: np.random.Generator
 ) -> np.ndarray:

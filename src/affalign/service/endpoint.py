@@ -44,7 +44,6 @@ from affalign.service.client import (
 # Environment variable names as shells write them; a value that is not one (an API key
 # pasted in by mistake, say) is refused without being repeated.
 VARIABLE_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-LOGPROB_METHODS = ("auto", "exact", "top-k", "none")
 ENGINE = "OpenAI-compatible endpoint"
 # What provenance keeps of the endpoint's /v1/models entry for the served model.
 REPORTED_FIELDS = ("id", "owned_by", "root", "max_model_len")
