@@ -47,7 +47,8 @@ from affalign.generate.prompts import ShardSpec, build_requests, load_templates 
 from affalign.generate.shards import Sampling, write_generation_shard  # noqa: E402
 from affalign.service import ConsumerOptions  # noqa: E402
 from affalign.service.metrics import occupancy_figures, read_samples, samples_file  # noqa: E402
-from affalign.service.server import is_cpu_build, private_temp_folder, stop_session  # noqa: E402
+from affalign.service.server import is_cpu_build, private_temp_folder  # noqa: E402
+from affalign.service.session import stop_session  # noqa: E402
 
 CPU_ENGINE = {
     "dtype": "float32",

@@ -32,8 +32,8 @@ from affalign.service.server import (
     server_command,
     server_environment,
     short_temp_root,
-    stop_session,
 )
+from affalign.service.session import stop_session
 
 pytestmark = pytest.mark.slow
 

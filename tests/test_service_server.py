@@ -31,7 +31,7 @@ from affalign.generate.shards import Sampling, write_generation_shard
 from affalign.service import ConsumerOptions
 from affalign.service.account import write_job_account
 from affalign.service.metrics import samples_file
-from affalign.service.server import STOP_GRACE_S, SessionGuard, session_members, stop_session
+from affalign.service.session import STOP_GRACE_S, SessionGuard, session_members, stop_session
 
 PROMPT_TYPES = ("default", "liberal")
 
@@ -85,7 +85,7 @@ def test_a_member_that_ignores_sigterm_gets_sigkill_after_the_grace_period():
 # A stand-in for the service wrapper: starts a server session and its guard, then waits.
 WRAPPER = (
     "import subprocess, sys, time; "
-    "from affalign.service.server import SessionGuard; "
+    "from affalign.service.session import SessionGuard; "
     f"leader = subprocess.Popen([sys.executable, '-c', {LEADER!r}, '600'], stdout=subprocess.PIPE, "
     "text=True, start_new_session=True); "
     "member = int(leader.stdout.readline()); "

@@ -493,7 +493,7 @@ def test_server_killed_mid_shard_fails_that_shard_cleanly_and_a_rerun_completes_
 
     from processes import wait_until_gone
 
-    from affalign.service.server import session_members
+    from affalign.service.session import session_members
 
     config = tiny_config(tiny_llama)
     config["models"] = {"tiny-chat": config["models"]["tiny-chat"]}

@@ -7,10 +7,8 @@ It then waits: Snakemake sends SIGTERM once the last consumer has finished.
 The server runs in a session of its own, and every process of that session is stopped
 (SIGTERM, then SIGKILL after a grace period) on every way out: a normal end, SIGTERM from
 Snakemake, Snakemake's death, a server that dies or never becomes healthy, and the
-wrapper's own death (Snakemake kills every job of a group with SIGKILL when one fails): a
-small guard process, which outlives the wrapper, stops the session then. Stopping only the
-server process is not enough: vLLM's ``EngineCore`` ignores SIGTERM and, when the API
-server dies, is re-parented and keeps its memory (and on a GPU node, the GPU).
+wrapper's own death (a guard process that outlives the wrapper stops the session then; see
+:mod:`affalign.service.session`).
 
 The service file exists from the wrapper's first act and records the server's status and
 pid throughout, so consumers fail fast, pointing at the server log, if the server dies or
@@ -19,7 +17,6 @@ cannot start (including in an environment without vLLM).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -30,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +36,16 @@ from affalign.service.account import append_session, session_record
 from affalign.service.client import consumers_folder, is_healthy
 from affalign.service.metrics import INTERVAL_S, MetricsSampler, samples_file
 from affalign.service.ports import address_in_use, listening_pids, serves_model
+from affalign.service.session import (
+    STOP_GRACE_S,
+    SessionGuard,
+    die_with_parent,
+    session_members,
+    stop_session,
+)
 
 # vLLM >= 0.30 moved the OpenAI-compatible server; older releases keep the first path.
 SERVER_MODULES = ("vllm.entrypoints.launchers.api_server.entry", "vllm.entrypoints.openai.api_server")
-# SIGTERM first: the API server shuts its engine down in order. Whatever of the server's
-# session is left after the grace period gets SIGKILL.
-STOP_GRACE_S = 30.0
-# With the API server already gone nobody shuts the engine down in order, and its
-# EngineCore ignores SIGTERM (seen with vLLM 0.32): a short grace is enough.
-LEADERLESS_GRACE_S = 5.0
-
 # Engine options from the config, as the server's command-line flags.
 VALUE_FLAGS = {
     "dtype": "--dtype",
@@ -103,15 +101,6 @@ def server_module() -> str:
         if (root / relative.with_suffix(".py")).is_file():
             return module
     raise ServerError(f"no OpenAI-compatible server module found in {root}")
-
-
-def _die_with_parent() -> None:
-    """In the server process: receive SIGTERM when the service wrapper dies, even by SIGKILL."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -244,122 +233,6 @@ def log_tail(path: Path, lines: int = 25) -> str:
     return "\n".join(text[-lines:])
 
 
-def session_members(session: int) -> list[int]:
-    """Live processes (zombies excluded) of the session ``session``, read from /proc."""
-    members = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:  # ended meanwhile
-            continue
-        # After the command name (in parentheses, may hold spaces): state, ppid, pgrp, session.
-        state, _ppid, _pgrp, sid = stat[stat.rindex(")") + 2 :].split()[:4]
-        if int(sid) == session and state not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members
-
-
-def signal_session(session: int, signum: int) -> None:
-    """Send ``signum`` to the server's process group and to every other process of its session."""
-    members = session_members(session)
-    if not members:  # the id may since name another process group: leave it alone
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(session, signum)
-    for pid in members:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signum)
-
-
-def stop_session(
-    session: int, leader: subprocess.Popen | None = None, grace_s: float = STOP_GRACE_S
-) -> list[int]:
-    """Stop every process of the server's session, whether its leader still runs or not.
-
-    SIGTERM to all of them; whatever is left once the session is empty or the grace period
-    has passed (:data:`LEADERLESS_GRACE_S` when the leader, the API server, is already
-    gone) gets SIGKILL. ``leader`` is the server's ``Popen`` when this process started it
-    (it is then reaped). Returns the pids that needed SIGKILL.
-    """
-
-    def alive() -> list[int]:
-        if leader is not None:
-            leader.poll()  # reap the leader, or it stays a member as a zombie
-        return session_members(session)
-
-    leader_alive = session in alive()
-    signal_session(session, signal.SIGTERM)
-    deadline = time.monotonic() + (grace_s if leader_alive else min(grace_s, LEADERLESS_GRACE_S))
-    while alive() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    stubborn = alive()
-    if stubborn:
-        signal_session(session, signal.SIGKILL)
-        deadline = time.monotonic() + 10.0
-        while alive() and time.monotonic() < deadline:
-            time.sleep(0.1)
-    if leader is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            leader.wait(timeout=10.0)
-    return stubborn
-
-
-class SessionGuard:
-    """A separate process that stops the server's session once this process has ended.
-
-    The guard reads its stdin, the read end of a pipe whose write end only this process
-    holds: the read returns when this process closes it (at the end of a normal stop) or
-    when the kernel does (this process died, even by SIGKILL). The guard then stops what
-    is left of the session and removes the ``folders`` the wrapper would have removed. It
-    runs in a session of its own and ignores SIGTERM, SIGINT and SIGHUP, so the signals
-    that end the wrapper do not end it too.
-    """
-
-    def __init__(self, session: int, grace_s: float = STOP_GRACE_S, folders: tuple[Path, ...] = ()) -> None:
-        read_end, self._write_end = os.pipe()
-        package_root = str(Path(__file__).resolve().parents[2])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-        try:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    "import sys; from affalign.service.server import guard_session; "
-                    "guard_session(int(sys.argv[1]), float(sys.argv[2]), *sys.argv[3:])",
-                    str(session),
-                    str(grace_s),
-                    *(str(Path(folder).resolve()) for folder in folders),
-                ],
-                stdin=read_end,
-                stdout=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,
-            )
-        finally:
-            os.close(read_end)
-
-    def release(self, timeout_s: float = 60.0) -> None:
-        """This process has stopped the session itself: let the guard check and end."""
-        with contextlib.suppress(OSError):
-            os.close(self._write_end)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=timeout_s)
-
-
-def guard_session(session: int, grace_s: float, *folders: str) -> None:
-    """The guard process's body (see :class:`SessionGuard`)."""
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_IGN)
-    while sys.stdin.buffer.read(4096):
-        pass
-    stop_session(session, grace_s=grace_s)
-    for folder in folders:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 def log_since(path: Path, offset: int) -> str:
     """What was appended to the log at ``path`` after its first ``offset`` bytes."""
     try:
@@ -381,16 +254,25 @@ def write_service_file(path: Path, **fields: Any) -> None:
     atomic_write_text(path, json.dumps(fields, indent=2, sort_keys=True))
 
 
+@dataclass(frozen=True)
+class ServedModel:
+    """What one server serves: the model's slug (its served name), its source (local folder
+    or hub id), the hub revision (None for local folders), the engine options from the
+    config and the server's seed."""
+
+    model: str
+    source: str
+    revision: str | None
+    engine: Mapping[str, Any]
+    seed: int = 0
+
+
 def run_service(
+    served: ServedModel,
     *,
-    model: str,
-    model_source: str,
-    revision: str | None,
-    engine: Mapping[str, Any],
     service_file: str | Path,
     server_log: str | Path,
     start_timeout_s: float,
-    seed: int = 0,
     stop_grace_s: float = STOP_GRACE_S,
     device: str = "auto",
     sessions_file: str | Path | None = None,
@@ -408,6 +290,9 @@ def run_service(
     server is ready its ``/metrics`` are sampled every ``metrics_interval_s`` seconds (0:
     never) into a table beside the server log (:mod:`affalign.service.metrics`).
     """
+    model, model_source, revision, engine, seed = (
+        served.model, served.source, served.revision, served.engine, served.seed
+    )  # fmt: skip
     service_file, server_log = Path(service_file), Path(server_log)
     server_log.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -462,7 +347,7 @@ def run_service(
                     stderr=subprocess.STDOUT,
                     env=server_environment(scratch, engine),
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent,
                 )
             guard = SessionGuard(process.pid, stop_grace_s, (scratch,))
             common["pid"] = process.pid
@@ -598,14 +483,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run_service(
-            model=args.model,
-            model_source=args.source,
-            revision=args.revision or None,
-            engine=json.loads(args.engine),
+            ServedModel(
+                model=args.model,
+                source=args.source,
+                revision=args.revision or None,
+                engine=json.loads(args.engine),
+                seed=args.seed,
+            ),
             service_file=args.service_file,
             server_log=args.server_log,
             start_timeout_s=args.start_timeout,
-            seed=args.seed,
             stop_grace_s=args.stop_grace,
             device=args.device,
             sessions_file=args.sessions_file,
