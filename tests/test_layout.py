@@ -1,9 +1,11 @@
-"""The package mirrors the workflow: every stage reaches another only through its package,
-and the import graph has no cycles."""
+"""The package mirrors the workflow: every stage reaches another only through its package
+(also from the rule files and the workflow's scripts), packages import only packages of
+lower layers, the package root holds nothing, and the import graph has no cycles."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,18 @@ from conftest import REPO
 
 PACKAGE = REPO / "src" / "affalign"
 RULES = REPO / "workflow" / "rules"
+SCRIPTS = REPO / "workflow" / "scripts"
+
+# Bottom to top: a package imports only its own modules and packages of lower layers.
+LAYERS = (
+    ("foundation: files, tables, provenance, statistics", {"io", "stats"}),
+    ("model servers and their clients", {"service"}),
+    ("stages that make posts and answers", {"human", "generate", "opinions"}),
+    ("classification", {"classify"}),
+    ("scoring and figures", {"align", "figures"}),
+    ("study design", {"design"}),
+    ("config, pre-flight and plan", {"config"}),
+)
 
 
 def module_name(path: Path) -> str:
@@ -66,6 +80,112 @@ def test_stages_import_each_other_only_through_their_packages():
             if target_stage and source_stage != target_stage and target.count(".") > 1:
                 offenders.append(f"{module} -> {target}")
     assert offenders == [], "import another stage's package, not its modules:\n" + "\n".join(offenders)
+
+
+def layer_of(package: str) -> int:
+    return next(index for index, (_, packages) in enumerate(LAYERS) if package in packages)
+
+
+def test_every_package_has_one_layer():
+    packages = {path.name for path in PACKAGE.iterdir() if (path / "__init__.py").is_file()}
+    placed = [package for _, members in LAYERS for package in members]
+    assert sorted(placed) == sorted(set(placed)), "a package placed in two layers"
+    assert set(placed) == packages, (
+        f"place these in LAYERS: {packages - set(placed)}; gone: {set(placed) - packages}"
+    )
+
+
+def test_packages_import_only_lower_layers():
+    offenders = []
+    for module, targets in import_graph().items():
+        source = stage_of(module)
+        for target in targets:
+            destination = stage_of(target)
+            if source and destination and source != destination and layer_of(destination) >= layer_of(source):
+                layers = f"{LAYERS[layer_of(source)][0]} -> {LAYERS[layer_of(destination)][0]}"
+                offenders.append(f"{module} -> {target} ({layers})")
+    assert offenders == [], "imports upwards or sideways (see LAYERS):\n" + "\n".join(sorted(offenders))
+
+
+def test_the_package_root_holds_nothing_and_nothing_imports_it():
+    """``import affalign.<stage>`` runs the root first: it imports nothing and installs nothing
+    (a docstring and constants only), and no module reaches for anything in it."""
+    root = ast.parse((PACKAGE / "__init__.py").read_text())
+    allowed = (ast.Expr, ast.Assign, ast.AnnAssign)
+    statements = [
+        f"line {node.lineno}: {type(node).__name__}"
+        for node in root.body
+        if not isinstance(node, allowed)
+        or (isinstance(node, ast.Expr) and not isinstance(node.value, ast.Constant))
+        or (
+            not isinstance(node, ast.Expr) and not isinstance(node.value, ast.Constant | ast.List | ast.Tuple)
+        )
+    ]
+    assert statements == [], f"the package root must hold only a docstring and constants: {statements}"
+    importers = sorted(module for module, path in modules().items() if "affalign" in imports_of(path))
+    assert importers == [], f"these import the package root: {importers}"
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+# `from affalign.x import (a, b)` and `import affalign.x.y` in a rule file (not Python: read as text).
+SMK_IMPORT = re.compile(
+    r"^[ \t]*(?:from[ \t]+(affalign[\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n]*)|import[ \t]+(affalign[\w.]*))",
+    re.MULTILINE,
+)
+
+
+def workflow_imports() -> dict[str, set[str]]:
+    """Every affalign module each rule file and workflow script imports (a name imported from a
+    package counts as the module of that name where one exists)."""
+    found: dict[str, set[str]] = {}
+    for script in sorted(SCRIPTS.glob("*.py")):
+        found[f"workflow/scripts/{script.name}"] = imports_of(script)
+    for rule_file in sorted(RULES.glob("*.smk")):
+        names: set[str] = set()
+        for module, imported, plain in SMK_IMPORT.findall(rule_file.read_text()):
+            if plain:
+                names.add(plain)
+                continue
+            names.add(module)
+            for name in re.split(r"[\s,()]+", imported.split("#")[0]):
+                if name and name != "as":
+                    names.add(f"{module}.{name}")
+        found[f"workflow/rules/{rule_file.name}"] = names
+    return found
+
+
+def test_the_workflow_imports_stages_only_through_their_packages():
+    known = modules().keys()
+    offenders = [
+        f"{source}: {target}"
+        for source, targets in workflow_imports().items()
+        for target in sorted(targets & known)
+        if target.count(".") > 1
+    ]
+    assert offenders == [], "import affalign.<package>, not its modules:\n" + "\n".join(offenders)
+
+
+def test_the_workflow_import_check_finds_a_module_import(tmp_path, monkeypatch):
+    rules, scripts = tmp_path / "rules", tmp_path / "scripts"
+    rules.mkdir()
+    scripts.mkdir()
+    (rules / "x.smk").write_text(
+        "from affalign.config import (\n    check_config,\n    plan,\n)\nimport affalign.io.jobs\n"
+    )
+    (scripts / "x.py").write_text(
+        "from affalign.align.stage import run_align_stage\nfrom affalign.io import run_logged\n"
+    )
+    monkeypatch.setattr(__import__(__name__), "RULES", rules)
+    monkeypatch.setattr(__import__(__name__), "SCRIPTS", scripts)
+    found = workflow_imports()
+    assert {"affalign.config.plan", "affalign.io.jobs"} <= found["workflow/rules/x.smk"]
+    with pytest.raises(AssertionError, match=r"x\.smk: affalign\.config\.plan") as failure:
+        test_the_workflow_imports_stages_only_through_their_packages()
+    assert "x.py: affalign.align.stage" in str(failure.value)
+    assert "affalign.io\n" not in str(failure.value) + "\n"
 
 
 def test_the_import_graph_has_no_cycles():

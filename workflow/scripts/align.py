@@ -5,9 +5,8 @@ from pathlib import Path
 # relative path): resolve it before climbing to the checkout's src/.
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
-from affalign.align.comparisons import BootstrapSettings
-from affalign.align.stage import AlignSettings, DropPolicy, run_align_stage
-from affalign.io.jobs import run_logged
+from affalign.align import AlignSettings, BootstrapSettings, DropPolicy, run_align_stage
+from affalign.io import run_logged
 
 options = snakemake.params.settings
 settings = AlignSettings(

@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 from affalign.design import DesignSettings, run_design_stage
-from affalign.io.jobs import run_logged
+from affalign.io import run_logged
 
 options = snakemake.params.settings
 settings = DesignSettings(

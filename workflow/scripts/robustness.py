@@ -5,8 +5,8 @@ from pathlib import Path
 # relative path): resolve it before climbing to the checkout's src/.
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
-from affalign.align.robustness import write_robustness
-from affalign.io.jobs import run_logged
+from affalign.align import write_robustness
+from affalign.io import run_logged
 
 run_logged(
     snakemake.log[0],

@@ -5,7 +5,7 @@ from pathlib import Path
 # relative path): resolve it before climbing to the checkout's src/.
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
-from affalign.io.jobs import run_logged
+from affalign.io import run_logged
 from affalign.opinions.tables import write_survey_table
 
 run_logged(

@@ -36,15 +36,20 @@ from affalign.align.inference import (
     pattern_moments,
 )
 from affalign.align.resampling import resample_pattern_counts
+from affalign.align.robustness import write_robustness
+from affalign.align.samples import write_label_samples
 from affalign.align.scoring import BootstrapSettings, Counting, post_vectors
 from affalign.align.simulation import GROUP_RATES, rates_at, simulated_studies
 from affalign.align.simulation import LABELS as SIMULATED_LABELS
+from affalign.align.stage import AlignSettings, DropPolicy, run_align_stage
 
 __all__ = [
     "GROUP_RATES",
     "SIMULATED_LABELS",
+    "AlignSettings",
     "BootstrapSettings",
     "Counting",
+    "DropPolicy",
     "alignment",
     "bootstrap_comparisons",
     "centred_replicates",
@@ -55,5 +60,8 @@ __all__ = [
     "post_vectors",
     "rates_at",
     "resample_pattern_counts",
+    "run_align_stage",
     "simulated_studies",
+    "write_label_samples",
+    "write_robustness",
 ]

@@ -24,15 +24,20 @@ from pathlib import Path
 
 import polars as pl
 
-from affalign.align import comparisons
-from affalign.align.comparisons import BootstrapSettings, Counting, bootstrap_comparisons
+import affalign.align.scoring as cells
+from affalign.align.comparisons import (
+    SCORE_INFERENCE_COLUMNS,
+    BootstrapSettings,
+    Counting,
+    bootstrap_comparisons,
+)
 from affalign.align.distributions import label_distributions
 from affalign.align.divergence import plutchik_smoothing_matrix
 from affalign.classify import label_column
 from affalign.io import join_affect, labels_of, print_job_warning, write_csv, write_table
 
-MODEL_KEYS = list(comparisons.MODEL_KEYS)
-HUMAN_KEYS = list(comparisons.HUMAN_KEYS)
+MODEL_KEYS = list(cells.MODEL_KEYS)
+HUMAN_KEYS = list(cells.HUMAN_KEYS)
 ALIGNMENT_COLUMNS = [
     "model",
     "prompt_type",
@@ -48,12 +53,12 @@ ALIGNMENT_COLUMNS = [
 ALIGNMENT_INFERENCE_COLUMNS = [
     "unlabelled_model",
     "unlabelled_human",
-    *comparisons.SCORE_INFERENCE_COLUMNS,
+    *SCORE_INFERENCE_COLUMNS,
     "baseline_gap",
     "p_below_baseline",
     "below_baseline",
 ]
-BASELINE_INFERENCE_COLUMNS = ["unlabelled_a", "unlabelled_b", *comparisons.SCORE_INFERENCE_COLUMNS]
+BASELINE_INFERENCE_COLUMNS = ["unlabelled_a", "unlabelled_b", *SCORE_INFERENCE_COLUMNS]
 BASELINE_COLUMNS = [
     "issue",
     "topic",
