@@ -47,7 +47,7 @@ from affalign.align.inference import (  # noqa: E402
 from affalign.align.resampling import random_split, resample_pattern_counts  # noqa: E402
 from affalign.align.scoring import BootstrapSettings, Counting, post_vectors  # noqa: E402
 from affalign.align.simulation import LABELS as SIM_LABELS  # noqa: E402
-from affalign.align.simulation import simulated_studies  # noqa: E402
+from affalign.align.simulation import Populations, simulated_studies  # noqa: E402
 from affalign.stats import sign_flip_test  # noqa: E402
 
 LABELS = 8
@@ -149,7 +149,14 @@ def grid_point(arguments: tuple) -> tuple:
     multi_label, topics, group_posts, model_posts, truth, studies, replicates, seed = arguments
     rng = np.random.default_rng([seed, int(multi_label), topics, group_posts, model_posts, int(truth * 1000)])
     model, human = simulated_studies(
-        rng, studies, topics, model_posts, group_posts, truth, multi_label, PROMPT_TYPES
+        rng,
+        studies,
+        topics,
+        model_posts,
+        group_posts,
+        truth,
+        PROMPT_TYPES,
+        Populations(multi_label=multi_label),
     )
     settings = BootstrapSettings(replicates, 0.95, seed, permutations=0)
     tables = bootstrap_comparisons(model, human, list(SIM_LABELS), ["liberal", "conservative"], settings)

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 from conftest import job_counts, run_affalign, run_snakemake, write_config
 
-from affalign.align.simulation import LABELS, simulated_studies
+from affalign.align.simulation import LABELS, Populations, simulated_studies
 from affalign.config.plan import PrecisionOption, target_line
 from affalign.design import DesignSettings, predict_design
 from affalign.design.validation import (
@@ -64,7 +64,9 @@ def test_power_at_the_predicted_minimum_detectable_effects_is_80_percent(predict
 
 def test_three_topics_cannot_reach_alpha_and_more_topics_buy_detection():
     rng = np.random.default_rng(2)
-    _, human = simulated_studies(rng, 1, 3, 1, 200, 1.0, conservative_rates=LAB.conservative_rates())
+    _, human = simulated_studies(
+        rng, 1, 3, 1, 200, 1.0, populations=Populations(conservative_rates=LAB.conservative_rates())
+    )
     summary = predict_design(human, LABELS, DesignSettings(50, draws=20, replicates=100))["summary"]
     configured = summary.filter(pl.col("configured_topics"))
     assert set(configured["n_topics"]) == {3}

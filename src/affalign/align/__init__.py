@@ -39,7 +39,7 @@ from affalign.align.resampling import resample_pattern_counts
 from affalign.align.robustness import write_robustness
 from affalign.align.samples import write_label_samples
 from affalign.align.scoring import BootstrapSettings, Counting, post_vectors
-from affalign.align.simulation import GROUP_RATES, rates_at, simulated_studies
+from affalign.align.simulation import GROUP_RATES, Populations, rates_at, simulated_studies
 from affalign.align.simulation import LABELS as SIMULATED_LABELS
 from affalign.align.stage import AlignSettings, DropPolicy, run_align_stage
 
@@ -50,6 +50,7 @@ __all__ = [
     "BootstrapSettings",
     "Counting",
     "DropPolicy",
+    "Populations",
     "alignment",
     "bootstrap_comparisons",
     "centred_replicates",

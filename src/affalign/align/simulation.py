@@ -20,6 +20,7 @@ Conventions:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -79,6 +80,18 @@ def posts_frame(pattern_counts: np.ndarray, keys: dict[str, Sequence[str]]) -> p
     return pl.DataFrame(columns)
 
 
+@dataclass(frozen=True)
+class Populations:
+    """What a simulated study's posts are drawn from, where not the defaults: the model's
+    label rates (one population, or one per prompt type for a steered model; default: the
+    rates at the study's ``truth``), the conservatives' (default: :data:`GROUP_RATES`, as
+    the liberals'), and whether posts carry several labels."""
+
+    model_rates: np.ndarray | dict[str, np.ndarray] | None = None
+    conservative_rates: np.ndarray | None = None
+    multi_label: bool = True
+
+
 def simulated_studies(
     rng: np.random.Generator,
     studies: int,
@@ -86,10 +99,8 @@ def simulated_studies(
     model_posts: int,
     group_posts: int,
     truth: float,
-    multi_label: bool = True,
     prompt_types: Sequence[str] = ("default",),
-    conservative_rates: np.ndarray | None = None,
-    model_rates: np.ndarray | dict[str, np.ndarray] | None = None,
+    populations: Populations = Populations(),
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Model and human posts of ``studies`` independent studies, one issue each (``s0000``, …).
 
@@ -97,10 +108,11 @@ def simulated_studies(
     of ``group_posts`` posts drawn from :data:`GROUP_RATES` (so the true baseline is 1 and the
     true tendency 0), and one model ``m`` with a cell of ``model_posts`` posts per prompt type
     drawn at true alignment ``truth`` with both groups (true steerability 0).
-    ``conservative_rates`` and ``model_rates``, when given, replace the conservatives'
-    population and the model's (``truth`` is then unused); ``model_rates`` may also give one
-    population per prompt type (a steered model).
+    ``populations``, when given, replaces the conservatives' population and the model's
+    (``truth`` is then unused) or draws single-label posts.
     """
+    multi_label = populations.multi_label
+    conservative_rates, model_rates = populations.conservative_rates, populations.model_rates
     issues = [f"s{i:04d}" for i in range(studies)]
     model_keys = [(issue, f"t{t}", p) for issue in issues for t in range(topics) for p in prompt_types]
     human_keys = [

@@ -23,6 +23,7 @@ import polars as pl
 from affalign.align import (
     GROUP_RATES,
     BootstrapSettings,
+    Populations,
     alignment,
     bootstrap_comparisons,
     rates_at,
@@ -53,8 +54,9 @@ class Lab:
         """The design job's summary from one observed sample of human posts."""
         rng = np.random.default_rng(self.seed)
         _, human = simulated_studies(
-            rng, 1, self.topics, 1, self.group_posts, 1.0, conservative_rates=self.conservative_rates()
-        )
+            rng, 1, self.topics, 1, self.group_posts, 1.0,
+            populations=Populations(conservative_rates=self.conservative_rates()),
+        )  # fmt: skip
         settings = DesignSettings(
             self.n_per_shard, GROUPS, 0.95, self.alpha, self.replicates, draws, self.seed
         )
@@ -63,8 +65,8 @@ class Lab:
     def studies(self, studies: int, n_model: int, seed: int, model_rates=None, prompt_types=("default",)):
         rng = np.random.default_rng(seed)
         model, human = simulated_studies(
-            rng, studies, self.topics, n_model, self.group_posts, 1.0,
-            conservative_rates=self.conservative_rates(), model_rates=model_rates, prompt_types=prompt_types,
+            rng, studies, self.topics, n_model, self.group_posts, 1.0, prompt_types,
+            Populations(model_rates=model_rates, conservative_rates=self.conservative_rates()),
         )  # fmt: skip
         settings = BootstrapSettings(self.replicates, 0.95, seed, 0)
         return bootstrap_comparisons(model, human, list(LABELS), list(GROUPS), settings)
