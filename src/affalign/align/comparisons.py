@@ -80,6 +80,8 @@ __all__ = [
 # Random sign vectors per sign-flip test over topics (every vector is enumerated up to 15
 # topics): smallest p 1e-4 beyond that.
 SIGN_FLIP_DRAWS = 9999
+
+
 # --- scored comparisons: alignment and the partisan baseline --------------------------------
 
 # The columns every scored comparison (a model against a group, a partisan baseline) ends
