@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 from affalign.io import run_logged
-from affalign.service.account import write_job_account
+from affalign.service import write_job_account
 
 run_logged(
     snakemake.log[0],

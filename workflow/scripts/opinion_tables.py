@@ -6,8 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 from affalign.io import run_logged
-from affalign.opinions.comparisons import InferenceSettings
-from affalign.opinions.tables import run_opinion_tables
+from affalign.opinions import InferenceSettings, run_opinion_tables
 
 run_logged(
     snakemake.log[0],

@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 import polars as pl
 
-from affalign.figures import plots as figures
+import affalign.figures as figures
 from affalign.io import run_logged
 
 

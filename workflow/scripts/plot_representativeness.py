@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 import polars as pl
 
-from affalign.figures.plots import plot_opinion_steering, plot_representativeness_heatmap
+from affalign.figures import plot_opinion_steering, plot_representativeness_heatmap
 from affalign.io import run_logged
 
 

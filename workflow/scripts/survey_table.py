@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 from affalign.io import run_logged
-from affalign.opinions.tables import write_survey_table
+from affalign.opinions import write_survey_table
 
 run_logged(
     snakemake.log[0],

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import yaml
 
-from affalign.io import derive_seed
+from affalign.io import DEFAULT_PROMPT_TYPE, derive_seed
 
 KINDS = ("base", "instruct")
 MODES = ("default", "steered")
 PLACEHOLDERS = {"topic", "issue", "group"}
-DEFAULT_PROMPT_TYPE = "default"
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,14 @@ the joined tables under ``results/opinions/`` (rule ``opinion_tables``), all in
 """
 
 from affalign.opinions.client import Scoring, detect_endpoint_logprobs, write_logprob_support
+from affalign.opinions.comparisons import InferenceSettings
 from affalign.opinions.positional import context_slug, parse_context_slug
 from affalign.opinions.settings import OpinionSettings, survey_settings
 from affalign.opinions.survey import SurveyError, read_questions, read_survey
+from affalign.opinions.tables import run_opinion_tables, write_survey_table
 
 __all__ = [
+    "InferenceSettings",
     "OpinionSettings",
     "Scoring",
     "SurveyError",
@@ -32,6 +35,8 @@ __all__ = [
     "parse_context_slug",
     "read_questions",
     "read_survey",
+    "run_opinion_tables",
     "survey_settings",
     "write_logprob_support",
+    "write_survey_table",
 ]

@@ -16,8 +16,8 @@ from typing import Any
 
 import polars as pl
 
+import affalign.opinions.positional as opinions
 from affalign.io import print_job_warning, read_provenance, write_csv, write_table
-from affalign.opinions import positional as opinions
 from affalign.opinions.comparisons import InferenceSettings, compare_opinions, consistency_warnings
 from affalign.opinions.survey import question_topics, read_survey
 

@@ -20,6 +20,7 @@ limit, server log, watchdog).
 * :mod:`~affalign.service.prepare_model` — the embedded demo model, prepared once.
 """
 
+from affalign.service.account import write_job_account
 from affalign.service.client import (
     RequestRejected,
     ServiceClient,
@@ -76,4 +77,5 @@ __all__ = [
     "run_shard",
     "served_model_provenance",
     "shard_timing",
+    "write_job_account",
 ]
