@@ -81,11 +81,15 @@ def bench_shard(topic: str, topic_name: str, prompt_type: str, count: int) -> Sh
 # --- One path, in its own process ------------------------------------------------------
 
 
-def serve(model_dir: Path, engine: dict, workdir: Path) -> tuple[subprocess.Popen, Path, float]:
+def serve(
+    model_dir: Path, engine: dict, workdir: Path, name: str = "bench"
+) -> tuple[subprocess.Popen, Path, float]:
+    """The service path's server (``python -m affalign.service.server``) serving ``name``, once ready:
+    the process, its service file and seconds to healthy."""
     service = workdir / "service.json"
     command = [
         sys.executable, "-m", "affalign.service.server",
-        "--model", "bench", "--source", str(model_dir), "--engine", json.dumps(engine),
+        "--model", name, "--source", str(model_dir), "--engine", json.dumps(engine),
         "--seed", "0", "--service-file", str(service), "--server-log", str(workdir / "server.log"),
         "--start-timeout", "900", "--metrics-interval", "0.5",
     ]  # fmt: skip

@@ -16,9 +16,6 @@ Usage (CPU build; the embedded model, ``make prepare-model``)::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,30 +27,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from bench_generate import CPU_ENGINE  # noqa: E402  (the engine the generation benchmark serves on a CPU)
+from bench_generate import CPU_ENGINE, serve  # noqa: E402  (the generation benchmark's CPU engine and server)
 
 from affalign.classify.llm import classify_files_through_service  # noqa: E402
 from affalign.io import file_sha256  # noqa: E402
 from affalign.service import ConsumerOptions  # noqa: E402
-
-
-def serve(model_dir: Path, engine: dict, workdir: Path) -> tuple[subprocess.Popen, Path, float]:
-    service = workdir / "service.json"
-    command = [
-        sys.executable, "-m", "affalign.service.server",
-        "--model", "judge", "--source", str(model_dir), "--engine", json.dumps(engine),
-        "--seed", "0", "--service-file", str(service), "--server-log", str(workdir / "server.log"),
-        "--start-timeout", "900",
-    ]  # fmt: skip
-    began = time.time()
-    process = subprocess.Popen(command, env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
-    while True:
-        state = json.loads(service.read_text()) if service.exists() else {}
-        if state.get("status") == "ready":
-            return process, service, float(state["healthy_after_s"])
-        if process.poll() is not None or time.time() - began > 900:
-            raise SystemExit(f"server did not start; see {workdir / 'server.log'}")
-        time.sleep(0.5)
 
 
 def main() -> int:
@@ -85,7 +63,7 @@ def main() -> int:
             ]
         ).write_parquet(posts)
         count = pl.read_parquet(posts).height
-        process, service, startup = serve(args.model, CPU_ENGINE, workdir)
+        process, service, startup = serve(args.model, CPU_ENGINE, workdir, name="judge")
         print(f"server healthy after {startup:.1f} s; {count} posts, {len(spec['labels'])} labels each")
         print(f"{'in flight':>9}  {'seconds':>8}  {'posts/s':>8}  {'unparsed':>8}  {'retries':>7}")
         try:
