@@ -123,7 +123,7 @@ lint: $(ENV_STAMP)
 	$(BIN)/snakemake --lint --configfile config/config.yaml
 
 # The key table of config/README.md is generated from the schema's descriptions and
-# defaults; tests/test_docs.py fails when the two differ.
+# defaults; tests/workflow/test_docs.py fails when the two differ.
 docs: $(ENV_STAMP)
 	$(BIN)/python -m affalign.config.schema_docs
 

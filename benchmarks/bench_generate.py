@@ -41,7 +41,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "support"))
 
 from affalign.generate.prompts import ShardSpec, build_requests, load_templates  # noqa: E402
 from affalign.generate.shards import Sampling, write_generation_shard  # noqa: E402

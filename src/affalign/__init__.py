@@ -18,7 +18,7 @@ subpackage     rule file                what it does
 =============  =======================  ==============================================
 
 A stage imports other stages only through their package (``from affalign.io import
-write_table``), never their modules; ``tests/test_layout.py`` checks it.
+write_table``), never their modules; ``tests/workflow/test_layout.py`` checks it.
 """
 
 import sys as _sys

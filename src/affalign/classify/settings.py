@@ -4,7 +4,7 @@
 the classifier's config with its hub models' locked commits; :func:`llm_classifier_settings`
 (rules ``classify_generated_llm`` and ``classify_human_llm``, ``--settings``) what an LLM
 judge's labels depend on. Both are recorded as the rules' params, so their keys, order and
-values are a contract with every finished affect file (``tests/test_shard_settings.py``
+values are a contract with every finished affect file (``tests/config/test_shard_settings.py``
 pins them).
 """
 

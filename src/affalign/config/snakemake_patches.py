@@ -6,7 +6,7 @@ as it is parsed, on the submitting host and inside every cluster job) first chec
 running Snakemake is that version and stops with :class:`SnakemakeVersionError` otherwise:
 a patch of a method that moved or changed would fail silently or in the middle of a run.
 Upgrading Snakemake means reading each patched method again, adjusting the patch, and
-raising :data:`WRITTEN_FOR` (``tests/test_snakemake_patches.py`` checks what each one is
+raising :data:`WRITTEN_FOR` (``tests/config/test_snakemake_patches.py`` checks what each one is
 for).
 
 * :func:`leave_unremovable_empty_folders` — ``DAG.cleanup_workdir``;
@@ -106,7 +106,7 @@ def keep_finished_shards_of_failed_groups() -> None:
     model's service must run again for the failed shard and Snakemake reruns every
     consumer of a service that runs; the job then takes the shard from the shard store
     without a request.) Outputs of other rules are removed as before.
-    (tests/test_shard_write_failure.py checks this end to end.)"""
+    (tests/service/test_shard_write_failure.py checks this end to end.)"""
     from snakemake.jobs import Job
     from snakemake.logging import logger
 

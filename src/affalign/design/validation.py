@@ -1,6 +1,6 @@
 """Do the design job's predictions hold? Seeded simulated studies with a known truth.
 
-Used by ``tests/test_design.py`` and ``benchmarks/bench_design.py``, never by a study's own
+Used by ``tests/design/test_design.py`` and ``benchmarks/bench_design.py``, never by a study's own
 results. One "lab" observes human posts of two groups (``affalign.align.simulation``: the
 liberals drawn from ``GROUP_RATES``, the conservatives at a stated true baseline) and runs
 :func:`~affalign.design.predict_design` on them; then many studies are simulated from the

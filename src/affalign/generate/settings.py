@@ -5,7 +5,7 @@ determine a shard: rules ``generate`` and ``generate_endpoint`` record :meth:`pa
 their params, so changing any of them regenerates the shard and nothing else does.
 ``affalign.generate.job`` reads the same dict back. Its keys, their order and their values
 are a contract with every finished shard (the params trigger compares its repr; the shard
-store key hashes it): ``tests/test_shard_settings.py`` pins them.
+store key hashes it): ``tests/config/test_shard_settings.py`` pins them.
 """
 
 from __future__ import annotations

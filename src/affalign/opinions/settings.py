@@ -5,7 +5,7 @@
 ``affalign.opinions.job`` reads it back as ``--settings``) and :func:`survey_settings` how a
 survey's answers are read (rule ``survey_table``). Keys, order and values are a contract with
 every finished shard (the params trigger compares the repr; the shard store key hashes it):
-``tests/test_shard_settings.py`` pins them.
+``tests/config/test_shard_settings.py`` pins them.
 """
 
 from __future__ import annotations

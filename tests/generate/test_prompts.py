@@ -5,7 +5,7 @@ import pytest
 from affalign.generate.prompts import PromptError, ShardSpec, build_requests, load_templates
 from affalign.io import derive_seed
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 POOLS = load_templates(REPO / "resources" / "prompts.yaml")
 
 

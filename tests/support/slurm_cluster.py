@@ -14,8 +14,8 @@ stopping the cluster ends all of them, SIGKILL after a grace period, and a start
 fails half-way stops what it started.
 
 Usable from the command line too, to try the profile by hand:
-``python tests/slurm_cluster.py start /tmp/slurm`` prints the ``SLURM_CONF`` to export;
-``python tests/slurm_cluster.py stop /tmp/slurm`` ends the daemons.
+``python tests/support/slurm_cluster.py start /tmp/slurm`` prints the ``SLURM_CONF`` to export;
+``python tests/support/slurm_cluster.py stop /tmp/slurm`` ends the daemons.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ PARTITION = "affalign-ci"
 CPU_PARTITION = "affalign-ci-cpu"
 NODE = "localhost"
 CONF_DIR = Path("/etc/slurm")
-MARKER = "# written by affalign's tests/slurm_cluster.py; removed when its cluster stops"
+MARKER = "# written by affalign's tests/support/slurm_cluster.py; removed when its cluster stops"
 DAEMONS = ("slurmctld", "slurmd", "munged")
 CLUSTER_MARKER = "AFFALIGN_SLURM_CLUSTER"
 

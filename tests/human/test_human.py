@@ -103,11 +103,6 @@ def test_missing_column_names_file_and_key():
         run(table().drop("body"))
 
 
-def test_duplicate_ids_name_the_row():
-    with pytest.raises(HumanDataError, match=r"post id '1' in row 1 is not unique"):
-        run(table(id=["1", "2", "3", "4", "5", "1"]))
-
-
 def test_empty_group_in_a_topic_is_an_error():
     frame = table(side=["liberal", "liberal", "liberal", "conservative", "moderate", "liberal"])
     with pytest.raises(HumanDataError, match=r"topic 'masks' has no posts from group 'conservative'"):

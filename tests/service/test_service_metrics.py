@@ -1,7 +1,7 @@
 """How full the server was: vLLM's /metrics, sampled by the server wrapper, in the job account.
 
 These use a stub /metrics endpoint and samples with known answers; the real vLLM CPU
-server's session is in tests/test_service_server.py.
+server's session is in tests/service/test_service_server.py.
 """
 
 from __future__ import annotations

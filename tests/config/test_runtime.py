@@ -229,9 +229,11 @@ class ModelListing(http.server.BaseHTTPRequestHandler):
         pass
 
 
+# This module, the tests' root (conftest) and their helpers: what the child imports.
+HERE = Path(__file__).resolve().parent
 SERVE_IN_CHILD = """
 import http.server, json, sys
-sys.path.insert(0, sys.argv[1])
+sys.path[:0] = sys.argv[1:]
 from test_runtime import ModelListing
 server = http.server.HTTPServer(("127.0.0.1", 0), ModelListing)
 print(server.server_address[1], flush=True)
@@ -244,7 +246,7 @@ def test_only_a_server_of_our_own_session_counts_as_ours():
     foreign = http.server.HTTPServer(("127.0.0.1", 0), ModelListing)
     threading.Thread(target=foreign.serve_forever, daemon=True).start()
     ours = subprocess.Popen(
-        [sys.executable, "-c", SERVE_IN_CHILD, str(Path(__file__).parent)],
+        [sys.executable, "-c", SERVE_IN_CHILD, *map(str, (HERE, HERE.parent, HERE.parent / "support"))],
         stdout=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     try:
