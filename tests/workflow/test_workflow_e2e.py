@@ -143,19 +143,29 @@ def test_job_account(finished_run):
         assert row["generation_s"] <= sum(p["shard_wall_s"] for p in provenance) + 1e-3
 
 
-def test_every_consumer_of_a_model_starts_before_any_ends(finished_run):
+# A consumer polls the service file every second, and its first request follows at once.
+READY_SLACK_S = 3.0
+
+
+def test_every_consumer_of_a_model_starts_when_its_server_is_ready(finished_run):
     # Each model's group has 17 members (server, 6 generation and 10 survey shards), more than
     # the local executor's initial 7 threads on 2 cores. Unpatched, it sized its pool to the
-    # members and then gave one thread to the group's coordinator, so the last consumer could
-    # only start once another had ended (its requests began after that one's ended).
+    # members and then gave one thread to the group's coordinator, so the last consumer only
+    # started once another had ended (tests/config/test_snakemake_patches.py shows that on
+    # Snakemake's own executor). Not "before any ends": a shard of a tiny model can end
+    # within the second its siblings wait for their next look at the service file.
     workdir = finished_run[0]
     for model in MODELS:
         shards = [p for p in shard_paths(workdir / "results", "generated") if p.parts[-4] == model]
         shards += list((workdir / "results" / "opinions" / model).rglob("*.parquet"))
-        provenance = [read_provenance(p) for p in shards]
-        first_end = min(p["ended_at"] for p in provenance)
-        late = [p for p in provenance if p["began_at"] > first_end]
-        assert not late, f"{model}: {len(late)} of {len(provenance)} shards began after another had ended"
+        after_ready = {}
+        for path in shards:
+            p = read_provenance(path)
+            after_ready[str(path.relative_to(workdir))] = (
+                p["began_at"] - p["server_started_at"] - p["server_healthy_after_s"]
+            )
+        late = {path: round(seconds, 2) for path, seconds in after_ready.items() if seconds > READY_SLACK_S}
+        assert not late, f"{model}: shards that began this many seconds after the server was ready: {late}"
 
 
 def test_model_side_job_logs_name_their_interpreter(finished_run):
