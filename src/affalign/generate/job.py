@@ -33,25 +33,29 @@ def write(args: argparse.Namespace, options: ConsumerOptions):
     # Imported once the job has begun its log (run_consumer_job): a module its
     # interpreter lacks is then named in one line there.
     from affalign.generate.prompts import ShardSpec
+    from affalign.generate.settings import GenerationSettings
     from affalign.generate.shards import Sampling, write_generation_shard
 
-    settings = json.loads(args.settings)
+    # The dict as recorded is the shard's provenance and part of its store key; the class
+    # reads it.
+    recorded = json.loads(args.settings)
+    settings = GenerationSettings.from_params(recorded)
     shard = ShardSpec(
-        global_seed=settings["seed"],
+        global_seed=settings.seed,
         model=args.model,
-        kind=settings["kind"],
+        kind=settings.kind,
         issue=args.issue,
-        issue_name=settings["issue_name"],
+        issue_name=settings.issue_name,
         topic=args.topic,
-        topic_name=settings["topic_name"],
+        topic_name=settings.topic_name,
         prompt_type=args.prompt_type,
-        count=settings["n_per_shard"],
+        count=settings.n_per_shard,
     )
     return write_generation_shard(
         shard,
-        model_info=settings,
+        model_info=recorded,
         prompts_file=args.prompts,
-        sampling=Sampling(settings["max_tokens"], settings["temperature"], settings["top_p"]),
+        sampling=Sampling(settings.max_tokens, settings.temperature, settings.top_p),
         output=args.output,
         options=options,
     )

@@ -36,26 +36,30 @@ def write(args: argparse.Namespace, options: ConsumerOptions):
     # interpreter lacks is then named in one line there.
     from affalign.opinions.client import OpinionShard, Scoring, read_logprob_support, write_opinion_shard
     from affalign.opinions.positional import Steering
+    from affalign.opinions.settings import OpinionSettings
 
-    settings = json.loads(args.settings)
+    # The dict as recorded is the shard's provenance and part of its store key; the class
+    # reads it.
+    recorded = json.loads(args.settings)
+    settings = OpinionSettings.from_params(recorded)
     shard = OpinionShard(
         model=args.model,
         survey=args.survey,
         context=args.context,
-        steering=Steering.from_config(settings["steering"]) if settings["steering"] else None,
+        steering=Steering.from_config(settings.steering) if settings.steering else None,
     )
     scoring = Scoring(
-        mode=settings["logprobs"],
-        top_logprobs=settings["top_logprobs"],
-        chat=settings["chat"],
-        chat_template_kwargs=settings["chat_template_kwargs"],
+        mode=settings.logprobs,
+        top_logprobs=settings.top_logprobs,
+        chat=settings.chat,
+        chat_template_kwargs=settings.chat_template_kwargs,
     )
     # An endpoint model (rule opinion_shard_endpoint): the log-probability method detected
     # before the run when it is left to "auto".
     detected = read_logprob_support(args.detected, options.endpoint) if options.endpoint else None
     return write_opinion_shard(
         shard,
-        model_info=settings,
+        model_info=recorded,
         questions_file=args.questions,
         scoring=scoring,
         output=args.output,
