@@ -132,7 +132,10 @@ def test_an_endpoint_model_records_its_endpoint_instead_of_revision_and_dtype(de
     assert repr(opinion.params()) == ENDPOINT_OPINION
 
 
-def test_classifier_specs_are_pinned_and_hub_models_get_their_locked_commits(demo):
+def test_classifier_specs_are_pinned_and_hub_models_get_their_locked_commits(demo, tmp_path, monkeypatch):
+    # A local folder whose name looks like a hub id; made here, as a clean checkout has none.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "resources" / "models").mkdir(parents=True)
     assert repr(classifier_spec(demo, "mfd2", hub_commits({}))) == "{'type': 'lexicon', 'lexicon': 'mfd2'}"
     commit = "0123456789abcdef0123456789abcdef01234567"
     config = {

@@ -196,7 +196,11 @@ def test_the_workflow_stops_on_another_snakemake_before_planning_anything(tmp_pa
 
     from conftest import REPO
 
-    # Snakemake itself, told it is another release, parses the workflow (a dry run).
+    # Snakemake itself, told it is another release, parses the workflow (a dry run) with a
+    # config that names a model folder nobody prepared: the version is looked at first.
+    config = (REPO / "config" / "demo.yaml").read_text()
+    configfile = tmp_path / "unprepared.yaml"
+    configfile.write_text(config.replace("resources/models/", "resources/not-prepared/"))
     run = subprocess.run(
         [
             sys.executable,
@@ -204,7 +208,7 @@ def test_the_workflow_stops_on_another_snakemake_before_planning_anything(tmp_pa
             "import sys, snakemake; snakemake.__version__ = '9.28.0'; "
             "from snakemake.cli import main; main(sys.argv[1:])",
             "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO), "-n",
-            "--configfile", str(REPO / "config" / "demo.yaml"),
+            "--configfile", str(configfile),
         ],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
@@ -212,3 +216,4 @@ def test_the_workflow_stops_on_another_snakemake_before_planning_anything(tmp_pa
     assert run.returncode != 0
     assert "as they are in Snakemake 9.27, and this is Snakemake 9.28.0" in output
     assert "Building DAG of jobs" not in output
+    assert "not-prepared" not in output

@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from affalign.config import STOPS_THE_RUN, check_config, check_config_files
 from affalign.config import runtime_problems, validate_config, selected_models
 from affalign.config import locked_weights, hub_commits, apply_snakemake_patches
+from affalign.config import check_snakemake_version
 from affalign.config import endpoint_specs, register_endpoint_limits
 from affalign.config import preflight_endpoints, self_classification_warnings
 
@@ -38,6 +39,10 @@ def stop_on_error(step, *args, **kwargs):
     except STOPS_THE_RUN as error:
         raise WorkflowError(str(error))
 
+
+# The patches (below) are written for one Snakemake release: another stops the run before
+# anything else, a config error included, is looked at.
+stop_on_error(check_snakemake_version)
 
 # The study config is the default; --configfile replaces it instead of merging into it.
 # Snakemake's reader keeps the last of two equal keys without a word: read strictly first.

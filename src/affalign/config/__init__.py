@@ -50,7 +50,11 @@ from affalign.config.models import ModelIdentity, model_source, self_classificat
 from affalign.config.params import JsonParams, Unrecorded, consumer_operations, json_params, unrecorded
 from affalign.config.plan import gpu_hours_by_shard_size
 from affalign.config.runtime import runtime_device, runtime_problems, runtime_python
-from affalign.config.snakemake_patches import SnakemakeVersionError, apply_snakemake_patches
+from affalign.config.snakemake_patches import (
+    SnakemakeVersionError,
+    apply_snakemake_patches,
+    check_snakemake_version,
+)
 from affalign.config.weights import WeightsError, hub_commits, hub_revision, is_hub_id, locked_weights
 
 # The errors of the steps before any job runs: each stops the workflow with its message.
@@ -66,6 +70,7 @@ __all__ = [
     "Unrecorded",
     "WeightsError",
     "apply_snakemake_patches",
+    "check_snakemake_version",
     "check_config",
     "check_config_files",
     "classifier_partition",
