@@ -34,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -64,6 +63,68 @@ PROMPT_TYPES = ["default", "liberal", "conservative"]
 PATHS = {"service": "(a) service + consumers ", "offline": "(b) offline LLM.generate"}
 # Every process of a benchmark run carries this marker, so that none can be missed at the end.
 RUN_MARKER = "AFFALIGN_BENCH_RUN"
+
+
+# Where a path's CPU time goes, by process role (see cpu_by_role).
+ROLES = {
+    "worker": "vLLM worker (model forward)",
+    "engine": "EngineCore (scheduling, batching)",
+    "api": "vLLM API server (HTTP, tokenisation, detokenisation)",
+    "wrapper": "affalign server wrapper (metrics sampling)",
+    "consumers": "shard consumers (HTTP client, JSON)",
+    "front": "LLM front end (tokenisation, detokenisation)",
+    "other": "other (session guard, resource tracker)",
+}
+
+
+def process_role(process, own_pid: int, wrapper_pid: int | None) -> str:
+    """The role of one process of a path (keys of ROLES): vLLM titles its processes
+    'VLLM::EngineCore' and 'VLLM::Worker' (their names on Linux); the rest of the server's
+    session is its API server and helpers."""
+    try:
+        label = process.name() + " " + " ".join(process.cmdline())
+    except Exception:  # gone meanwhile
+        return "other"
+    if "VLLM::Worker" in label:
+        return "worker"
+    if "EngineCore" in label:
+        return "engine"
+    if process.pid == own_pid:
+        return "front" if wrapper_pid is None else "consumers"
+    if process.pid == wrapper_pid:
+        return "wrapper"
+    if "vllm.entrypoints" in label:
+        return "api"
+    return "other"
+
+
+def cpu_by_role(roots: list[int], own_pid: int, wrapper_pid: int | None) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by the processes under ``roots``, summed by
+    role. Taken before and after a measured window, the difference is the window's."""
+    import psutil
+
+    seen: dict[int, object] = {}
+    for root in roots:
+        try:
+            top = psutil.Process(root)
+        except psutil.NoSuchProcess:
+            continue
+        for process in [top, *top.children(recursive=True)]:
+            seen[process.pid] = process
+    figures: dict[str, float] = {}
+    for process in seen.values():
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        role = process_role(process, own_pid, wrapper_pid)
+        figures[role] = figures.get(role, 0.0) + times.user + times.system
+    return figures
+
+
+def cpu_window(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    # A process that exists only after (or only before) still counts what it used inside.
+    return {role: round(after.get(role, 0.0) - before.get(role, 0.0), 2) for role in sorted(after)}
 
 
 def shard_keys(count: int) -> list[tuple[str, str, str]]:
@@ -104,47 +165,71 @@ def serve(
         time.sleep(0.5)
 
 
+def consume_shard(
+    key: tuple[str, str, str], args: argparse.Namespace, workdir: Path, service: Path, results
+) -> None:
+    """One shard consumer, in a process of its own as the workflow runs it (forked, so it
+    starts without importing anything): its output tokens, or its error, to ``results``."""
+    topic, topic_name, prompt_type = key
+    try:
+        frame = write_generation_shard(
+            bench_shard(topic, topic_name, prompt_type, args.per_shard), model_info={"kind": "base"},
+            prompts_file=REPO / "resources/prompts.yaml", sampling=Sampling(args.max_tokens, 1.0, 1.0),
+            output=workdir / f"{topic}-{prompt_type}.parquet",
+            options=ConsumerOptions(
+                service_file=service, server_log=workdir / "server.log",
+                max_in_flight=args.max_in_flight, server_start_timeout_s=60, request_timeout_s=600,
+            ),
+        )  # fmt: skip
+        results.put((key, int(frame["output_tokens"].sum()), None))
+    except BaseException as error:
+        results.put((key, 0, repr(error)))
+
+
 def run_service_path(model_dir: Path, engine: dict, args: argparse.Namespace, workdir: Path) -> dict:
+    import multiprocessing
+
     process, service, startup = serve(model_dir, engine, workdir)
-    sampling = Sampling(args.max_tokens, 1.0, 1.0)
-    tokens: list[int] = []
-    errors: list[BaseException] = []
-
-    def shard(topic: str, topic_name: str, prompt_type: str) -> None:
-        try:
-            frame = write_generation_shard(
-                bench_shard(topic, topic_name, prompt_type, args.per_shard), model_info={"kind": "base"},
-                prompts_file=REPO / "resources/prompts.yaml", sampling=sampling,
-                output=workdir / f"{topic}-{prompt_type}.parquet",
-                options=ConsumerOptions(
-                    service_file=service, server_log=workdir / "server.log",
-                    max_in_flight=args.max_in_flight, server_start_timeout_s=60, request_timeout_s=600,
-                ),
-            )  # fmt: skip
-            tokens.append(int(frame["output_tokens"].sum()))
-        except BaseException as error:
-            errors.append(error)
-
-    threads = [threading.Thread(target=shard, args=key) for key in shard_keys(args.shards)]
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    consumers = [
+        context.Process(target=consume_shard, args=(key, args, workdir, service, results))
+        for key in shard_keys(args.shards)
+    ]
+    cpu_before = cpu_by_role([process.pid], os.getpid(), process.pid)
+    reaped_before = os.times()
     began = time.time()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    for consumer in consumers:
+        consumer.start()
+    outcomes = [results.get() for _ in consumers]
     ended = time.time()
+    # The consumers' CPU time: the children's, once they have been reaped.
+    for consumer in consumers:
+        consumer.join()
+    cpu = cpu_window(cpu_before, cpu_by_role([process.pid], os.getpid(), process.pid))
+    reaped = os.times()
+    cpu["consumers"] = round(
+        reaped.children_user
+        + reaped.children_system
+        - reaped_before.children_user
+        - reaped_before.children_system,
+        2,
+    )
     process.terminate()  # the wrapper stops the server's whole session
     process.wait(timeout=120)
+    errors = [f"{key}: {error}" for key, _, error in outcomes if error]
     if errors:
-        raise errors[0]
+        raise RuntimeError("; ".join(errors))
     # How full the server was while the consumers ran, as the job account measures it.
     samples = read_samples([samples_file(workdir / "server.log")])
     occupancy = occupancy_figures(samples, [(began, ended)], engine.get("max_num_seqs"), None)
     return {
-        "tokens": sum(tokens),
+        "tokens": sum(tokens for _, tokens, _ in outcomes),
         "seconds": ended - began,
         "startup_s": startup,
         "occupancy": occupancy["occupancy"],
         "low_occupancy_s": occupancy["low_occupancy_s"],
+        "cpu_s": cpu,
     }
 
 
@@ -164,10 +249,31 @@ def run_offline(model_dir: Path, engine: dict, args: argparse.Namespace) -> dict
     began = time.time()
     llm = LLM(model=str(model_dir), seed=0, **engine)
     load = time.time() - began
+    cpu_before = cpu_by_role([os.getpid()], os.getpid(), None)
     began = time.time()
     outputs = llm.generate(prompts, params, use_tqdm=False)
     wall = time.time() - began
-    return {"tokens": sum(len(o.outputs[0].token_ids) for o in outputs), "seconds": wall, "startup_s": load}
+    cpu = cpu_window(cpu_before, cpu_by_role([os.getpid()], os.getpid(), None))
+    return {
+        "tokens": sum(len(o.outputs[0].token_ids) for o in outputs),
+        "seconds": wall,
+        "startup_s": load,
+        "cpu_s": cpu,
+        "tokenisation_s": tokenisation_seconds(llm, prompts, [o.outputs[0].token_ids for o in outputs]),
+    }
+
+
+def tokenisation_seconds(llm, prompts: list[str], outputs: list) -> float:
+    """Seconds one process takes to tokenise the prompts and detokenise the outputs with the
+    model's tokenizer, as both paths must (the service path in its API server): the part of
+    the service path's extra CPU that is tokenisation."""
+    tokenizer = llm.get_tokenizer()
+    began = time.process_time()
+    for prompt in prompts:
+        tokenizer.encode(prompt)
+    for token_ids in outputs:
+        tokenizer.decode(token_ids)
+    return round(time.process_time() - began, 2)
 
 
 def run_one_path(args: argparse.Namespace) -> int:
@@ -276,7 +382,9 @@ def main() -> int:
             f"{args.repeats} runs of both paths",
             flush=True,
         )
-        ratios = []
+        ratios: list[float] = []
+        profiles: list[dict] = []
+        cores = len(os.sched_getaffinity(0))
         for run in range(1, args.repeats + 1):
             order = ["service", "offline"] if run % 2 else ["offline", "service"]
             figures = {path: measure(path, args, model_dir, scratch, marker) for path in order}
@@ -288,7 +396,9 @@ def main() -> int:
                     f"run {run} {label}: {tokens} tokens in {seconds:.1f} s = {rates[path]:.1f} tok/s"
                     f" (start-up {startup:.1f} s){occupancy_note(figures[path])}"
                 )
+                print(f"      CPU: {cpu_note(figures[path], cores)}")
             print(f"run {run} ratio (a)/(b): {ratios[-1]:.3f}", flush=True)
+            profiles.append(figures)
         left = left_running(marker)
     sockets_after = temp_sockets()
     spread = max(ratios) - min(ratios)
@@ -296,6 +406,7 @@ def main() -> int:
         f"ratio (a)/(b): median {statistics.median(ratios):.3f}, range {min(ratios):.3f}-{max(ratios):.3f} "
         f"(spread {spread:.3f}) over {len(ratios)} runs"
     )
+    print(where_the_time_goes(profiles, cores))
     print(f"processes left running: {', '.join(left.values()) or 'none'}")
     # Others' processes may add or remove sockets meanwhile: new ones still there are ours
     # unless something else on the machine made them.
@@ -305,6 +416,58 @@ def main() -> int:
         f"{len(new)} new left behind{': ' + ', '.join(sorted(new)[:5]) if new else ''}"
     )
     return 1 if left else 0
+
+
+def cpu_note(figures: dict, cores: int) -> str:
+    cpu = figures["cpu_s"]
+    total = sum(cpu.values())
+    parts = ", ".join(f"{role} {seconds:.1f} s" for role, seconds in cpu.items())
+    busy = total / (figures["seconds"] * cores)
+    return f"{parts}; {total:.1f} CPU s = {busy:.0%} of {cores} cores over the run"
+
+
+def where_the_time_goes(profiles: list[dict], cores: int) -> str:
+    """The profile over all runs (medians): CPU seconds per 1,000 output tokens by role for
+    both paths, and the ratio the CPU work alone predicts when both paths keep every core
+    busy (offline CPU per token / service CPU per token)."""
+
+    def per_k_tokens(figures: dict, role: str) -> float:
+        return 1000 * figures["cpu_s"].get(role, 0.0) / figures["tokens"]
+
+    def median(path: str, role: str) -> float:
+        return statistics.median(per_k_tokens(figures[path], role) for figures in profiles)
+
+    lines = ["where the time goes (median CPU s per 1,000 output tokens):"]
+    totals = {}
+    path_roles = {
+        "service": ("worker", "engine", "api", "wrapper", "consumers", "other"),
+        "offline": ("worker", "engine", "front", "other"),
+    }
+    for path, roles in path_roles.items():
+        shares = {role: median(path, role) for role in roles}
+        totals[path] = statistics.median(
+            sum(per_k_tokens(figures[path], role) for role in figures[path]["cpu_s"]) for figures in profiles
+        )
+        lines.append(
+            f"  {PATHS[path].strip()}: "
+            + ", ".join(f"{ROLES[role]} {value:.3f}" for role, value in shares.items())
+            + f"; total {totals[path]:.3f}"
+        )
+    tokenisation = statistics.median(
+        1000 * f["offline"]["tokenisation_s"] / f["offline"]["tokens"] for f in profiles
+    )
+    busy = statistics.median(
+        sum(f["service"]["cpu_s"].values()) / (f["service"]["seconds"] * cores) for f in profiles
+    )
+    lines.append(
+        f"  tokenisation + detokenisation alone (one process, same tokenizer): {tokenisation:.3f}"
+        f"; the service path kept {busy:.0%} of {cores} cores busy"
+    )
+    lines.append(
+        f"  ratio the CPU work predicts on {cores} saturated cores: "
+        f"{totals['offline'] / totals['service']:.3f}"
+    )
+    return "\n".join(lines)
 
 
 def occupancy_note(figures: dict) -> str:

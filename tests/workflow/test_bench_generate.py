@@ -35,7 +35,33 @@ def test_the_offline_path_leaves_no_socket_in_the_temporary_folder(tiny_llama, t
         marker = uuid.uuid4().hex
         figures = bench_generate.measure("offline", args, tiny_llama, tmp_path, marker)
         assert figures["tokens"] > 0
+        # The profile finds vLLM's worker, its engine process and the front end, each with CPU time.
+        assert all(figures["cpu_s"][role] > 0 for role in ("worker", "engine", "front"))
+        assert figures["tokenisation_s"] >= 0
         assert processes_with_environment(bench_generate.RUN_MARKER, marker) == {}
         assert sorted(path.name for path in system_temp.iterdir()) == []
     finally:
         shutil.rmtree(system_temp, ignore_errors=True)
+
+
+def test_the_profile_predicts_the_ratio_from_cpu_per_token():
+    # Service: 2,000 tokens for 4 CPU s (2 per 1,000); offline: 2,000 tokens for 3 CPU s (1.5).
+    run = {
+        "service": {
+            "tokens": 2000,
+            "seconds": 2.0,
+            "cpu_s": {"worker": 2.0, "engine": 0.4, "api": 1.0, "wrapper": 0.1, "consumers": 0.5},
+        },
+        "offline": {
+            "tokens": 2000,
+            "seconds": 1.5,
+            "cpu_s": {"worker": 2.0, "engine": 0.4, "front": 0.6},
+            "tokenisation_s": 0.2,
+        },
+    }
+    text = bench_generate.where_the_time_goes([run, run, run], cores=2)
+    assert "ratio the CPU work predicts on 2 saturated cores: 0.750" in text
+    assert "vLLM API server (HTTP, tokenisation, detokenisation) 0.500" in text
+    assert "total 2.000" in text and "total 1.500" in text
+    assert "tokenisation + detokenisation alone (one process, same tokenizer): 0.100" in text
+    assert "kept 100% of 2 cores busy" in text
