@@ -84,6 +84,14 @@
 #       baseline_gap, kappa), label (kappa: a label both classifiers have), n, spearman,
 #       spearman_p, n_significant, n_sign_agrees, share_sign_agrees, kappa, kappa_low,
 #       kappa_high
+#   results/gold/{classifier}/posts.parquet              (classifiers with a gold file)
+#       post_id, text (as in the gold file, as ingestion keeps human posts' text), y_<label>
+#       (bool: the gold labels, for each label of the classifier the file has)
+#   results/classify/{classifier}/gold.parquet
+#       post_id, p_<label>, y_<label>: the classifier's labels of the gold posts (as above)
+#   results/align/{classifier}/gold_f1.csv
+#       label (each scored label, then macro), n, support, precision, recall, f1, f1_low,
+#       f1_high (seeded percentile bootstrap over posts; empty: undefined)
 #   results/figures/{classifier}/alignment_heatmap.png, baseline_comparison.png,
 #       liberal_tendency.png, steerability.png, label_distributions.png, design.png
 #

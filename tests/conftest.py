@@ -106,6 +106,10 @@ def scenario_config(name: str) -> dict:
             model["path"] = absolute(model["path"])
     for table in config["human"].values():
         table["path"] = absolute(table["path"])
+    for classifier in config["classifiers"].values():
+        for key in ("gold", "prompt"):
+            if key in classifier:
+                classifier[key] = absolute(classifier[key])
     if "domain_table" in config["ideology"]:
         config["ideology"]["domain_table"] = absolute(config["ideology"]["domain_table"])
     for survey in config.get("opinions", {}).get("surveys", {}).values():

@@ -165,6 +165,67 @@ def test_llm_classifier_labels_every_post_through_the_server(judged_run):
         assert given in ("none", "(unparsed)") or set(given.split(";")) <= set(LABELS), given
 
 
+# Method logprobs through the same server: a second classifier of the same judge in the judged
+# run's folder, only its affect files asked for (the structured judge's stay as they are).
+QUESTION = "Post: {post}\nIs it {label} ({definition})? Answer:"
+THRESHOLD = 0.4
+
+
+@pytest.fixture(scope="module")
+def logprobs_run(judged_run):
+    workdir, config, _, _ = judged_run
+    question = workdir / "question.txt"
+    question.write_text(QUESTION)
+    judge = {**llm_classifier("tiny-chat", question), "method": "logprobs", "threshold": THRESHOLD}
+    changed = {**config, "classifiers": {**config["classifiers"], "judge-lp": judge}}
+    configfile = write_config(workdir / "judge-lp.yaml", changed)
+    structured = sorted((workdir / "results/classify/judge").rglob("*.parquet"))
+    targets = [
+        str(path.relative_to(workdir)).replace("classify/judge/", "classify/judge-lp/") for path in structured
+    ]
+    result = run_snakemake(workdir, "--", *targets, configfile=configfile)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-8000:]
+    return workdir, changed, configfile, targets
+
+
+@pytest.mark.slow
+def test_logprobs_method_scores_every_label_of_every_post_through_the_server(logprobs_run):
+    from affalign.classify.llm import LOGPROBS_METHOD, NO_FORMS, YES_FORMS
+
+    workdir, _, _, targets = logprobs_run
+    assert len(targets) == 3 + 1
+    for target in targets:
+        path = workdir / target
+        frame = pl.read_parquet(path)
+        info = read_provenance(path)
+        assert sorted(frame.columns) == sorted(
+            ["post_id", *(f"{k}_{label}" for label in LABELS for k in "py")]
+        )
+        source = Path(info["input"])
+        posts = pl.read_parquet(source if source.is_absolute() else workdir / source)
+        assert frame.height + info["unparsed"] == posts.height and frame.height > 0
+        assert set(frame["post_id"]) <= set(posts["post_id"])
+        for label in LABELS:
+            p = frame[f"p_{label}"]
+            assert p.is_between(0.0, 1.0).all() and p.is_not_null().all()
+            assert frame[f"y_{label}"].to_list() == [value >= THRESHOLD for value in p.to_list()]
+        # Real probabilities, not the 1.0/0.0 of structured answers.
+        scores = [value for label in LABELS for value in frame[f"p_{label}"].to_list()]
+        assert any(0.0 < value < 1.0 for value in scores)
+        assert info["method"] == LOGPROBS_METHOD and info["classification_method"] == "logprobs"
+        assert info["threshold"] == THRESHOLD and info["max_tokens"] == 1
+        # The tiny tokenizer splits every spelling ("y" "e" "s"): the first tokens stand for them.
+        yes, no = info["yes_token_ids"], info["no_token_ids"]
+        assert yes and no and not set(yes) & set(no)
+        assert set(info["answer_tokens"]) <= set(YES_FORMS + NO_FORMS)
+        assert sorted(set(info["answer_tokens"].values())) == sorted(yes + no)
+        assert info["requests"] == posts.height * len(LABELS) + info["retries"]
+        assert info["judge_is_generator"] == ("generated" in path.parts)
+    # Through the server's own tokenizer: " yes" begins with the space token that " no" also
+    # begins with, so only the spellings without a space are left.
+    assert set(info["answer_tokens"]) == {"yes", "Yes", "no", "No"}
+
+
 JUDGE_JOBS_ONLY = {
     "serve_judge": 1,
     "classify_generated_llm": 1,
@@ -182,11 +243,16 @@ JUDGE_JOBS_ONLY = {
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("change", ["prompt", "labels", "nothing"])
+@pytest.mark.parametrize("change", ["prompt", "labels", "method", "nothing"])
 def test_a_changed_prompt_or_label_set_reclassifies_only(judged_run, change):
     workdir, config, prompt, _ = judged_run
     judge = dict(config["classifiers"]["judge"])
-    if change == "prompt":
+    if change == "method":
+        # logprobs asks a question per label: its template has placeholders of its own.
+        question = workdir / "question-method.txt"
+        question.write_text(QUESTION)
+        judge.update(method="logprobs", prompt=str(question))
+    elif change == "prompt":
         edited = workdir / "prompt-edited.txt"
         edited.write_text("Which labels fit?\n" + prompt.read_text())
         judge["prompt"] = str(edited)

@@ -10,6 +10,7 @@ endpoint model before the constructors moved into the package.
 
 from __future__ import annotations
 
+import ast
 import json
 import shlex
 
@@ -18,8 +19,10 @@ import yaml
 from conftest import REPO, SCENARIOS, run_snakemake, validated_config, write_config
 
 from affalign.classify import classifier_spec, llm_classifier_settings
+from affalign.classify.llm import LOGPROBS_METHOD
 from affalign.config import ModelIdentity, hub_commits
 from affalign.generate import GenerationSettings
+from affalign.io import file_sha256
 from affalign.opinions import OpinionSettings, survey_settings
 
 STEERING = (
@@ -164,6 +167,30 @@ def test_llm_classifier_settings_are_pinned(monkeypatch):
     judge = config["classifiers"]["smollm2-judge"]["model"]
     settings = llm_classifier_settings(config, "smollm2-judge", identity(config, judge))
     assert repr(settings) == LLM_CLASSIFIER
+
+
+def test_a_logprobs_classifier_records_its_method_and_threshold_instead_of_max_tokens(monkeypatch):
+    # classifiers.<c>.method came after the pin above: a structured classifier (the default)
+    # records what it did before, so finished studies keep their affect files; a logprobs
+    # one records its own method and threshold (max_tokens decides nothing there).
+    monkeypatch.chdir(REPO)
+    raw = yaml.safe_load((SCENARIOS / "llm-classifier" / "config.yaml").read_text())
+    judge_spec = raw["classifiers"]["smollm2-judge"]
+    judge_spec.pop("prompt", None)
+    judge_spec.update(method="logprobs", threshold=0.4)
+    config = validated_config(raw)
+    judge = judge_spec["model"]
+    settings = llm_classifier_settings(config, "smollm2-judge", identity(config, judge))
+    expected = ast.literal_eval(LLM_CLASSIFIER)  # the pinned repr above
+    del expected["max_tokens"]
+    expected.update(
+        prompt="resources/classifier_prompts/yes-no.txt",
+        prompt_sha256=file_sha256(REPO / "resources/classifier_prompts/yes-no.txt"),
+        method=LOGPROBS_METHOD,
+        threshold=0.4,
+    )
+    assert repr(settings) == repr(expected)
+    assert list(settings)[-2:] == ["seed", "threshold"]
 
 
 def test_a_shard_job_receives_the_settings_as_json_keys_sorted(study):

@@ -313,3 +313,44 @@ def test_a_top_k_answer_batched_with_exact_requests_is_asked_again_until_sound(s
     assert corrupted >= 1, "vLLM no longer corrupts mixed batches: the retry may be dropped"
     assert not is_corrupted_top_k(asked) and asked.keys() == alone.keys()
     assert list(asked.values()) == pytest.approx(list(alone.values()), abs=1e-4)
+
+
+def test_an_endpoint_judges_the_human_posts_of_an_issue_through_the_workflow(server, tmp_path):
+    # classifiers.<c>.model an endpoint model: no serve_judge; the classification job calls
+    # the endpoint with its key, and the pre-flight counts one request per post.
+    labels = {"anger": "the writer is angry or outraged", "joy": "the writer is happy or glad"}
+    prompt = tmp_path / "prompt.txt"
+    # The tiny model's vocabulary is about a token per character: short answers, short prompt.
+    prompt.write_text("Labels:\n{labels}\nPost: {post}\nJSON:")
+    config = study({"tiny": endpoint(server.url)})
+    config["classifiers"] = {
+        "judge": {"type": "llm", "model": "tiny", "labels": labels, "prompt": str(prompt), "max_tokens": 48}
+    }
+    target = "results/classify/judge/human/covid-19.parquet"
+    result = run(tmp_path, config, [target])
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-8000:]
+    assert "rule classify_human_llm_endpoint:" in output and "serve_judge" not in output
+    assert "serve_model" not in output
+    # Posts are ingested in the same run: the budget counts every row of the input table.
+    raw = pl.read_csv(config["human"]["covid-19"]["path"], infer_schema=False).height
+    assert f"affalign: endpoint model tiny: {raw} requests planned" in output, output[-5000:]
+    frame = pl.read_parquet(tmp_path / target)
+    assert sorted(frame.columns) == sorted(["post_id", *(f"{p}_{label}" for label in labels for p in "py")])
+    assert all(frame[f"y_{label}"].dtype == pl.Boolean for label in labels)
+    assert set(frame[[f"p_{label}" for label in labels]].unpivot()["value"]) <= {0.0, 1.0}
+    posts = pl.read_parquet(tmp_path / "results/human/covid-19/posts.parquet")
+    info = read_provenance(tmp_path / target)
+    assert frame.height + info["unparsed"] == posts.height and set(frame["post_id"]) <= set(posts["post_id"])
+    assert info["unparsed"] == 0 and posts.height > 20, info
+    print(f"[endpoint judge] {posts.height} posts, {info['wall_s']} s, {info['posts_per_s']} posts/s")
+    assert info["requests"] == posts.height + info["retries"]
+    # Provenance names the endpoint (its host and served name; the model it reported).
+    assert info["judge_model"] == "tiny" and info["model_source"] == f"endpoint {server.url}"
+    assert info["endpoint"]["host"] == server.url and info["endpoint"]["served_model"] == SERVED_NAME
+    assert info["endpoint"]["reported_model_id"] == SERVED_NAME
+    assert info["classifier_spec"]["endpoint"] == {"base_url": f"{server.url}/v1", "model": SERVED_NAME}
+    assert info["classifier_source"] == f"endpoint {SERVED_NAME} at {server.url}/v1"
+    assert info["judge_is_generator"] is False
+    assert len(list((tmp_path / "results/.shard-store/classify/judge").glob("*.parquet"))) == 1
+    assert files_holding(tmp_path, API_KEY) == [] and API_KEY not in output

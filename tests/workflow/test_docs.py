@@ -122,6 +122,11 @@ def test_the_table_marks_branch_keys_and_conditional_defaults() -> None:
     assert "| `classifiers.<slug>.threshold` (`hf`, `hf-binary-set`) | `0.5` |" in text
     assert "| `classifiers.<slug>.model` (`llm`) | required |" in text
     assert "| `ideology.domain_columns.score` | `score` (when no `category` is given) |" in text
+    # A default per value of another key (if/then/else): both, each with its condition.
+    assert (
+        "| `classifiers.<slug>.prompt` (`llm`) | `resources/classifier_prompts/yes-no.txt` (when `method` is "
+        "`logprobs`); `resources/classifier_prompts/labels.txt` (otherwise) |"
+    ) in text
     # A pipe inside a description would end its cell.
     assert '"a100\\|h100"' in text
 

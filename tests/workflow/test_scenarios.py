@@ -25,6 +25,14 @@ DEMO_JOBS = {
     "opinion_shard": 28,
 }
 
+# Classifiers with a gold file (classifiers.<c>.gold): only llm-classifier has any (the demo
+# keeps its time). Its lexicon labels the gold posts with classify_gold, its judge with
+# classify_gold_llm (a consumer of the judge's server), and each gets a gold_f1.csv.
+GOLD_RULES = ("gold_posts", "classify_gold", "classify_gold_llm", "gold_f1")
+GOLD_JOBS = {
+    "llm-classifier": {"gold_posts": 2, "classify_gold": 1, "classify_gold_llm": 1, "gold_f1": 2},
+}
+
 
 def raw_config(name: str) -> dict:
     return yaml.safe_load((SCENARIOS / name / "config.yaml").read_text())
@@ -76,3 +84,5 @@ def test_a_scenario_plans_from_the_repository_root(name, tmp_path):
     assert result.returncode == 0, output
     counts = job_counts(result.stdout)
     assert {rule: counts.get(rule) for rule in DEMO_JOBS} == DEMO_JOBS, result.stdout
+    gold = {rule: counts[rule] for rule in GOLD_RULES if rule in counts}
+    assert gold == GOLD_JOBS.get(name, {}), result.stdout

@@ -140,3 +140,46 @@ rule label_samples:
         seed=config["seed"],
     script:
         "../scripts/label_samples.py"
+
+
+# A classifier against a gold file of human-labelled posts (classifiers.<c>.gold): its posts
+# as the classify jobs read human posts, then per-label F1 with bootstrap intervals.
+rule gold_posts:
+    input:
+        get_gold_file,
+    output:
+        "results/gold/{classifier}/posts.parquet",
+    log:
+        "logs/gold/{classifier}.log",
+    wildcard_constraints:
+        classifier=GOLD_CLASSIFIER_NAMES,
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        labels=get_classifier_labels,
+    script:
+        "../scripts/gold_posts.py"
+
+
+rule gold_f1:
+    input:
+        gold="results/gold/{classifier}/posts.parquet",
+        predicted="results/classify/{classifier}/gold.parquet",
+    output:
+        report(
+            "results/align/{classifier}/gold_f1.csv",
+            caption="../report/gold_f1.rst",
+            category="Alignment",
+            subcategory="{classifier}",
+        ),
+    log:
+        "logs/align/{classifier}/gold_f1.log",
+    wildcard_constraints:
+        classifier=GOLD_CLASSIFIER_NAMES,
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        confidence=config["align"]["confidence"],
+        seed=config["seed"],
+    script:
+        "../scripts/gold_f1.py"

@@ -11,19 +11,21 @@ from affalign.config import STOPS_THE_RUN, check_config, check_config_files
 from affalign.config import runtime_problems, validate_config, selected_models
 from affalign.config import locked_weights, hub_commits, apply_snakemake_patches
 from affalign.config import check_snakemake_version
-from affalign.config import endpoint_specs, register_endpoint_limits
+from affalign.config import endpoint_specs, register_endpoint_limits, endpoint_judges
 from affalign.config import preflight_endpoints, self_classification_warnings
 
 # Models, their jobs' interpreter and resources.
 from affalign.config import ModelIdentity, model_source, runtime_python, runtime_device
 from affalign.config import gpu_partition, model_partition, classifier_partition
 from affalign.config import server_resources, endpoint_resources, detection_file
+from affalign.config import judge_endpoint_resources
 
 # What reruns: recorded params, unrecorded operations; what each job's output depends on.
 from affalign.config import json_params, unrecorded, consumer_operations
 from affalign.config import human_inputs, human_source, issue_keywords
 from affalign.config import ideology_settings, topic_assignment, gpu_hours_by_shard_size
 from affalign.classify import classifier_spec, llm_classifier_settings
+from affalign.classify import classifier_labels
 from affalign.generate import GenerationSettings
 from affalign.opinions import OpinionSettings, context_slug, survey_settings
 from snakemake.logging import logger
@@ -107,13 +109,28 @@ OPINION_CONTEXTS = [
 ]
 
 # Endpoint models (models.<m>.endpoint): servers that already run, called by their shard
-# jobs directly (rules generate_endpoint, opinion_shard_endpoint).
-ENDPOINTS = endpoint_specs(config, MODELS)
+# jobs directly (rules generate_endpoint, opinion_shard_endpoint), and by the classification
+# jobs of the LLM classifiers they judge for (whatever only_models selects).
+ENDPOINT_JUDGES = endpoint_judges(config)
+ENDPOINTS = endpoint_specs(
+    config, MODELS + [m for m in ENDPOINT_JUDGES if m not in MODELS]
+)
 
-# LLM classifiers (classifiers.<c>.type: llm): each judge gets its own server (serve_judge):
-# Snakemake reruns every consumer of a service that runs (see classify.smk).
+# LLM classifiers (classifiers.<c>.type: llm): each served judge gets its own server
+# (serve_judge): Snakemake reruns every consumer of a service that runs (see classify.smk).
+# An endpoint judge has none: its classification jobs call it (rules *_llm_endpoint).
 LLM_CLASSIFIERS = [n for n, c in config["classifiers"].items() if c["type"] == "llm"]
-JUDGES = sorted({config["classifiers"][name]["model"] for name in LLM_CLASSIFIERS})
+ENDPOINT_LLM_CLASSIFIERS = [
+    n for n in LLM_CLASSIFIERS if config["classifiers"][n]["model"] in ENDPOINT_JUDGES
+]
+SERVED_LLM_CLASSIFIERS = [
+    n for n in LLM_CLASSIFIERS if n not in ENDPOINT_LLM_CLASSIFIERS
+]
+JUDGES = sorted(
+    {config["classifiers"][name]["model"] for name in SERVED_LLM_CLASSIFIERS}
+)
+# Classifiers checked against a gold file of human-labelled posts (classifiers.<c>.gold).
+GOLD_CLASSIFIERS = [n for n, c in config["classifiers"].items() if "gold" in c]
 
 
 for warning in self_classification_warnings(config, MODELS):
@@ -126,8 +143,10 @@ def slug_alternatives(names):
 
 
 ENDPOINT_MODELS = slug_alternatives(ENDPOINTS)
-LLM_CLASSIFIER_NAMES = slug_alternatives(LLM_CLASSIFIERS)
+LLM_CLASSIFIER_NAMES = slug_alternatives(SERVED_LLM_CLASSIFIERS)
+ENDPOINT_LLM_CLASSIFIER_NAMES = slug_alternatives(ENDPOINT_LLM_CLASSIFIERS)
 JUDGE_NAMES = slug_alternatives(JUDGES)
+GOLD_CLASSIFIER_NAMES = slug_alternatives(GOLD_CLASSIFIERS)
 
 
 wildcard_constraints:
@@ -231,6 +250,7 @@ def get_final_outputs():
             f"results/design/{c}/summary.csv",
             f"results/figures/{c}/design.png",
         ]
+    outputs += [f"results/align/{c}/gold_f1.csv" for c in GOLD_CLASSIFIERS]
     outputs.append("results/align/label_samples.csv")
     if len(CLASSIFIERS) >= 2:
         outputs.append("results/align/robustness.csv")
@@ -298,6 +318,8 @@ get_model_partition = model_partition(config)
 SERVER_RESOURCES = server_resources(config)
 # endpoint_<model> -> an endpoint shard job's share of its endpoint's limit.
 ENDPOINT_RESOURCES = endpoint_resources(ENDPOINTS)
+# The same for an endpoint judge's classification jobs (keyed by the classifier's judge).
+JUDGE_ENDPOINT_RESOURCES = judge_endpoint_resources(config, ENDPOINTS)
 
 
 def judge_of(wildcards):
@@ -314,6 +336,11 @@ def judge_server_log(wildcards):
 
 def judge_partition(wildcards):
     return gpu_partition(config["models"][judge_of(wildcards)]["resources"])
+
+
+def get_judge_operations(wildcards):
+    """How an endpoint judge's classification job runs (its endpoint's settings): unrecorded."""
+    return consumer_operations(config, config["models"][judge_of(wildcards)])
 
 
 # --- Input functions: what a job's output depends on (recorded: a change reruns it) -----
@@ -354,6 +381,14 @@ def get_llm_classifier_settings(wildcards):
     return llm_classifier_settings(
         config, wildcards.classifier, model_identity(judge_of(wildcards))
     )
+
+
+def get_gold_file(wildcards):
+    return config["classifiers"][wildcards.classifier]["gold"]
+
+
+def get_classifier_labels(wildcards):
+    return list(classifier_labels(config["classifiers"][wildcards.classifier]))
 
 
 def get_classifier_gpus(wildcards):

@@ -19,6 +19,9 @@ summary, counting sensitivity, distributions, dropped generations). Rule ``align
 * :mod:`~affalign.align.summary` — the model-level summary, below-baseline shares and the
   counting sensitivity;
 * :mod:`~affalign.align.stage` — joins, drop policy and the stage's files;
+* :mod:`~affalign.align.robustness` and :mod:`~affalign.align.samples` — agreement between
+  classifiers, and posts with every classifier's labels; :mod:`~affalign.align.gold` — a
+  classifier against a gold file of human-labelled posts (per-label F1 with intervals);
 * :mod:`~affalign.align.simulation` — simulated studies with a known truth (benchmarks,
   tests, design checks; never a study's own results).
 
@@ -28,6 +31,7 @@ exported here.
 
 from affalign.align.comparisons import bootstrap_comparisons
 from affalign.align.divergence import alignment
+from affalign.align.gold import GoldError, read_gold, write_gold_f1, write_gold_posts
 from affalign.align.inference import (
     centred_replicates,
     corrected_alignment,
@@ -50,6 +54,7 @@ __all__ = [
     "BootstrapSettings",
     "Counting",
     "DropPolicy",
+    "GoldError",
     "Populations",
     "alignment",
     "bootstrap_comparisons",
@@ -60,9 +65,12 @@ __all__ = [
     "pattern_moments",
     "post_vectors",
     "rates_at",
+    "read_gold",
     "resample_pattern_counts",
     "run_align_stage",
     "simulated_studies",
+    "write_gold_f1",
+    "write_gold_posts",
     "write_label_samples",
     "write_robustness",
 ]

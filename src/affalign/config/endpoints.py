@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from affalign.config.checks import selected_models
+from affalign.classify import requests_per_post
+from affalign.config.checks import endpoint_models, selected_models
 from affalign.config.models import uses_chat_template
 from affalign.config.plan import shard_paths
+from affalign.io import read_table
 from affalign.opinions import (
     Scoring,
     context_slug,
@@ -28,13 +30,16 @@ from affalign.service import EndpointSpec, ServiceUnavailable, budget_problems
 
 class RequestCounter:
     """Requests one endpoint shard sends: ``n_per_shard`` per generation shard, one per
-    question per opinion shard. Retries and each job's few metadata requests (the model
-    list, the letters' tokens, a log-probability probe) are not counted."""
+    question per opinion shard; an endpoint judge's classification job, per post it
+    classifies :func:`~affalign.classify.requests_per_post` of its classifier. Retries and
+    each job's few metadata requests (the model list, the letters' tokens, a
+    log-probability probe) are not counted."""
 
     def __init__(self, config: Mapping[str, Any], workdir: str | Path = ".") -> None:
         self.config = config
         self.workdir = Path(workdir)
         self._questions: dict[str, int] = {}
+        self._human: dict[str, int] = {}
 
     def generation(self) -> int:
         return int(self.config["generation"]["n_per_shard"])
@@ -44,6 +49,40 @@ class RequestCounter:
             path = Path(self.config["opinions"]["surveys"][survey]["questions"])
             self._questions[survey] = len(read_questions(path if path.is_absolute() else self.workdir / path))
         return self._questions[survey]
+
+    def judge(self, classifier: str) -> str:
+        """The model an LLM classifier's requests go to."""
+        return self.config["classifiers"][classifier]["model"]
+
+    def classification_generated(self, classifier: str, model: str) -> int:
+        """One job of ``classify_generated_llm_endpoint``: every post of the model's shards
+        (``n_per_shard`` each, an upper bound)."""
+        posts = len(shard_paths(self.config, model)) * self.generation()
+        return posts * requests_per_post(self.config["classifiers"][classifier])
+
+    def classification_human(self, classifier: str, issue: str) -> int:
+        """One job of ``classify_human_llm_endpoint``: the issue's posts."""
+        return self.human_posts(issue) * requests_per_post(self.config["classifiers"][classifier])
+
+    def classification_gold(self, classifier: str) -> int:
+        """One job of ``classify_gold_llm_endpoint``: the rows of the classifier's gold file."""
+        spec = self.config["classifiers"][classifier]
+        path = Path(spec["gold"])
+        rows = read_table(path if path.is_absolute() else self.workdir / path).height
+        return rows * requests_per_post(spec)
+
+    def human_posts(self, issue: str) -> int:
+        """The issue's ingested posts (``results/human/<issue>/posts.parquet``) when they are
+        there; before ingestion, the rows of its input table (an upper bound: ingestion only
+        drops posts)."""
+        if issue not in self._human:
+            ingested = self.workdir / "results" / "human" / issue / "posts.parquet"
+            if ingested.is_file():
+                self._human[issue] = read_table(ingested).height
+            else:
+                path = Path(self.config["human"][issue]["path"])
+                self._human[issue] = read_table(path if path.is_absolute() else self.workdir / path).height
+        return self._human[issue]
 
 
 def opinion_shard_paths(config: Mapping[str, Any], model: str) -> list[tuple[str, Path]]:
@@ -71,6 +110,8 @@ class EndpointPlan:
     opinion_shards_to_run: int
     requests: int
     budget: int
+    # Classification jobs of the LLM classifiers it judges for whose outputs are not made yet.
+    classify_jobs_to_run: int = 0
 
     @property
     def over_budget(self) -> bool:
@@ -78,32 +119,62 @@ class EndpointPlan:
 
 
 def plan_endpoints(config: Mapping[str, Any], workdir: Path = Path(".")) -> list[EndpointPlan]:
-    """Per endpoint model of the run, the requests its missing shards would send."""
+    """Per endpoint model of the run (judges included), the requests its missing shards and
+    affect files would send."""
     counter = RequestCounter(config, workdir)
+    selected = selected_models(config)
     plans = []
-    for model, entry in selected_models(config).items():
-        if "endpoint" not in entry:
-            continue
-        spec = EndpointSpec.from_config(model, entry)
-        missing = [path for path in shard_paths(config, model) if not (workdir / path).is_file()]
-        opinions = [(s, p) for s, p in opinion_shard_paths(config, model) if not (workdir / p).is_file()]
+    for model in endpoint_models(config):
+        spec = EndpointSpec.from_config(model, config["models"][model])
+        generates = model in selected
+        missing = [p for p in shard_paths(config, model) if generates and not (workdir / p).is_file()]
+        opinions = [
+            (s, p) for s, p in opinion_shard_paths(config, model) if generates and not (workdir / p).is_file()
+        ]
         requests = len(missing) * counter.generation() + sum(
             counter.opinion(survey) for survey, _ in opinions
         )
+        affect = [job for job in classification_jobs(config, model) if not (workdir / job[2]).is_file()]
+        requests += sum(
+            counter.classification_generated(classifier, wildcards["model"])
+            if "model" in wildcards
+            else counter.classification_human(classifier, wildcards["issue"])
+            for classifier, wildcards, _ in affect
+        )
         plans.append(
-            EndpointPlan(model, spec.label(), len(missing), len(opinions), requests, spec.request_budget)
+            EndpointPlan(
+                model, spec.label(), len(missing), len(opinions), requests, spec.request_budget, len(affect)
+            )
         )
     return plans
 
 
+def classification_jobs(config: Mapping[str, Any], judge: str) -> list[tuple[str, dict[str, str], Path]]:
+    """(classifier, wildcards, one output) of every classification job ``judge`` does: per
+    LLM classifier it judges for, one per model of the run and one per issue."""
+    jobs = []
+    for classifier, spec in config["classifiers"].items():
+        if spec["type"] != "llm" or spec["model"] != judge:
+            continue
+        root = Path("results/classify", classifier)
+        for model in selected_models(config):
+            first = shard_paths(config, model)[0].relative_to(Path("results/generated", model))
+            jobs.append((classifier, {"model": model}, root / "generated" / model / first))
+        for issue in config["issues"]:
+            jobs.append((classifier, {"issue": issue}, root / "human" / f"{issue}.parquet"))
+    return jobs
+
+
 def format_endpoint_plan(plans: list[EndpointPlan]) -> str:
     """The endpoint models' requests as a fixed-width table."""
-    rows = [("endpoint model", "endpoint", "shards", "opinion_shards", "requests", "budget", "")]
+    rows = [
+        ("endpoint model", "endpoint", "shards", "opinion_shards", "classify_jobs", "requests", "budget", "")
+    ]
     for plan in plans:
         warning = "OVER BUDGET: the run will not start" if plan.over_budget else ""
         rows.append((
             plan.model, plan.endpoint, str(plan.shards_to_run), str(plan.opinion_shards_to_run),
-            f"{plan.requests:,}", f"{plan.budget:,}", warning,
+            str(plan.classify_jobs_to_run), f"{plan.requests:,}", f"{plan.budget:,}", warning,
         ))  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
@@ -115,7 +186,8 @@ def format_endpoint_plan(plans: list[EndpointPlan]) -> str:
         lines.append("  ".join(cells).rstrip())
     note = (
         "requests: n_per_shard per generation shard and one per survey question per opinion shard not yet "
-        "made (retries and metadata requests not counted)."
+        "made; per post of each classification job not yet made of an LLM classifier it judges for, one "
+        "(structured) or one per label (logprobs); retries and metadata requests not counted."
     )
     return "\n".join([*lines, "", note])
 
@@ -144,6 +216,17 @@ def requests_planned(
             planned[wildcards["model"]] += counter.generation()
         elif rule == "opinion_shard_endpoint":
             planned[wildcards["model"]] += counter.opinion(wildcards["survey"])
+        elif rule == "classify_generated_llm_endpoint":
+            classifier = wildcards["classifier"]
+            planned[counter.judge(classifier)] += counter.classification_generated(
+                classifier, wildcards["model"]
+            )
+        elif rule == "classify_human_llm_endpoint":
+            classifier = wildcards["classifier"]
+            planned[counter.judge(classifier)] += counter.classification_human(classifier, wildcards["issue"])
+        elif rule == "classify_gold_llm_endpoint":
+            classifier = wildcards["classifier"]
+            planned[counter.judge(classifier)] += counter.classification_gold(classifier)
     return planned
 
 
@@ -173,7 +256,7 @@ def preflight_endpoints(
         raise EndpointRunRefused(
             "affalign: not starting: "
             + "; ".join(problems)
-            + " (check generation.n_per_shard and the surveys, or raise request_budget)"
+            + " (check generation.n_per_shard, the surveys and the LLM classifiers, or raise request_budget)"
         )
     opinion_models = {wildcards["model"] for rule, wildcards in jobs if rule == "opinion_shard_endpoint"}
     for name in sorted(opinion_models):
@@ -216,6 +299,24 @@ def endpoint_resources(endpoints: Mapping[str, EndpointSpec]) -> dict[str, Calla
 
     def share(name: str) -> Callable[[Any], int]:
         return lambda wildcards: endpoints[name].job_concurrency if wildcards.model == name else 0
+
+    return {spec.resource: share(name) for name, spec in endpoints.items()}
+
+
+def judge_endpoint_resources(
+    config: Mapping[str, Any], endpoints: Mapping[str, EndpointSpec]
+) -> dict[str, Callable[[Any], int]]:
+    """Resource functions of an endpoint judge's classification job (wildcard
+    ``classifier``): ``endpoint_<judge>`` -> the job's share of its judge's limit, 0 for the
+    other endpoints (as :func:`endpoint_resources`, keyed by the classifier's judge instead
+    of the job's model, which is the generator whose posts it classifies)."""
+
+    def share(name: str) -> Callable[[Any], int]:
+        def units(wildcards: Any) -> int:
+            judge = config["classifiers"][wildcards.classifier]["model"]
+            return endpoints[name].job_concurrency if judge == name else 0
+
+        return units
 
     return {spec.resource: share(name) for name, spec in endpoints.items()}
 

@@ -133,6 +133,10 @@ class ClassifierPlan:
     posts: int
     gpu_hours: float
     requested_gpu_hours: float
+    # An LLM judge's requests (structured: one per post; logprobs: one per post and label)
+    # and answer tokens at most; None for a transformer classifier.
+    requests: int | None = None
+    max_output_tokens: int | None = None
 
 
 _ARITHMETIC = {
@@ -194,6 +198,9 @@ def plan_classification(
     for classifier, spec in config["classifiers"].items():
         if spec["type"] == "lexicon":
             continue
+        if spec["type"] == "llm" and "endpoint" in config["models"][spec["model"]]:
+            # No GPU job here: its requests are in the endpoint table (plan_endpoints).
+            continue
         if spec["type"] == "llm":
             plans.append(_judge_plan(config, classifier, spec, model_posts + human_posts))
             continue
@@ -215,17 +222,24 @@ def plan_classification(
 def _judge_plan(
     config: Mapping[str, Any], classifier: str, spec: Mapping[str, Any], posts: int
 ) -> ClassifierPlan:
-    """An LLM classifier's one server job (``serve_judge``): every post one request of at most
-    ``max_tokens`` answer tokens at the judge's throughput, plus one model load; requested as
-    the judge model's own job (its GPUs × ``resources.runtime``)."""
+    """An LLM classifier's one server job (``serve_judge``): its requests (method
+    ``structured``: one per post, at most ``max_tokens`` answer tokens each; ``logprobs``: one
+    per post and label, one token each) at the judge's throughput, plus one model load;
+    requested as the judge model's own job (its GPUs × ``resources.runtime``). Like the
+    generation estimate it counts answer tokens only: the prompts' prefill, which dominates
+    a logprobs judge's one-token answers, is not in it."""
+    from affalign.classify import requests_per_post
+
     settings = config["plan"]
     judge = config["models"][spec["model"]]
     gpus = int(judge.get("engine", {}).get("tensor_parallel_size", 1))
     size = model_size_b(spec["model"], judge, settings["model_sizes_b"])
     rate = throughput_for(size, settings["throughput_tokens_per_s"]) if size is not None else None
-    seconds = posts * spec["max_tokens"] / rate + settings["load_minutes"] * 60 if rate else float("nan")
+    requests = posts * requests_per_post(spec)
+    tokens = requests * (1 if spec.get("method") == "logprobs" else spec["max_tokens"])
+    seconds = tokens / rate + settings["load_minutes"] * 60 if rate else float("nan")
     requested = gpus * judge.get("resources", {}).get("runtime", 0) / 60
-    return ClassifierPlan(classifier, 1, posts, gpus * seconds / 3600, requested)
+    return ClassifierPlan(classifier, 1, posts, gpus * seconds / 3600, requested, requests, tokens)
 
 
 def format_plan(plans: list[ModelPlan], classifiers: list[ClassifierPlan] | None = None) -> str:
@@ -261,9 +275,12 @@ def format_plan(plans: list[ModelPlan], classifiers: list[ClassifierPlan] | None
             allocation_flag(plan.gpu_hours, plan.requested_gpu_hours),
         ))  # fmt: skip
     for job in classifiers:
+        # A judge's requests (logprobs: posts x labels); a transformer's posts.
+        asked = f"{job.posts:,} posts" if job.requests is None else f"{job.requests:,} requests"
+        tokens = "" if job.max_output_tokens is None else f"{job.max_output_tokens:,}"
         rows.append((
-            f"classify: {job.classifier}", "", "1", f"{job.jobs} jobs", "", "", f"{job.posts:,} posts",
-            "", "",
+            f"classify: {job.classifier}", "", "1", f"{job.jobs} jobs", "", "", asked,
+            tokens, "",
             number(job.gpu_hours, 2), number(job.requested_gpu_hours, 2),
             allocation_flag(job.gpu_hours, job.requested_gpu_hours),
         ))  # fmt: skip

@@ -107,19 +107,30 @@ def _branches(root: Mapping[str, Any], node: Mapping[str, Any], prefix: str) -> 
 
 
 def _conditional_defaults(node: Mapping[str, Any]) -> dict[str, str]:
-    """Defaults that a property gets only under an ``if``/``then`` of its object."""
+    """Defaults that a property gets only under an ``if``/``then`` (or its ``else``) of its
+    object."""
     then = node.get("then", {}).get("properties", {})
-    return {
-        name: f"{_value(child['default'])} (when {_condition(node.get('if', {}))})"
-        for name, child in then.items()
-        if "default" in child
-    }
+    otherwise = node.get("else", {}).get("properties", {})
+    condition = _condition(node.get("if", {}))
+    found: dict[str, list[str]] = {}
+    for name, child in then.items():
+        if "default" in child:
+            found.setdefault(name, []).append(f"{_value(child['default'])} (when {condition})")
+    for name, child in otherwise.items():
+        if "default" in child:
+            found.setdefault(name, []).append(f"{_value(child['default'])} (otherwise)")
+    return {name: "; ".join(texts) for name, texts in found.items()}
 
 
 def _condition(condition: Mapping[str, Any]) -> str:
     missing = condition.get("not", {}).get("required")
     if missing:
         return "no " + ", ".join(f"`{name}`" for name in missing) + " is given"
+    constants = {
+        name: child["const"] for name, child in condition.get("properties", {}).items() if "const" in child
+    }
+    if constants:
+        return " and ".join(f"`{name}` is {_value(value)}" for name, value in constants.items())
     return "its condition holds"
 
 

@@ -18,20 +18,31 @@ the joined tables under ``results/opinions/`` (rule ``opinion_tables``), all in
 * :mod:`~affalign.opinions.settings` — what a shard and a survey table depend on, from the config.
 """
 
-from affalign.opinions.client import Scoring, detect_endpoint_logprobs, write_logprob_support
+from affalign.opinions.client import (
+    ANCHOR,
+    Scoring,
+    answer_logprobs,
+    detect_endpoint_logprobs,
+    write_logprob_support,
+)
+from affalign.opinions.client import payload as logprob_request
 from affalign.opinions.comparisons import InferenceSettings
-from affalign.opinions.positional import context_slug, parse_context_slug
+from affalign.opinions.positional import CLAMPED_LOGPROB, context_slug, parse_context_slug
 from affalign.opinions.settings import OpinionSettings, survey_settings
 from affalign.opinions.survey import SurveyError, read_questions, read_survey
 from affalign.opinions.tables import run_opinion_tables, write_survey_table
 
 __all__ = [
+    "ANCHOR",
+    "CLAMPED_LOGPROB",
     "InferenceSettings",
     "OpinionSettings",
     "Scoring",
     "SurveyError",
+    "answer_logprobs",
     "context_slug",
     "detect_endpoint_logprobs",
+    "logprob_request",
     "parse_context_slug",
     "read_questions",
     "read_survey",
