@@ -166,12 +166,19 @@ def serve(
 
 
 def consume_shard(
-    key: tuple[str, str, str], args: argparse.Namespace, workdir: Path, service: Path, results
+    key: tuple[str, str, str], args: argparse.Namespace, workdir: Path, service: Path, ready, go, results
 ) -> None:
-    """One shard consumer, in a process of its own as the workflow runs it (forked, so it
-    starts without importing anything): its output tokens, or its error, to ``results``."""
+    """One shard consumer, in a process of its own as the workflow runs it (spawned: a forked
+    copy of a process that has started polars' and aiohttp's machinery misbehaves). It says
+    when it has imported everything and waits for ``go``, so that start-up stays out of the
+    measured window; then its output tokens, or its error, go to ``results``."""
     topic, topic_name, prompt_type = key
     try:
+        import aiohttp  # noqa: F401  (the client's, imported before the window)
+
+        ready.put(key)
+        go.wait()
+        cpu_began = time.process_time()
         frame = write_generation_shard(
             bench_shard(topic, topic_name, prompt_type, args.per_shard), model_info={"kind": "base"},
             prompts_file=REPO / "resources/prompts.yaml", sampling=Sampling(args.max_tokens, 1.0, 1.0),
@@ -181,50 +188,45 @@ def consume_shard(
                 max_in_flight=args.max_in_flight, server_start_timeout_s=60, request_timeout_s=600,
             ),
         )  # fmt: skip
-        results.put((key, int(frame["output_tokens"].sum()), None))
+        results.put((key, int(frame["output_tokens"].sum()), time.process_time() - cpu_began, None))
     except BaseException as error:
-        results.put((key, 0, repr(error)))
+        results.put((key, 0, 0.0, repr(error)))
 
 
 def run_service_path(model_dir: Path, engine: dict, args: argparse.Namespace, workdir: Path) -> dict:
     import multiprocessing
 
     process, service, startup = serve(model_dir, engine, workdir)
-    context = multiprocessing.get_context("fork")
-    results = context.Queue()
+    context = multiprocessing.get_context("spawn")
+    ready, go, results = context.Queue(), context.Event(), context.Queue()
     consumers = [
-        context.Process(target=consume_shard, args=(key, args, workdir, service, results))
+        context.Process(target=consume_shard, args=(key, args, workdir, service, ready, go, results))
         for key in shard_keys(args.shards)
     ]
-    cpu_before = cpu_by_role([process.pid], os.getpid(), process.pid)
-    reaped_before = os.times()
-    began = time.time()
     for consumer in consumers:
         consumer.start()
+    for _ in consumers:
+        ready.get(timeout=300)
+    cpu_before = cpu_by_role([process.pid], os.getpid(), process.pid)
+    began = time.time()
+    go.set()
     outcomes = [results.get() for _ in consumers]
     ended = time.time()
-    # The consumers' CPU time: the children's, once they have been reaped.
+    cpu = cpu_window(cpu_before, cpu_by_role([process.pid], os.getpid(), process.pid))
+    # A consumer that has ended is no longer in the process tree: each reports its own.
+    cpu["consumers"] = round(sum(seconds for _, _, seconds, _ in outcomes), 2)
     for consumer in consumers:
         consumer.join()
-    cpu = cpu_window(cpu_before, cpu_by_role([process.pid], os.getpid(), process.pid))
-    reaped = os.times()
-    cpu["consumers"] = round(
-        reaped.children_user
-        + reaped.children_system
-        - reaped_before.children_user
-        - reaped_before.children_system,
-        2,
-    )
     process.terminate()  # the wrapper stops the server's whole session
     process.wait(timeout=120)
-    errors = [f"{key}: {error}" for key, _, error in outcomes if error]
+    errors = [f"{key}: {error}" for key, _, _, error in outcomes if error]
     if errors:
         raise RuntimeError("; ".join(errors))
     # How full the server was while the consumers ran, as the job account measures it.
     samples = read_samples([samples_file(workdir / "server.log")])
     occupancy = occupancy_figures(samples, [(began, ended)], engine.get("max_num_seqs"), None)
     return {
-        "tokens": sum(tokens for _, tokens, _ in outcomes),
+        "tokens": sum(tokens for _, tokens, _, _ in outcomes),
         "seconds": ended - began,
         "startup_s": startup,
         "occupancy": occupancy["occupancy"],

@@ -113,22 +113,23 @@ def test_consumers_share_the_servers_batch_and_the_last_one_gets_all_of_it(tmp_p
             time.sleep(0.1)
         client = ServiceClient(service, "logs/m.server.log", max_in_flight=16, request_timeout_s=5)
         client.service = {"engine_options": {"max_num_seqs": 64}}
-        assert client.in_flight_limit() == 20  # 1.25 x 64 over four consumers
+        assert client.in_flight_limit() == 256  # the budget, 1,024 requests, over four consumers
         for sibling in siblings[:2]:
             sibling.kill()
             sibling.wait()
-        assert client.in_flight_limit() == 40
+        assert client.in_flight_limit() == 512
     finally:
         for sibling in siblings:
             sibling.kill()
             sibling.wait()
-    assert client.in_flight_limit() == 80  # alone: the whole server, a little above its batch
+    assert client.in_flight_limit() == 1024  # alone: the whole server's budget
     client.service = {"engine_options": {}}  # vLLM's default max_num_seqs: the fixed limit
     assert client.in_flight_limit() == 16
 
 
 def test_in_flight_share_never_drops_below_one_request():
-    assert in_flight_share(8, 100, 16) == 1
+    assert in_flight_share(8, 2000, 16) == 1
+    assert in_flight_share(8, 100, 16) == 11  # ceil(1,024 / 100)
     assert in_flight_share(None, 100, 16) == 16
 
 
@@ -159,3 +160,9 @@ def test_a_resized_limit_lets_waiting_requests_in_and_is_never_exceeded():
 
     before, grown, peak = asyncio.run(scenario())
     assert (before, grown, peak) == (2, 6, 6)
+
+
+def test_a_large_batch_gets_a_queue_a_quarter_above_it():
+    # Above MIN_SERVER_BUDGET the batch decides: 1.25 x 2,048 over two consumers.
+    assert in_flight_share(2048, 2, 16) == 1280
+    assert in_flight_share(64, 1, 16) == 1024

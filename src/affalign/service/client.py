@@ -164,19 +164,28 @@ def served_model_provenance(service: Mapping[str, Any], model_info: Mapping[str,
     }
 
 
-# Requests in flight the consumers of one server may hold together, as a multiple of its
-# max_num_seqs: a little above, so that its queue is never empty when a sequence ends.
+# Requests in flight the consumers of one server may hold together: its batch
+# (max_num_seqs) and a queue behind it deep enough that the engine never waits for a
+# consumer to send the next request, whatever the machine. At least QUEUE_HEADROOM times the
+# batch, and at least MIN_SERVER_BUDGET: on the CPU build the engine's polling holds most of
+# two cores and the HTTP front end refills the queue slowly. Measured with make
+# bench-generate's service path (6 consumers x 1,024 requests, max_num_seqs 64, idle 2-core
+# machine): a budget of 80 requests took 276 s, 256 took 89 s, 512 took 55 s, 1,024 took
+# 40 s (offline vLLM: 28 s). Waiting requests cost the server next to nothing.
 QUEUE_HEADROOM = 1.25
+MIN_SERVER_BUDGET = 1024
 
 
 def in_flight_share(max_num_seqs: int | None, consumers: int, fixed: int) -> int:
     """Requests one of ``consumers`` running consumers of a server may keep in flight: an even
-    share of ``QUEUE_HEADROOM × max_num_seqs`` (at least one), so that the server stays full
-    and, when most shards are done, the last ones use all of it; ``fixed`` where the server's
-    ``max_num_seqs`` is unknown (vLLM's default, or an endpoint)."""
+    share of the server's budget, ``max(QUEUE_HEADROOM × max_num_seqs, MIN_SERVER_BUDGET)``
+    (at least one), so that the server stays full and, when most shards are done, the last
+    ones use all of it; ``fixed`` where the server's ``max_num_seqs`` is unknown (vLLM's
+    default, or an endpoint)."""
     if not max_num_seqs:
         return fixed
-    return max(1, math.ceil(QUEUE_HEADROOM * max_num_seqs / max(consumers, 1)))
+    budget = max(QUEUE_HEADROOM * max_num_seqs, MIN_SERVER_BUDGET)
+    return max(1, math.ceil(budget / max(consumers, 1)))
 
 
 class InFlightLimit:
