@@ -4,7 +4,6 @@ request per post through the real vLLM CPU server; swaps of prompt or labels rec
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import polars as pl
@@ -272,10 +271,9 @@ def test_unreadable_answers_are_retried_once_then_counted_never_guessed(tmp_path
     # A stub server in place of vLLM: the answers a real constrained server cannot be made to
     # give (unreadable text, a refused post), per post, in the order they are asked.
     from aiohttp import web
-    from http_servers import StubEndpoint
+    from http_servers import StubEndpoint, stub_service_options
 
     from affalign.classify.llm import classify_files_through_service
-    from affalign.service import ConsumerOptions
 
     script = {
         "post-0": ['{"anger":true,"joy":false}'],
@@ -310,16 +308,7 @@ def test_unreadable_answers_are_retried_once_then_counted_never_guessed(tmp_path
     }
     output, store = tmp_path / "out" / "affect.parquet", tmp_path / "store"
     with StubEndpoint(handler) as stub:
-        service = tmp_path / "judge.json"
-        service.write_text(json.dumps({"status": "ready", "url": stub.url, "pid": os.getpid()}))
-        options = ConsumerOptions(
-            service_file=service,
-            server_log="server.log",
-            store=store,
-            max_in_flight=2,
-            server_start_timeout_s=10,
-            request_timeout_s=10,
-        )
+        options = stub_service_options(stub, tmp_path, max_in_flight=2, store=store)
         totals = classify_files_through_service("judge", settings, [posts], [output], options)
         requests = [s for s in stub.seen if s.path == "/v1/chat/completions"]
         assert {(r.body["temperature"], r.body["seed"]) for r in requests} == {(0.0, 7)}

@@ -200,15 +200,13 @@ def test_an_unreadable_label_is_asked_again_once_then_its_post_is_unparsed(tmp_p
     # order they are asked. The tokenizer: "Answer:" is [1, 2]; yes 10, Yes 11, no 20, No 21,
     # and a leading space is token 7 of its own (it begins yes and no alike: dropped).
     import json
-    import os
 
     import polars as pl
     from aiohttp import web
-    from http_servers import StubEndpoint
+    from http_servers import StubEndpoint, stub_service_options
 
     from affalign.classify.llm import classify_files_through_service
     from affalign.io import file_sha256, read_provenance
-    from affalign.service import ConsumerOptions
 
     words = {"yes": 10, "Yes": 11, "no": 20, "No": 21}
 
@@ -268,16 +266,7 @@ def test_an_unreadable_label_is_asked_again_once_then_its_post_is_unparsed(tmp_p
     }
     output = tmp_path / "out" / "affect.parquet"
     with StubEndpoint(handler) as stub:
-        service = tmp_path / "judge.json"
-        service.write_text(json.dumps({"status": "ready", "url": stub.url, "pid": os.getpid()}))
-        options = ConsumerOptions(
-            service_file=service,
-            server_log="server.log",
-            store=tmp_path / "store",
-            max_in_flight=3,
-            server_start_timeout_s=10,
-            request_timeout_s=10,
-        )
+        options = stub_service_options(stub, tmp_path, max_in_flight=3, store=tmp_path / "store")
         totals = classify_files_through_service("judge", settings, [posts], [output], options)
         asked = [s.body for s in stub.seen if s.path == "/v1/chat/completions"]
     assert totals == {"posts": 4, "unparsed": 2, "retries": 2}

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from aiohttp import web
 from conftest import REPO
-from http_servers import StubEndpoint
+from http_servers import StubEndpoint, stub_service_options
 
 from affalign.classify import llm_job
 from affalign.generate import job as generate_job
@@ -101,9 +101,10 @@ def test_a_classifier_job_needs_its_service_file_and_a_shard_job_its_output(caps
     module, command = COMMANDS["classify_generated_llm"]
     args = shlex.split(command)
     at = args.index("--service-file")
+    # An LLM judge is reached through its service file or as an endpoint: one of them.
     with pytest.raises(SystemExit):
-        module.parser().parse_args(args[:at] + args[at + 2 :])
-    assert "--service-file" in capsys.readouterr().err
+        module.main(args[:at] + args[at + 2 :])
+    assert "one of --service-file and --endpoint is required" in capsys.readouterr().err
     module, command = COMMANDS["generate"]
     args = shlex.split(command)
     at = args.index("--output")
@@ -130,16 +131,7 @@ def test_run_shard_asks_once_keeps_the_shard_and_takes_it_back_from_the_store(tm
         raise AssertionError("a shard in the store is not asked again")
 
     with StubEndpoint(answer) as stub:
-        service = tmp_path / "m.json"
-        service.write_text(json.dumps({"status": "ready", "url": stub.url, "pid": os.getpid()}))
-        options = ConsumerOptions(
-            service_file=service,
-            server_log="server.log",
-            store=tmp_path / "store",
-            max_in_flight=2,
-            server_start_timeout_s=10,
-            request_timeout_s=10,
-        )
+        options = stub_service_options(stub, tmp_path, max_in_flight=2, store=tmp_path / "store")
         frame = run_shard(options, "k1", ShardWork(ask, finish), tmp_path / "out" / "a.parquet")
         assert frame["text"].to_list() == ["answer to p"]
         assert [s.path for s in stub.seen if s.path != "/health"] == ["/v1/completions"]

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
+from affalign.service import ConsumerOptions
 from affalign.service.server import free_port
 
 GENERATION_PATHS = ("/v1/completions", "/v1/chat/completions")
@@ -169,3 +172,18 @@ class RecordingProxy(ThreadedServer):
         if self._session is not None:
             self.call(self._session.close())
         super().close()
+
+
+def stub_service_options(stub: StubEndpoint, folder, max_in_flight: int, store=None) -> ConsumerOptions:
+    """A consumer's options for ``stub`` as if it were a model's ready service: the service
+    file written under ``folder``, the shard store ``store`` (default ``folder/store``)."""
+    service = folder / "service.json"
+    service.write_text(json.dumps({"status": "ready", "url": stub.url, "pid": os.getpid()}))
+    return ConsumerOptions(
+        service_file=service,
+        server_log="server.log",
+        store=store if store is not None else folder / "store",
+        max_in_flight=max_in_flight,
+        server_start_timeout_s=10,
+        request_timeout_s=10,
+    )

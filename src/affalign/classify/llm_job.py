@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.service_file is None and args.endpoint is None:
         parser().error("one of --service-file and --endpoint is required")
     # The judge's name, which ConsumerOptions gives an endpoint (its resource, its messages).
-    args.model = json.loads(args.settings)["model"]
+    args.model = json.loads(args.settings).get("model")
     return run_consumer_job(args, f"LLM classifier {args.classifier}", partial(write, args))
 
 
