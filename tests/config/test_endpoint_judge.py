@@ -175,3 +175,41 @@ def test_the_plan_counts_the_judge_requests_of_affect_files_not_made(study):
     # No GPU job is planned for the endpoint judge, as there is one for the served judge.
     planned = [job.classifier for job in plan_classification(config, workdir)]
     assert "served-judge" in planned and "ep-judge" not in planned
+
+
+def test_a_logprobs_judge_behind_an_endpoint_without_tokenize_stops_the_run_before_it_starts(
+    study, monkeypatch
+):
+    # A hosted API that lacks vLLM's /tokenize: a real vLLM server has it, so a stub stands in
+    # for such an API.
+    from aiohttp import web
+    from http_servers import StubEndpoint
+
+    workdir, config = study
+    monkeypatch.chdir(workdir)
+
+    async def handler(request, seen):
+        if request.path == "/v1/models":
+            return web.json_response(
+                {"object": "list", "data": [{"id": "provider/judge-x", "owned_by": "stub"}]}
+            )
+        return web.json_response({"error": "not found"}, status=404)
+
+    with StubEndpoint(handler) as stub:
+        hosted = judged(config, base_url=f"{stub.url}/v1")
+        hosted["classifiers"]["ep-judge"]["method"] = "logprobs"
+        hosted["classifiers"]["ep-judge"]["prompt"] = str(
+            REPO / "resources" / "classifier_prompts" / "yes-no.txt"
+        )
+        hosted = validated_config(hosted)
+        jobs = [("classify_human_llm_endpoint", {"classifier": "ep-judge", "issue": "covid-19"})]
+        with pytest.raises(
+            EndpointRunRefused, match=r"classifiers\.ep-judge: the endpoint judge hosted .*/tokenize"
+        ):
+            preflight_endpoints(hosted, endpoint_specs(hosted, ["hosted"]), jobs, log=lambda line: None)
+        asked = [s.path for s in stub.seen if s.path != "/v1/models"]
+        # A structured judge is not probed: its jobs need neither.
+        structured = judged(config, base_url=f"{stub.url}/v1")
+        preflight_endpoints(structured, endpoint_specs(structured, ["hosted"]), jobs, log=lambda line: None)
+        assert [s.path for s in stub.seen if s.path != "/v1/models"] == asked
+    assert asked and all(path.endswith("/tokenize") for path in asked)

@@ -18,6 +18,7 @@ Reads generation shards (``results/generated/...``) or a human posts table
 
 from affalign.classify.labels import NONE_LABEL, label_column, score_column
 from affalign.classify.lexicon import LexiconError
+from affalign.classify.llm import Judge, check_endpoint_judge
 from affalign.classify.settings import (
     classifier_labels,
     classifier_spec,
@@ -28,8 +29,10 @@ from affalign.classify.template import PromptTemplateError, check_template, rend
 
 __all__ = [
     "NONE_LABEL",
+    "Judge",
     "LexiconError",
     "PromptTemplateError",
+    "check_endpoint_judge",
     "check_template",
     "classifier_labels",
     "classifier_spec",

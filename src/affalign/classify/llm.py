@@ -49,9 +49,12 @@ from affalign.io import content_sha256, file_sha256, read_provenance
 from affalign.opinions import ANCHOR, CLAMPED_LOGPROB, Scoring, answer_logprobs, logprob_request
 from affalign.service import (
     ConsumerOptions,
+    EndpointClient,
+    EndpointSpec,
     FinishedShard,
     RequestRejected,
     ServiceClient,
+    ServiceUnavailable,
     ShardWork,
     Timing,
     run_shard,
@@ -368,6 +371,38 @@ async def classify_questions(
         row = flat[i * len(labels) : (i + 1) * len(labels)]
         answers.append(None if any(p is None for p in row) else dict(zip(labels, row, strict=True)))
     return answers, retries, examples, tokens
+
+
+# The post a logprobs judge behind an endpoint is asked about before the run starts.
+PROBE_POST = "I can't believe how long the wait was today."
+
+
+def check_endpoint_judge(spec: EndpointSpec, judge: Judge) -> None:
+    """Before the run: an endpoint judge of method logprobs answers through the endpoint as
+    its jobs will ask it (the answer tokens from its ``/tokenize``, then one yes/no question
+    per label about :data:`PROBE_POST` with those tokens' log-probabilities). Raises
+    :class:`~affalign.service.ServiceUnavailable` saying what the endpoint lacks: a hosted
+    API without vLLM's ``/tokenize`` or ``logprob_token_ids`` cannot take this method."""
+    client = EndpointClient(spec, max_in_flight=1)
+    client.wait()
+
+    async def probe(client: ServiceClient):
+        probabilities, _, examples, _ = await classify_questions(
+            client, judge, [PROBE_POST], spec.served_model
+        )
+        return probabilities[0], examples
+
+    try:
+        probability, examples = asyncio.run(client.run(probe))
+    except (ServiceUnavailable, ValueError) as error:
+        raise ServiceUnavailable(
+            f"{error}; method logprobs needs vLLM's /tokenize and logprob_token_ids"
+        ) from None
+    if probability is None:
+        raise ServiceUnavailable(
+            f"no readable yes/no log-probabilities for a test post ({'; '.join(examples) or 'no answer'}); "
+            "method logprobs needs vLLM's /tokenize and logprob_token_ids"
+        )
 
 
 def affect_frame(

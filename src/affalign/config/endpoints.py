@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from affalign.classify import requests_per_post
+from affalign.classify import Judge, check_endpoint_judge, llm_classifier_settings, requests_per_post
 from affalign.config.checks import endpoint_models, selected_models
-from affalign.config.models import uses_chat_template
+from affalign.config.models import ModelIdentity, uses_chat_template
 from affalign.config.plan import shard_paths
 from affalign.io import read_table
 from affalign.opinions import (
@@ -258,6 +258,7 @@ def preflight_endpoints(
             + "; ".join(problems)
             + " (check generation.n_per_shard, the surveys and the LLM classifiers, or raise request_budget)"
         )
+    check_logprobs_judges(config, endpoints, jobs, log)
     opinion_models = {wildcards["model"] for rule, wildcards in jobs if rule == "opinion_shard_endpoint"}
     for name in sorted(opinion_models):
         spec = endpoints[name]
@@ -279,6 +280,47 @@ def preflight_endpoints(
         log(
             f"affalign: endpoint model {name}: opinion shards use {support.method} "
             f"log-probabilities ({support.detail})"
+        )
+
+
+JUDGE_ENDPOINT_RULES = (
+    "classify_generated_llm_endpoint",
+    "classify_human_llm_endpoint",
+    "classify_gold_llm_endpoint",
+)
+
+
+def check_logprobs_judges(
+    config: Mapping[str, Any],
+    endpoints: Mapping[str, EndpointSpec],
+    jobs: list[tuple[str, Mapping[str, str]]],
+    log: Callable[[str], None],
+) -> None:
+    """Each endpoint judge of method logprobs whose jobs run answers a test question the way
+    its jobs will ask (:func:`~affalign.classify.check_endpoint_judge`); raises
+    :class:`EndpointRunRefused` otherwise, before any job starts."""
+    classifiers = sorted(
+        {
+            wildcards["classifier"]
+            for rule, wildcards in jobs
+            if rule in JUDGE_ENDPOINT_RULES
+            and config["classifiers"][wildcards["classifier"]].get("method") == "logprobs"
+        }
+    )
+    for classifier in classifiers:
+        judge = config["classifiers"][classifier]["model"]
+        identity = ModelIdentity.from_config(config, judge, {})
+        settings = llm_classifier_settings(config, classifier, identity)
+        try:
+            check_endpoint_judge(endpoints[judge], Judge.from_settings(classifier, settings))
+        except ServiceUnavailable as error:
+            raise EndpointRunRefused(
+                f"affalign: not starting: classifiers.{classifier}: the endpoint judge {judge} "
+                f"({endpoints[judge].label()}): {error}. Use method structured with this endpoint, "
+                "or a judge served by vLLM"
+            ) from None
+        log(
+            f"affalign: classifier {classifier}: endpoint judge {judge} answers yes/no with log-probabilities"
         )
 
 
