@@ -132,14 +132,23 @@ def test_the_method_chooses_the_default_prompt_and_threshold():
     assert logprobs["prompt"] == "resources/classifier_prompts/yes-no.txt" and logprobs["threshold"] == 0.5
 
 
-def test_config_checks_refuse_a_threshold_without_logprobs_and_a_template_of_the_other_method(monkeypatch):
+def test_config_checks_refuse_a_threshold_without_logprobs_and_a_template_of_the_other_method(
+    monkeypatch, tiny_llama
+):
     monkeypatch.chdir(REPO)
+
+    def with_a_model_on_disk(config: dict) -> dict:
+        # The scenario's model folder exists only where `make prepare-model` ran.
+        for entry in config["models"].values():
+            entry["path"] = str(tiny_llama)
+        return config
+
     config, _ = judge_config(threshold=0.7)
     with pytest.raises(ConfigError, match="threshold applies to method logprobs only"):
-        check_config(validated_config(config), "study.yaml")
+        check_config(validated_config(with_a_model_on_disk(config)), "study.yaml")
     config, _ = judge_config(method="logprobs", prompt=str(LABELS_PROMPT))
     with pytest.raises(ConfigError, match=r"lacks \{label\} and \{definition\}"):
-        check_config(validated_config(config), "study.yaml")
+        check_config(validated_config(with_a_model_on_disk(config)), "study.yaml")
     config, _ = judge_config(method="logprobs", threshold=1.5)
     with pytest.raises(ConfigError, match="threshold"):
         validate_config(config, "study.yaml")
