@@ -51,7 +51,7 @@ rule classify_human:
 
 # A classifier with a gold file (classifiers.<c>.gold) labels the gold posts through the
 # same job as human posts; rule gold_f1 (align.smk) scores them against the gold labels.
-rule classify_gold:
+use rule classify_human as classify_gold with:
     input:
         "results/gold/{classifier}/posts.parquet",
     output:
@@ -62,19 +62,6 @@ rule classify_gold:
         "results/benchmarks/classify/{classifier}/gold.tsv"
     wildcard_constraints:
         classifier=GOLD_CLASSIFIER_NAMES,
-    conda:
-        "../envs/classify.yaml"
-    resources:
-        gpu=get_classifier_gpus,
-        slurm_partition=get_classifier_partition,
-    params:
-        src=unrecorded(get_package_source),
-        python=unrecorded(get_classifier_python),
-        spec=json_params(get_classifier_spec),
-    shell:
-        "PYTHONPATH={params.src:q} exec {params.python:q} -m affalign.classify.job"
-        " --classifier {wildcards.classifier} --spec {params.spec:q}"
-        " --inputs {input:q} --outputs {output:q} --log {log:q}"
 
 
 # LLM classifiers (classifiers.<c>.type: llm): each judge gets its own server, whose
@@ -180,7 +167,7 @@ rule classify_human_llm:
         " --store {params.store:q} --log {log:q} {params.operations}"
 
 
-rule classify_gold_llm:
+use rule classify_human_llm as classify_gold_llm with:
     input:
         service=judge_service,
         posts="results/gold/{classifier}/posts.parquet",
@@ -188,27 +175,6 @@ rule classify_gold_llm:
         "results/classify/{classifier}/gold.parquet",
     log:
         "logs/classify/{classifier}/gold.log",
-    wildcard_constraints:
-        classifier=LLM_CLASSIFIER_NAMES,
-    conda:
-        "../envs/generate.yaml"
-    threads: 0
-    resources:
-        mem_mb=200,
-        slurm_partition=judge_partition,
-    params:
-        src=unrecorded(get_package_source),
-        python=unrecorded(get_model_python),
-        settings=json_params(get_llm_classifier_settings),
-        server_log=unrecorded(judge_server_log),
-        store=unrecorded(lambda w: f"results/.shard-store/classify/{w.classifier}"),
-        operations=lambda wildcards: consumer_operations(config),
-    shell:
-        "PYTHONPATH={params.src:q} exec {params.python:q} -m affalign.classify.llm_job"
-        " --classifier {wildcards.classifier} --settings {params.settings:q}"
-        " --inputs {input.posts:q} --outputs {output:q}"
-        " --service-file {input.service:q} --server-log {params.server_log:q}"
-        " --store {params.store:q} --log {log:q} {params.operations}"
 
 
 # An endpoint judge (models.<m>.endpoint): no serve_judge and no service group; each job
@@ -274,32 +240,13 @@ rule classify_human_llm_endpoint:
         " --store {params.store:q} --log {log:q} {params.operations}"
 
 
-rule classify_gold_llm_endpoint:
+use rule classify_human_llm_endpoint as classify_gold_llm_endpoint with:
     input:
         "results/gold/{classifier}/posts.parquet",
     output:
         "results/classify/{classifier}/gold.parquet",
     log:
         "logs/classify/{classifier}/gold.log",
-    wildcard_constraints:
-        classifier=ENDPOINT_LLM_CLASSIFIER_NAMES,
-    conda:
-        "../envs/generate.yaml"
-    threads: 1
-    resources:
-        **JUDGE_ENDPOINT_RESOURCES,
-        mem_mb=200,
-    params:
-        src=unrecorded(get_package_source),
-        python=unrecorded(get_model_python),
-        settings=json_params(get_llm_classifier_settings),
-        store=unrecorded(lambda w: f"results/.shard-store/classify/{w.classifier}"),
-        operations=get_judge_operations,
-    shell:
-        "PYTHONPATH={params.src:q} exec {params.python:q} -m affalign.classify.llm_job"
-        " --classifier {wildcards.classifier} --settings {params.settings:q}"
-        " --inputs {input:q} --outputs {output:q}"
-        " --store {params.store:q} --log {log:q} {params.operations}"
 
 
 ruleorder: classify_generated_llm > classify_generated
