@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,6 +269,36 @@ class Judge:
         return (choice["message"]["content"] if self.chat else choice["text"]) or ""
 
 
+async def ask_with_one_retry(
+    client: ServiceClient,
+    endpoint: str,
+    payload: Mapping[str, Any],
+    what: str,
+    read: Callable[[Mapping[str, Any]], tuple[Any | None, str]],
+    refused: Callable[[RequestRejected], None],
+    unread: Callable[[str], None],
+) -> tuple[Any | None, int]:
+    """One classification request, asked again once when ``read`` (body -> the value, or
+    None, and what was read) cannot read its answer: (the value, or None; retries made, 0 or
+    1). A request the server refuses with 400 (e.g. a post longer than the judge's context)
+    goes to ``refused`` and gives None at once; any other refusal (a wrong model name, a lost
+    key) is the whole job's problem and raises. A second unreadable answer goes to ``unread``."""
+    for attempt in range(2):
+        try:
+            body = await client.post(endpoint, payload, what)
+        except RequestRejected as error:
+            if error.status != 400:
+                raise
+            refused(error)
+            return None, attempt
+        value, problem = read(body)
+        if value is not None:
+            return value, attempt
+        if attempt == 1:
+            unread(problem)
+    return None, 1
+
+
 async def classify_posts(
     client: ServiceClient, judge: Judge, texts: Sequence[str | None], served_name: str
 ) -> tuple[list[dict[str, bool] | None], int, list[str]]:
@@ -278,30 +308,29 @@ async def classify_posts(
     retries = 0
     examples: list[str] = []
 
+    def note(text: str) -> None:
+        if len(examples) < UNPARSED_EXAMPLES:
+            examples.append(text)
+
     async def one(index: int, text: str | None) -> dict[str, bool] | None:
         nonlocal retries
-        endpoint, payload = judge.payload(text, served_name)
-        for attempt in range(2):
-            try:
-                body = await client.post(endpoint, payload, f"classification of post {index}")
-            except RequestRejected as error:
-                # This post's request is refused (400: e.g. longer than the judge's context):
-                # the post is unparsed; any other refusal (a wrong model name, a lost key) is
-                # the whole job's problem.
-                if error.status != 400:
-                    raise
-                if len(examples) < UNPARSED_EXAMPLES:
-                    examples.append(f"post {index}: {str(error)[:200]}")
-                return None
+
+        def read(body: Mapping[str, Any]) -> tuple[dict[str, bool] | None, str]:
             answer = judge.answer_text(body)
-            parsed = parse_answer(answer, labels)
-            if parsed is not None:
-                return parsed
-            if attempt == 0:
-                retries += 1
-            elif len(examples) < UNPARSED_EXAMPLES:
-                examples.append(answer[:200])
-        return None
+            return parse_answer(answer, labels), answer[:200]
+
+        endpoint, payload = judge.payload(text, served_name)
+        parsed, retried = await ask_with_one_retry(
+            client,
+            endpoint,
+            payload,
+            f"classification of post {index}",
+            read,
+            refused=lambda error: note(f"post {index}: {str(error)[:200]}"),
+            unread=note,
+        )
+        retries += retried
+        return parsed
 
     answers = await asyncio.gather(*(one(i, text) for i, text in enumerate(texts)))
     return list(answers), retries, examples
@@ -337,31 +366,28 @@ async def classify_questions(
 
     async def one(index: int, text: str | None, label: str) -> float | None:
         nonlocal retries
-        endpoint, payload = judge.question(label, text, served_name, tokens.ids)
-        what = f"classification of post {index}, label {label}"
-        for attempt in range(2):
-            try:
-                body = await client.post(endpoint, payload, what)
-            except RequestRejected as error:
-                # As in structured mode: a refused post (400) is unparsed, anything else the job's.
-                if error.status != 400:
-                    raise
-                note(f"post {index}, label {label}: {error}")
-                return None
+
+        def read(body: Mapping[str, Any]) -> tuple[float | None, str]:
             try:
                 logprobs = answer_logprobs(body, judge.chat)
             except (ValueError, KeyError, IndexError, TypeError) as error:
                 logprobs, problem = {}, str(error)
             else:
                 problem = json.dumps({str(k): v for k, v in logprobs.items()})
-            p = yes_probability(logprobs, tokens.yes, tokens.no)
-            if p is not None:
-                return p
-            if attempt == 0:
-                retries += 1
-            else:
-                note(f"post {index}, label {label}: {problem}")
-        return None
+            return yes_probability(logprobs, tokens.yes, tokens.no), f"post {index}, label {label}: {problem}"
+
+        endpoint, payload = judge.question(label, text, served_name, tokens.ids)
+        p, retried = await ask_with_one_retry(
+            client,
+            endpoint,
+            payload,
+            f"classification of post {index}, label {label}",
+            read,
+            refused=lambda error: note(f"post {index}, label {label}: {error}"),
+            unread=note,
+        )
+        retries += retried
+        return p
 
     labels = list(judge.labels)
     asked = [one(i, text, label) for i, text in enumerate(texts) for label in labels]
