@@ -5,7 +5,7 @@ Snakemake's params trigger compares the repr of these dicts (keys, their order, 
 with the one it recorded when the shard was made, and the shard store key hashes them: a
 change here reruns every finished shard of every study. The strings below are what the
 workflow recorded for the demo (config/demo.yaml), the LLM-classifier scenario and an
-endpoint model before the constructors moved into the package.
+endpoint model before the constructors moved into the package (align and design: before their params did).
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ import pytest
 import yaml
 from conftest import REPO, SCENARIOS, run_snakemake, validated_config, write_config
 
+from affalign.align import AlignSettings, align_params
 from affalign.classify import classifier_spec, llm_classifier_settings
 from affalign.classify.llm import LOGPROBS_METHOD
 from affalign.config import ModelIdentity, hub_commits
+from affalign.design import DesignSettings, design_params
 from affalign.generate import GenerationSettings
 from affalign.io import file_sha256
 from affalign.opinions import OpinionSettings, survey_settings
@@ -62,6 +64,15 @@ ENDPOINT_OPINION = (
     "'kind': 'instruct', "
     "'chat': False, 'chat_template_kwargs': {}, 'dtype': None, 'logprobs': 'auto', 'top_logprobs': 20, "
     f"'steering': {STEERING}, 'endpoint': {ENDPOINT}}}"
+)
+ALIGN = (
+    "{'groups': ['liberal', 'conservative'], 'none_bin': False, 'drop_empty': True, 'drop_refusals': True, "
+    "'drop_degenerate': False, 'bootstrap_replicates': 200, 'confidence': 0.95, 'permutations': 199, "
+    "'alpha': 0.05, 'seed': 20240214, 'plutchik_smoothing': False, 'plutchik_weight': 0.1}"
+)
+DESIGN = (
+    "{'n_per_shard': 24, 'groups': ['liberal', 'conservative'], 'confidence': 0.95, 'alpha': 0.05, "
+    "'bootstrap_replicates': 200, 'draws': 100, 'seed': 20240214, 'none_bin': False}"
 )
 LLM_LABELS = (
     "{'anger': 'the writer is angry, annoyed or outraged', 'anticipation': 'the writer looks forward to or "
@@ -124,6 +135,21 @@ def test_opinion_and_survey_settings_of_the_demo_are_pinned(demo):
     assert repr(settings.params()) == OPINION
     assert OpinionSettings.from_params(settings.params()) == settings
     assert repr(survey_settings(demo, "economy")) == SURVEY
+
+
+def test_align_and_design_settings_of_the_demo_are_pinned_and_read_back(demo):
+    assert repr(align_params(demo)) == ALIGN
+    assert repr(design_params(demo)) == DESIGN
+    align = AlignSettings.from_params(align_params(demo))
+    assert align.groups == ("liberal", "conservative") and align.policy.flags() == ["is_empty", "is_refusal"]
+    bootstrap = align.bootstrap
+    assert (bootstrap.replicates, bootstrap.seed, bootstrap.permutations) == (200, 20240214, 199)
+    # The configured weight is recorded, but smoothing off means no smoothing.
+    assert align.plutchik_weight is None
+    smoothed = {**demo, "align": {**demo["align"], "plutchik_smoothing": True, "plutchik_weight": 0.3}}
+    assert AlignSettings.from_params(align_params(smoothed)).plutchik_weight == 0.3
+    design = DesignSettings.from_params(design_params(demo))
+    assert (design.n_per_shard, design.replicates, design.draws, design.seed) == (24, 200, 100, 20240214)
 
 
 def test_an_endpoint_model_records_its_endpoint_instead_of_revision_and_dtype(demo):

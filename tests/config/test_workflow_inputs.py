@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from conftest import demo_config, validated_config
 
 from affalign.config import (
+    LLMClassifiers,
     ModelIdentity,
     endpoint_resources,
     endpoint_specs,
@@ -17,6 +18,7 @@ from affalign.config import (
     ideology_settings,
     issue_keywords,
     model_source,
+    names_pattern,
     register_endpoint_limits,
     self_classification_warnings,
     server_resources,
@@ -109,3 +111,27 @@ def test_a_judge_classifying_its_own_generations_is_named():
         "in its affect files)"
     ]
     assert self_classification_warnings(config, ["other"]) == []
+
+
+def test_llm_classifiers_are_told_apart_by_where_their_judge_runs():
+    config = with_endpoint(demo_config())
+    llm = {"type": "llm", "labels": {"joy": "the writer is happy"}}
+    served = next(iter(config["models"]))
+    config["classifiers"] = {
+        "lex": config["classifiers"][next(iter(config["classifiers"]))],
+        "b-judge": {**llm, "model": served},
+        "a-hosted": {**llm, "model": "hosted"},
+        "c-judge": {**llm, "model": served},
+    }
+    roles = LLMClassifiers.from_config(config)
+    assert roles.served == ["b-judge", "c-judge"] and roles.endpoint == ["a-hosted"]
+    assert roles.judges == [served]  # one server for both classifiers of one judge
+
+
+def test_a_wildcard_pattern_matches_only_its_names_and_nothing_when_there_are_none():
+    import re
+
+    pattern = names_pattern(["gpt-4.1", "llama"])
+    assert re.fullmatch(pattern, "gpt-4.1") and re.fullmatch(pattern, "llama")
+    assert not re.fullmatch(pattern, "gpt-441") and not re.fullmatch(pattern, "gpt-4.1/x")
+    assert not re.fullmatch(names_pattern([]), "") and not re.fullmatch(names_pattern([]), "any")

@@ -1,5 +1,4 @@
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -8,17 +7,17 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 # Config, validation and the steps before any job runs (affalign.config).
 from affalign.config import STOPS_THE_RUN, check_config, check_config_files
-from affalign.config import runtime_problems, validate_config, selected_models
+from affalign.config import check_runtime, validate_config, check_snakemake_version
+from affalign.config import selected_models, names_pattern
 from affalign.config import locked_weights, hub_commits, apply_snakemake_patches
-from affalign.config import check_snakemake_version
-from affalign.config import endpoint_specs, register_endpoint_limits, endpoint_judges
+from affalign.config import endpoint_specs, endpoint_models, register_endpoint_limits
 from affalign.config import preflight_endpoints, self_classification_warnings
 
-# Models, their jobs' interpreter and resources.
-from affalign.config import ModelIdentity, model_source, runtime_python, runtime_device
-from affalign.config import gpu_partition, model_partition, classifier_partition
-from affalign.config import server_resources, endpoint_resources, detection_file
-from affalign.config import judge_endpoint_resources
+# Models, classifiers, their jobs' interpreter and resources.
+from affalign.config import ModelIdentity, LLMClassifiers, model_source, runtime_python
+from affalign.config import runtime_device, gpu_partition, model_partition
+from affalign.config import classifier_partition, server_resources, endpoint_resources
+from affalign.config import detection_file, judge_endpoint_resources
 
 # What reruns: recorded params, unrecorded operations; what each job's output depends on.
 from affalign.config import json_params, unrecorded, consumer_operations
@@ -26,6 +25,8 @@ from affalign.config import human_inputs, human_source, issue_keywords
 from affalign.config import ideology_settings, topic_assignment, gpu_hours_by_shard_size
 from affalign.classify import classifier_spec, llm_classifier_settings
 from affalign.classify import classifier_labels
+from affalign.align import align_params
+from affalign.design import design_params
 from affalign.generate import GenerationSettings
 from affalign.opinions import OpinionSettings, context_slug, survey_settings
 from snakemake.logging import logger
@@ -67,8 +68,7 @@ stop_on_error(validate_config, config, CONFIG_SOURCE)
 stop_on_error(check_config, config, CONFIG_SOURCE)
 # A runtime interpreter that does not exist would fail every model job only after it
 # waited in the GPU queue.
-if runtime_problems(config, CONFIG_SOURCE):
-    raise WorkflowError("\n".join(runtime_problems(config, CONFIG_SOURCE)))
+stop_on_error(check_runtime, config, CONFIG_SOURCE)
 
 # Hub id and revision -> the commit jobs load; before anything is submitted every hub
 # weight must be locked and cached (a dry run only warns; a job on a node reads the lock).
@@ -111,25 +111,10 @@ OPINION_CONTEXTS = [
 # Endpoint models (models.<m>.endpoint): servers that already run, called by their shard
 # jobs directly (rules generate_endpoint, opinion_shard_endpoint), and by the classification
 # jobs of the LLM classifiers they judge for (whatever only_models selects).
-ENDPOINT_JUDGES = endpoint_judges(config)
-ENDPOINTS = endpoint_specs(
-    config, MODELS + [m for m in ENDPOINT_JUDGES if m not in MODELS]
-)
-
-# LLM classifiers (classifiers.<c>.type: llm): each served judge gets its own server
-# (serve_judge): Snakemake reruns every consumer of a service that runs (see classify.smk).
-# An endpoint judge has none: its classification jobs call it (rules *_llm_endpoint).
-LLM_CLASSIFIERS = [n for n, c in config["classifiers"].items() if c["type"] == "llm"]
-ENDPOINT_LLM_CLASSIFIERS = [
-    n for n in LLM_CLASSIFIERS if config["classifiers"][n]["model"] in ENDPOINT_JUDGES
-]
-SERVED_LLM_CLASSIFIERS = [
-    n for n in LLM_CLASSIFIERS if n not in ENDPOINT_LLM_CLASSIFIERS
-]
-JUDGES = sorted(
-    {config["classifiers"][name]["model"] for name in SERVED_LLM_CLASSIFIERS}
-)
-# Classifiers checked against a gold file of human-labelled posts (classifiers.<c>.gold).
+ENDPOINTS = endpoint_specs(config, endpoint_models(config))
+# LLM classifiers (type: llm) by where their judge runs: served (serve_judge) or an endpoint
+# (rules *_llm_endpoint); gold: checked against human-labelled posts (classifiers.<c>.gold).
+LLM = LLMClassifiers.from_config(config)
 GOLD_CLASSIFIERS = [n for n, c in config["classifiers"].items() if "gold" in c]
 
 
@@ -137,26 +122,21 @@ for warning in self_classification_warnings(config, MODELS):
     logger.warning(warning)
 
 
-def slug_alternatives(names):
-    # A pattern that no name matches when there are none.
-    return "|".join(re.escape(name) for name in names) or "(?!)"
-
-
-ENDPOINT_MODELS = slug_alternatives(ENDPOINTS)
-LLM_CLASSIFIER_NAMES = slug_alternatives(SERVED_LLM_CLASSIFIERS)
-ENDPOINT_LLM_CLASSIFIER_NAMES = slug_alternatives(ENDPOINT_LLM_CLASSIFIERS)
-JUDGE_NAMES = slug_alternatives(JUDGES)
-GOLD_CLASSIFIER_NAMES = slug_alternatives(GOLD_CLASSIFIERS)
+ENDPOINT_MODELS = names_pattern(ENDPOINTS)
+LLM_CLASSIFIER_NAMES = names_pattern(LLM.served)
+ENDPOINT_LLM_CLASSIFIER_NAMES = names_pattern(LLM.endpoint)
+JUDGE_NAMES = names_pattern(LLM.judges)
+GOLD_CLASSIFIER_NAMES = names_pattern(GOLD_CLASSIFIERS)
 
 
 wildcard_constraints:
-    model=slug_alternatives(MODELS),
-    issue=slug_alternatives(ISSUES),
-    topic=slug_alternatives(TOPICS),
-    prompt_type=slug_alternatives(PROMPT_TYPES),
-    classifier=slug_alternatives(CLASSIFIERS),
-    survey=slug_alternatives(SURVEYS),
-    context=slug_alternatives(OPINION_CONTEXTS),
+    model=names_pattern(MODELS),
+    issue=names_pattern(ISSUES),
+    topic=names_pattern(TOPICS),
+    prompt_type=names_pattern(PROMPT_TYPES),
+    classifier=names_pattern(CLASSIFIERS),
+    survey=names_pattern(SURVEYS),
+    context=names_pattern(OPINION_CONTEXTS),
 
 
 # --- Snakemake's behaviour, changed in one place (see affalign.config.snakemake_patches) --
@@ -164,7 +144,7 @@ wildcard_constraints:
 stop_on_error(
     apply_snakemake_patches,
     [f"results/services/{model}.json" for model in MODELS]
-    + [f"results/services/judge/{model}.json" for model in JUDGES],
+    + [f"results/services/judge/{model}.json" for model in LLM.judges],
 )
 
 
@@ -405,32 +385,12 @@ def get_classifier_partition(wildcards):
     return classifier_partition(get_classifier_gpus(wildcards) > 0)
 
 
-# align.* settings in the order the align and design jobs' params record them.
-ALIGN_SETTINGS = ["none_bin", "drop_empty", "drop_refusals", "drop_degenerate"]
-ALIGN_SETTINGS += ["bootstrap_replicates", "confidence", "permutations", "alpha"]
-
-
 def get_align_params(wildcards):
-    align = config["align"]
-    return {
-        "groups": GROUPS,
-        **{key: align[key] for key in ALIGN_SETTINGS},
-        "seed": config["seed"],
-        "plutchik_smoothing": align["plutchik_smoothing"],
-        "plutchik_weight": align["plutchik_weight"],
-    }
+    return align_params(config)
 
 
 def get_design_params(wildcards):
-    align = config["align"]
-    return {
-        "n_per_shard": config["generation"]["n_per_shard"],
-        "groups": GROUPS,
-        **{key: align[key] for key in ("confidence", "alpha", "bootstrap_replicates")},
-        "draws": config["design"]["draws"],
-        "seed": config["seed"],
-        "none_bin": align["none_bin"],
-    }
+    return design_params(config)
 
 
 def get_example_topic(wildcards):

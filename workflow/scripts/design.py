@@ -8,17 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 from affalign.design import DesignSettings, run_design_stage
 from affalign.io import run_logged
 
-options = snakemake.params.settings
-settings = DesignSettings(
-    n_per_shard=options["n_per_shard"],
-    groups=tuple(options["groups"]),
-    confidence=options["confidence"],
-    alpha=options["alpha"],
-    replicates=options["bootstrap_replicates"],
-    draws=options["draws"],
-    seed=options["seed"],
-    none_bin=options["none_bin"],
-)
+settings = DesignSettings.from_params(snakemake.params.settings)
 run_logged(
     snakemake.log[0],
     lambda: run_design_stage(

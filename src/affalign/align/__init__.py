@@ -45,7 +45,7 @@ from affalign.align.samples import write_label_samples
 from affalign.align.scoring import BootstrapSettings, Counting, post_vectors
 from affalign.align.simulation import GROUP_RATES, Populations, rates_at, simulated_studies
 from affalign.align.simulation import LABELS as SIMULATED_LABELS
-from affalign.align.stage import AlignSettings, DropPolicy, run_align_stage
+from affalign.align.stage import AlignSettings, DropPolicy, align_params, run_align_stage
 
 __all__ = [
     "GROUP_RATES",
@@ -56,6 +56,7 @@ __all__ = [
     "DropPolicy",
     "GoldError",
     "Populations",
+    "align_params",
     "alignment",
     "bootstrap_comparisons",
     "centred_replicates",

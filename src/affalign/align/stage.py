@@ -18,9 +18,10 @@ Outputs (per classifier), all tidy except the matrix:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -184,6 +185,45 @@ class AlignSettings:
             "tests": "permutation (cells), sign-flip over topics (tendency, steerability), "
             "one-sided bootstrap (below baseline); Holm and BH per family",
         }
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> AlignSettings:
+        """The settings of the align job's recorded params (:func:`align_params`)."""
+        return cls(
+            groups=tuple(params["groups"]),
+            none_bin=params["none_bin"],
+            policy=DropPolicy(
+                empty=params["drop_empty"],
+                refusals=params["drop_refusals"],
+                degenerate=params["drop_degenerate"],
+            ),
+            bootstrap=BootstrapSettings(
+                replicates=params["bootstrap_replicates"],
+                confidence=params["confidence"],
+                seed=params["seed"],
+                permutations=params["permutations"],
+                alpha=params["alpha"],
+            ),
+            plutchik_weight=params["plutchik_weight"] if params["plutchik_smoothing"] else None,
+        )
+
+
+# align.* settings in the order the align job's params record them.
+RECORDED_ALIGN_KEYS = ("none_bin", "drop_empty", "drop_refusals", "drop_degenerate")
+RECORDED_ALIGN_KEYS += ("bootstrap_replicates", "confidence", "permutations", "alpha")
+
+
+def align_params(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What the align job records of a validated config (a change reruns it). The key order
+    is part of the record: a reordered dict would rerun every finished study's align job."""
+    align = config["align"]
+    return {
+        "groups": list(config["groups"]),
+        **{key: align[key] for key in RECORDED_ALIGN_KEYS},
+        "seed": config["seed"],
+        "plutchik_smoothing": align["plutchik_smoothing"],
+        "plutchik_weight": align["plutchik_weight"],
+    }
 
 
 def compare(

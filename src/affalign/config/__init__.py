@@ -22,7 +22,15 @@ change to Snakemake's own behaviour (:mod:`~affalign.config.snakemake_patches`).
 ``--configfile``, which Snakemake reports before the workflow can (without its line).
 """
 
-from affalign.config.checks import ConfigError, check_config, endpoint_judges, selected_models
+from affalign.config.checks import (
+    ConfigError,
+    LLMClassifiers,
+    check_config,
+    endpoint_judges,
+    endpoint_models,
+    names_pattern,
+    selected_models,
+)
 from affalign.config.cluster import (
     classifier_partition,
     gpu_partition,
@@ -50,7 +58,7 @@ from affalign.config.human import (
 from affalign.config.models import ModelIdentity, model_source, self_classification_warnings
 from affalign.config.params import JsonParams, Unrecorded, consumer_operations, json_params, unrecorded
 from affalign.config.plan import gpu_hours_by_shard_size
-from affalign.config.runtime import runtime_device, runtime_problems, runtime_python
+from affalign.config.runtime import check_runtime, runtime_device, runtime_problems, runtime_python
 from affalign.config.snakemake_patches import (
     SnakemakeVersionError,
     apply_snakemake_patches,
@@ -66,6 +74,7 @@ __all__ = [
     "ConfigError",
     "EndpointRunRefused",
     "JsonParams",
+    "LLMClassifiers",
     "ModelIdentity",
     "SnakemakeVersionError",
     "Unrecorded",
@@ -73,11 +82,13 @@ __all__ = [
     "apply_snakemake_patches",
     "check_config",
     "check_config_files",
+    "check_runtime",
     "check_snakemake_version",
     "classifier_partition",
     "consumer_operations",
     "detection_file",
     "endpoint_judges",
+    "endpoint_models",
     "endpoint_resources",
     "endpoint_specs",
     "gpu_hours_by_shard_size",
@@ -95,6 +106,7 @@ __all__ = [
     "model_partition",
     "model_slurm_value",
     "model_source",
+    "names_pattern",
     "preflight_endpoints",
     "read_config_file",
     "register_endpoint_limits",

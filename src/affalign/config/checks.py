@@ -7,8 +7,10 @@ directly (only the optional ``opinions`` section may be absent).
 
 from __future__ import annotations
 
+import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -315,6 +317,35 @@ def endpoint_judges(config: Mapping[str, Any]) -> list[str]:
     called by the run whatever ``only_models`` selects, as served judges are served."""
     judges = {c["model"] for c in config["classifiers"].values() if c["type"] == "llm"}
     return sorted(j for j in judges if j in config["models"] and "endpoint" in config["models"][j])
+
+
+def names_pattern(names: Iterable[str]) -> str:
+    """A regular expression that matches exactly one of ``names`` (a wildcard constraint),
+    and nothing when there are none (an empty alternative would match the empty string)."""
+    return "|".join(re.escape(name) for name in names) or "(?!)"
+
+
+@dataclass(frozen=True)
+class LLMClassifiers:
+    """The LLM classifiers (``type: llm``) by where their judge runs, in config order:
+    ``served`` by the workflow (each judge its own ``serve_judge`` server, since Snakemake
+    reruns every consumer of a service that runs), or an ``endpoint`` model called by the
+    classification jobs; ``judges`` the served judge models, sorted."""
+
+    served: list[str]
+    endpoint: list[str]
+    judges: list[str]
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> LLMClassifiers:
+        on_endpoints = set(endpoint_judges(config))
+        llm = {name: c["model"] for name, c in config["classifiers"].items() if c["type"] == "llm"}
+        served = [name for name, judge in llm.items() if judge not in on_endpoints]
+        return cls(
+            served=served,
+            endpoint=[name for name in llm if name not in served],
+            judges=sorted({llm[name] for name in served}),
+        )
 
 
 def endpoint_models(config: Mapping[str, Any]) -> list[str]:

@@ -15,6 +15,12 @@ print precision next to cost.
 * :mod:`~affalign.design.stage` — the tables and the job.
 """
 
-from affalign.design.stage import SIZE_MULTIPLES, DesignSettings, predict_design, run_design_stage
+from affalign.design.stage import (
+    SIZE_MULTIPLES,
+    DesignSettings,
+    design_params,
+    predict_design,
+    run_design_stage,
+)
 
-__all__ = ["SIZE_MULTIPLES", "DesignSettings", "predict_design", "run_design_stage"]
+__all__ = ["SIZE_MULTIPLES", "DesignSettings", "design_params", "predict_design", "run_design_stage"]

@@ -6,9 +6,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -71,6 +72,34 @@ class DesignSettings:
 
     def sizes(self) -> list[int]:
         return [self.n_per_shard * multiple for multiple in SIZE_MULTIPLES]
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> DesignSettings:
+        """The settings of the design job's recorded params (:func:`design_params`)."""
+        return cls(
+            n_per_shard=params["n_per_shard"],
+            groups=tuple(params["groups"]),
+            confidence=params["confidence"],
+            alpha=params["alpha"],
+            replicates=params["bootstrap_replicates"],
+            draws=params["draws"],
+            seed=params["seed"],
+            none_bin=params["none_bin"],
+        )
+
+
+def design_params(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What the design job records of a validated config (a change reruns it; the key order
+    is part of the record)."""
+    align = config["align"]
+    return {
+        "n_per_shard": config["generation"]["n_per_shard"],
+        "groups": list(config["groups"]),
+        **{key: align[key] for key in ("confidence", "alpha", "bootstrap_replicates")},
+        "draws": config["design"]["draws"],
+        "seed": config["seed"],
+        "none_bin": align["none_bin"],
+    }
 
 
 def _topic_cells(posts: pl.DataFrame, labels: Sequence[str], groups: Sequence[str], counting: Counting):
