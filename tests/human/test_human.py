@@ -103,12 +103,6 @@ def test_missing_column_names_file_and_key():
         run(table().drop("body"))
 
 
-def test_empty_group_in_a_topic_is_an_error():
-    frame = table(side=["liberal", "liberal", "liberal", "conservative", "moderate", "liberal"])
-    with pytest.raises(HumanDataError, match=r"topic 'masks' has no posts from group 'conservative'"):
-        run(frame, spec=DROPPING)
-
-
 def test_mistyped_column_is_an_error():
     with pytest.raises(HumanDataError, match=r"column 'body' \(text\) must hold text"):
         run(table(body=[1, 2, 3, 4, 5, 6]))
