@@ -175,6 +175,15 @@ def test_the_plan_counts_the_judge_requests_of_affect_files_not_made(study):
     # No GPU job is planned for the endpoint judge, as there is one for the served judge.
     planned = [job.classifier for job in plan_classification(config, workdir)]
     assert "served-judge" in planned and "ep-judge" not in planned
+    # A gold file: one more job, its posts' requests, until its affect file is made.
+    gold = workdir / "gold.csv"
+    gold.write_text("post_id,text,anger,joy\n" + "".join(f"g{i},post {i},1,0\n" for i in range(33)))
+    config["classifiers"]["ep-judge"]["gold"] = str(gold)
+    (golden,) = plan_endpoints(config, workdir)
+    assert golden.requests == after.requests + 33
+    assert golden.classify_jobs_to_run == after.classify_jobs_to_run + 1
+    (workdir / "results" / "classify" / "ep-judge" / "gold.parquet").write_bytes(b"")
+    assert plan_endpoints(config, workdir)[0] == after
 
 
 def test_a_logprobs_judge_behind_an_endpoint_without_tokenize_stops_the_run_before_it_starts(

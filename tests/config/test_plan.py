@@ -163,3 +163,23 @@ def test_an_llm_judge_is_billed_as_its_own_server_job():
     # Every post one answer of at most max_tokens at the 1B throughput (20,000 tok/s), plus a load.
     assert judge.gpu_hours == pytest.approx((judge.posts * spec["max_tokens"] / 20000 + 300) / 3600)
     assert judge.requested_gpu_hours == config["models"][spec["model"]]["resources"]["runtime"] / 60
+    # Its gold file's posts are labelled too (40 in the scenario's gold file).
+    assert "gold" in spec
+    classifiers = config["classifiers"]
+    without_gold = {name: {k: v for k, v in c.items() if k != "gold"} for name, c in classifiers.items()}
+    (ungolded,) = plan_classification({**config, "classifiers": without_gold}, REPO / "no-such-workdir")
+    assert judge.posts - ungolded.posts == 40 and judge.requests - ungolded.requests == 40
+
+
+def test_a_gold_file_adds_one_classification_job_and_its_posts(study, tmp_path):
+    workdir, config = study
+    gold = tmp_path / "gold.csv"
+    gold.write_text("post_id,text,a,b\n" + "".join(f"g{i},post {i},1,0\n" for i in range(35)))
+    roberta = {"type": "hf", "model": "org/roberta", "labels": ["a", "b"]}
+    plans = {}
+    for name, spec in {"plain": roberta, "golden": {**roberta, "gold": str(gold)}}.items():
+        checked = validated_config({**config, "classifiers": {name: spec}})
+        (plans[name],) = plan_classification(checked, workdir)
+    assert plans["golden"].jobs == plans["plain"].jobs + 1
+    assert plans["golden"].posts == plans["plain"].posts + 35
+    assert plans["golden"].requested_gpu_hours > plans["plain"].requested_gpu_hours

@@ -16,7 +16,7 @@ from typing import Any
 from affalign.classify import Judge, check_endpoint_judge, llm_classifier_settings, requests_per_post
 from affalign.config.checks import endpoint_models, selected_models
 from affalign.config.models import ModelIdentity, uses_chat_template
-from affalign.config.plan import shard_paths
+from affalign.config.plan import gold_posts, shard_paths
 from affalign.io import read_table
 from affalign.opinions import (
     Scoring,
@@ -67,9 +67,7 @@ class RequestCounter:
     def classification_gold(self, classifier: str) -> int:
         """One job of ``classify_gold_llm_endpoint``: the rows of the classifier's gold file."""
         spec = self.config["classifiers"][classifier]
-        path = Path(spec["gold"])
-        rows = read_table(path if path.is_absolute() else self.workdir / path).height
-        return rows * requests_per_post(spec)
+        return gold_posts(spec, self.workdir) * requests_per_post(spec)
 
     def human_posts(self, issue: str) -> int:
         """The issue's ingested posts (``results/human/<issue>/posts.parquet``) when they are
@@ -139,6 +137,8 @@ def plan_endpoints(config: Mapping[str, Any], workdir: Path = Path(".")) -> list
             counter.classification_generated(classifier, wildcards["model"])
             if "model" in wildcards
             else counter.classification_human(classifier, wildcards["issue"])
+            if "issue" in wildcards
+            else counter.classification_gold(classifier)
             for classifier, wildcards, _ in affect
         )
         plans.append(
@@ -151,7 +151,8 @@ def plan_endpoints(config: Mapping[str, Any], workdir: Path = Path(".")) -> list
 
 def classification_jobs(config: Mapping[str, Any], judge: str) -> list[tuple[str, dict[str, str], Path]]:
     """(classifier, wildcards, one output) of every classification job ``judge`` does: per
-    LLM classifier it judges for, one per model of the run and one per issue."""
+    LLM classifier it judges for, one per model of the run, one per issue and one for its
+    gold file (no wildcard but the classifier)."""
     jobs = []
     for classifier, spec in config["classifiers"].items():
         if spec["type"] != "llm" or spec["model"] != judge:
@@ -162,6 +163,8 @@ def classification_jobs(config: Mapping[str, Any], judge: str) -> list[tuple[str
             jobs.append((classifier, {"model": model}, root / "generated" / model / first))
         for issue in config["issues"]:
             jobs.append((classifier, {"issue": issue}, root / "human" / f"{issue}.parquet"))
+        if "gold" in spec:
+            jobs.append((classifier, {}, root / "gold.parquet"))
     return jobs
 
 

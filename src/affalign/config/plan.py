@@ -29,7 +29,7 @@ from affalign.design import SIZE_MULTIPLES
 # A request more than this many times the estimate is flagged as over-asking.
 OVER_ASK = 3.0
 # The rules that classify, and the profile the bill reads their SLURM runtime from.
-CLASSIFY_RULES = ("classify_generated", "classify_human")
+CLASSIFY_RULES = ("classify_generated", "classify_human", "classify_gold")
 SLURM_PROFILE = Path(__file__).resolve().parents[3] / "profiles" / "slurm" / "config.yaml"
 SIZE_IN_NAME = re.compile(r"(?<![0-9.])(\d+(?:\.\d+)?)([bBmM])(?![A-Za-z0-9])")
 
@@ -84,6 +84,17 @@ def shard_paths(config: Mapping[str, Any], model: str) -> list[Path]:
         for topic in spec["topics"]
         for prompt_type in config["prompt_types"]
     ]
+
+
+def gold_posts(spec: Mapping[str, Any], workdir: Path = Path(".")) -> int:
+    """The posts of a classifier's gold file (``classifiers.<c>.gold``; 0 without one), which
+    its classify_gold job labels."""
+    if "gold" not in spec:
+        return 0
+    from affalign.io import read_table
+
+    path = Path(spec["gold"])
+    return read_table(path if path.is_absolute() else workdir / path).height
 
 
 def plan_study(config: Mapping[str, Any], workdir: Path = Path(".")) -> list[ModelPlan]:
@@ -177,8 +188,9 @@ def plan_classification(
     config: Mapping[str, Any], workdir: Path = Path("."), profile: Path = SLURM_PROFILE
 ) -> list[ClassifierPlan]:
     """Per transformer classifier: its GPU jobs (one per model of the run, one per issue's
-    human posts), the posts they classify (generated: shards × n_per_shard; human: the
-    ingested posts where ``results/human`` holds them) and GPU-hours at
+    human posts, one for its gold file), the posts they classify (generated: shards ×
+    n_per_shard; human: the ingested posts where ``results/human`` holds them; gold: the gold
+    file's rows) and GPU-hours at
     ``plan.classifier_posts_per_s`` plus ``plan.classifier_load_minutes`` per job, next to
     what the profile requests."""
     import polars as pl
@@ -201,19 +213,23 @@ def plan_classification(
         if spec["type"] == "llm" and "endpoint" in config["models"][spec["model"]]:
             # No GPU job here: its requests are in the endpoint table (plan_endpoints).
             continue
+        gold = gold_posts(spec, workdir)
         if spec["type"] == "llm":
-            plans.append(_judge_plan(config, classifier, spec, model_posts + human_posts))
+            plans.append(_judge_plan(config, classifier, spec, model_posts + human_posts + gold))
             continue
         # One forward pass per post and per model of a binary set (Mformer: five).
         passes = len(spec.get("models", {})) or 1
-        jobs = len(models) + len(config["issues"])
-        posts = model_posts + human_posts
+        gold_jobs = 1 if "gold" in spec else 0
+        jobs = len(models) + len(config["issues"]) + gold_jobs
+        posts = model_posts + human_posts + gold
         seconds = (
             posts * passes / settings["classifier_posts_per_s"]
             + jobs * settings["classifier_load_minutes"] * 60
         )
         requested = (
-            len(models) * minutes["classify_generated"] + len(config["issues"]) * minutes["classify_human"]
+            len(models) * minutes["classify_generated"]
+            + len(config["issues"]) * minutes["classify_human"]
+            + gold_jobs * minutes["classify_gold"]
         ) / 60
         plans.append(ClassifierPlan(classifier, jobs, posts, seconds / 3600, requested))
     return plans
