@@ -114,12 +114,25 @@ def llm_study(model_dir: Path, prompt: Path) -> dict:
     return config
 
 
+GOLD_POSTS = 32
+
+
+def write_gold(path: Path) -> Path:
+    """A gold file of the judge's labels (made up: the run checks the path, not the judge)."""
+    rows = [
+        f"g{i},post number {i} about masks,{int(i % 3 == 0)},{int(i % 4 == 0)}" for i in range(GOLD_POSTS)
+    ]
+    path.write_text("post_id,text,anger,joy\n" + "\n".join(rows) + "\n")
+    return path
+
+
 @pytest.fixture(scope="module")
 def judged_run(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory):
     workdir = tmp_path_factory.mktemp("judged")
     prompt = workdir / "prompt.txt"
     prompt.write_text("Labels:\n{labels}\nPost: {post}\nJSON:")
     config = llm_study(tiny_llama, prompt)
+    config["classifiers"]["judge"]["gold"] = str(write_gold(workdir / "gold.csv"))
     configfile = write_config(workdir / "study.yaml", config)
     result = run_snakemake(workdir, configfile=configfile)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-8000:]
@@ -131,7 +144,7 @@ def test_llm_classifier_labels_every_post_through_the_server(judged_run):
     workdir, _, prompt, result = judged_run
     assert "classifies its own generations" in result.stderr
     affect_files = sorted((workdir / "results/classify/judge").rglob("*.parquet"))
-    assert len(affect_files) == 3 + 1  # three prompt types, one issue's human posts
+    assert len(affect_files) == 3 + 1 + 1  # three prompt types, one issue's human posts, gold
     for path in affect_files:
         frame = pl.read_parquet(path)
         labelled = [c for c in frame.columns if c != "post_id"]
@@ -149,6 +162,12 @@ def test_llm_classifier_labels_every_post_through_the_server(judged_run):
         assert info["temperature"] == 0.0 and isinstance(info["seed"], int)
         assert info["judge_is_generator"] == ("generated" in path.parts)
         assert info["requests"] == posts.height + info["retries"]
+    # The gold posts went through the judge's server too, and have per-label F1.
+    gold = read_provenance(workdir / "results/classify/judge/gold.parquet")
+    assert gold["posts"] == GOLD_POSTS and gold["judge_model"] == "tiny-chat"
+    f1 = pl.read_csv(workdir / "results/align/judge/gold_f1.csv")
+    assert f1["label"].to_list() == [*LABELS, "macro"]
+    assert set(f1.filter(pl.col("label") != "macro")["n"]) == {GOLD_POSTS - gold["unparsed"]}
     # The constrained output parses: the random model's answers are valid JSON of the schema.
     human = read_provenance(workdir / "results/classify/judge/human/covid-19.parquet")
     assert human["posts"] > 20 and human["unparsed"] == 0, human
@@ -236,8 +255,10 @@ JUDGE_JOBS_ONLY = {
     "plot_design": 1,
     "robustness": 1,
     "label_samples": 1,
+    "classify_gold_llm": 1,
+    "gold_f1": 1,
     "all": 1,
-    "total": 11,
+    "total": 13,
 }
 
 
@@ -263,6 +284,10 @@ def test_a_changed_prompt_or_label_set_reclassifies_only(judged_run, change):
     assert dry.returncode == 0, dry.stdout + dry.stderr
     if change == "nothing":
         assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout
+    elif change == "labels":
+        # The gold posts are read for the judge's labels.
+        expected = {**JUDGE_JOBS_ONLY, "gold_posts": 1, "total": JUDGE_JOBS_ONLY["total"] + 1}
+        assert job_counts(dry.stdout) == expected, dry.stdout
     else:
         assert job_counts(dry.stdout) == JUDGE_JOBS_ONLY, dry.stdout
 
