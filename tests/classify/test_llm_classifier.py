@@ -64,6 +64,12 @@ def test_prompt_is_filled_by_plain_replacement():
         check_template("Labels: {labels}")
 
 
+def test_a_placeholder_inside_a_definition_stays_text():
+    labels = {"quote": "the writer quotes a {post} of someone else"}
+    prompt = render_prompt("Labels:\n{labels}\nPost: {post}", labels, "I agree")
+    assert prompt == "Labels:\n- quote: the writer quotes a {post} of someone else\nPost: I agree"
+
+
 def llm_classifier(model: str, prompt: str | Path = DEFAULT_PROMPT, labels=LABELS) -> dict:
     return {"type": "llm", "model": model, "labels": dict(labels), "prompt": str(prompt)}
 

@@ -20,6 +20,7 @@ PLACEHOLDERS = {
     "structured": (LABELS_PLACEHOLDER, POST_PLACEHOLDER),
     "logprobs": (LABEL_PLACEHOLDER, DEFINITION_PLACEHOLDER, POST_PLACEHOLDER),
 }
+_PROMPT_FIELDS = re.compile(r"\{(labels|post)\}")
 _QUESTION_FIELDS = re.compile(r"\{(label|definition|post)\}")
 
 
@@ -38,10 +39,11 @@ def check_template(text: str, where: str = "the prompt template", method: str = 
 
 
 def render_prompt(template: str, labels: Mapping[str, str], post: str | None) -> str:
-    """The template with one ``- label: definition`` line per label and the post (plain
-    replacement: braces in a post or a definition are text)."""
+    """The template with one ``- label: definition`` line per label and the post, replaced
+    in one pass, so that a placeholder written in a definition or a post stays text."""
     lines = "\n".join(f"- {label}: {definition}" for label, definition in labels.items())
-    return template.replace(LABELS_PLACEHOLDER, lines).replace(POST_PLACEHOLDER, post or "")
+    values = {"labels": lines, "post": post or ""}
+    return _PROMPT_FIELDS.sub(lambda match: values[match.group(1)], template)
 
 
 def render_question(template: str, label: str, definition: str, post: str | None) -> str:
