@@ -203,7 +203,10 @@ def logprobs_run(judged_run):
     judge = {**llm_classifier("tiny-chat", question), "method": "logprobs", "threshold": THRESHOLD}
     changed = {**config, "classifiers": {**config["classifiers"], "judge-lp": judge}}
     configfile = write_config(workdir / "judge-lp.yaml", changed)
-    structured = sorted((workdir / "results/classify/judge").rglob("*.parquet"))
+    # The structured judge's posts (its gold file is its own: judge-lp has none).
+    structured = sorted(
+        p for p in (workdir / "results/classify/judge").rglob("*.parquet") if p.name != "gold.parquet"
+    )
     targets = [
         str(path.relative_to(workdir)).replace("classify/judge/", "classify/judge-lp/") for path in structured
     ]
