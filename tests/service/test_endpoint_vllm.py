@@ -271,6 +271,9 @@ def test_the_concurrency_limit_holds_across_parallel_shard_jobs(server, tmp_path
     assert peaks["unlimited"] > limits["max_concurrency"]
 
 
+ROUNDS_TO_PROVOKE = 5
+
+
 def test_a_top_k_answer_batched_with_exact_requests_is_asked_again_until_sound(server):
     # vLLM 0.32's V1 sampler gives the top-k rows of a batch that also holds a
     # logprob_token_ids request probability 0 (-9999.0; vllm-project/vllm pull request
@@ -301,8 +304,16 @@ def test_a_top_k_answer_batched_with_exact_requests_is_asked_again_until_sound(s
 
             client = Poster()
             alone = answer_logprobs(await client.post("/v1/completions", top_k, "alone"), chat=False)
-            mixed = await asyncio.gather(*(client.post("/v1/completions", b, "") for b in [exact, top_k] * 8))
-            corrupted = sum(is_corrupted_top_k(answer_logprobs(answer, chat=False)) for answer in mixed[1::2])
+            # Whether both kinds land in one scheduler step depends on timing (CI once saw a
+            # round of 8 with none): a few rounds, until one is corrupted.
+            corrupted = 0
+            for _ in range(ROUNDS_TO_PROVOKE):
+                mixed = await asyncio.gather(
+                    *(client.post("/v1/completions", b, "") for b in [exact, top_k] * 8)
+                )
+                corrupted = sum(is_corrupted_top_k(answer_logprobs(a, chat=False)) for a in mixed[1::2])
+                if corrupted:
+                    break
             asked, *_ = await asyncio.gather(
                 answer_with_a_sound_top_k(client, "/v1/completions", top_k, "q", Scoring("top-k", 20)),
                 *(client.post("/v1/completions", exact, "") for _ in range(8)),
@@ -310,7 +321,9 @@ def test_a_top_k_answer_batched_with_exact_requests_is_asked_again_until_sound(s
             return alone, corrupted, asked
 
     alone, corrupted, asked = asyncio.run(main())
-    assert corrupted >= 1, "vLLM no longer corrupts mixed batches: the retry may be dropped"
+    assert corrupted >= 1, (
+        f"no corrupted top-k answer in {ROUNDS_TO_PROVOKE} rounds: vLLM fixed it? then the retry may go"
+    )
     assert not is_corrupted_top_k(asked) and asked.keys() == alone.keys()
     assert list(asked.values()) == pytest.approx(list(alone.values()), abs=1e-4)
 
