@@ -26,6 +26,7 @@ from affalign.config.checks import (
     ConfigError,
     LLMClassifiers,
     check_config,
+    check_runtime,
     endpoint_judges,
     endpoint_models,
     names_pattern,
@@ -58,7 +59,7 @@ from affalign.config.human import (
 from affalign.config.models import ModelIdentity, model_source, self_classification_warnings
 from affalign.config.params import JsonParams, Unrecorded, consumer_operations, json_params, unrecorded
 from affalign.config.plan import gpu_hours_by_shard_size
-from affalign.config.runtime import check_runtime, runtime_device, runtime_problems, runtime_python
+from affalign.config.runtime import runtime_device, runtime_problems, runtime_python
 from affalign.config.snakemake_patches import (
     SnakemakeVersionError,
     apply_snakemake_patches,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from affalign.config.runtime import runtime_problems
 from affalign.generate import DEFAULT_PROMPT_TYPE, PromptError, load_templates
 from affalign.human import (
     DomainTableError,
@@ -317,6 +318,13 @@ def endpoint_judges(config: Mapping[str, Any]) -> list[str]:
     called by the run whatever ``only_models`` selects, as served judges are served."""
     judges = {c["model"] for c in config["classifiers"].values() if c["type"] == "llm"}
     return sorted(j for j in judges if j in config["models"] and "endpoint" in config["models"][j])
+
+
+def check_runtime(config: Mapping[str, Any], source: str) -> None:
+    """:func:`~affalign.config.runtime.runtime_problems` as a :class:`ConfigError`."""
+    problems = runtime_problems(config, source)
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 def names_pattern(names: Iterable[str]) -> str:

@@ -51,12 +51,3 @@ def runtime_problems(config: Mapping[str, Any], source: str, base: Path | None =
     if not (python.is_file() and os.access(python, os.X_OK)):
         return [f"{source}: runtime.python: {python} is not an executable file"]
     return []
-
-
-def check_runtime(config: Mapping[str, Any], source: str) -> None:
-    """:func:`runtime_problems` as an error (:class:`~affalign.config.ConfigError`)."""
-    from affalign.config.checks import ConfigError
-
-    problems = runtime_problems(config, source)
-    if problems:
-        raise ConfigError("\n".join(problems))
